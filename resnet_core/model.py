@@ -1,0 +1,263 @@
+"""ResNets built from an ArchSpec, with torchvision's module names.
+
+Blocks follow torchvision's `models/resnet.py` (conv1/bn1/conv2/bn2/downsample, the stride
+on the bottleneck's 3x3 conv) so that an `-imagenet` preset loads torchvision's state dict
+with strict=True. Shortcuts: option A (zero padding) and option B (projection) from
+He et al. 2016, https://arxiv.org/abs/1512.03385, section 3.3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .spec import ArchSpec, resolve_spec
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ZeroPadShortcut",
+    "ResNet",
+    "SimpleCNN",
+    "build_model",
+    "conv3x3",
+    "conv1x1",
+]
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding; no bias because BatchNorm follows."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution; no bias because BatchNorm follows."""
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: subsample by striding and pad the new channels with zeros (no parameters)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]  # (N, C, H/s, W/s)
+        extra = self.out_channels - self.in_channels
+        if extra:
+            # Pad channels (dim 1) symmetrically-ish: F.pad pads the last dims first.
+            x = F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))  # (N, C_out, H, W)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+
+def make_shortcut(
+    kind: str, in_channels: int, out_channels: int, stride: int
+) -> nn.Module | None:
+    """The shortcut a block needs: None for identity, else projection or zero padding."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    if kind == "zero_pad":
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    return nn.Sequential(
+        conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels)
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN stanzas; with `residual`, the input is added back before the last ReLU."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        residual: bool = True,
+        shortcut: str = "projection",
+    ) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv1 = conv3x3(in_channels, width, stride)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.conv2 = conv3x3(width, out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.residual = residual
+        self.shortcut_kind = shortcut if residual else "none"
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out = out + identity  # not in place: probes read the BN output
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (carries the stride, as torchvision's v1.5), 1x1 expand by 4."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        residual: bool = True,
+        shortcut: str = "projection",
+    ) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv1 = conv1x1(in_channels, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()
+        self.residual = residual
+        self.shortcut_kind = shortcut if residual else "none"
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out = out + identity
+        return self.relu(out)
+
+
+BLOCK_TYPES: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def _init_weights(model: nn.Module) -> None:
+    """Kaiming-normal convs (He et al. 2015), BN scale 1 / shift 0, as torchvision does."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class ResNet(nn.Module):
+    """A residual (or plain) network described by an ArchSpec.
+
+    Module names match torchvision: conv1, bn1, relu, maxpool, layer1..layerK, avgpool, fc.
+    """
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        stem_channels = spec.stem_channels()
+        if spec.stem == "imagenet":
+            self.conv1 = nn.Conv2d(spec.in_channels, stem_channels, 7, 2, 3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            self.conv1 = conv3x3(spec.in_channels, stem_channels)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(stem_channels)
+        self.relu = nn.ReLU()
+        block = BLOCK_TYPES[spec.block]
+        in_channels = stem_channels
+        self.stage_names: list[str] = []
+        for index, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
+            stride = 1 if index == 0 else 2
+            blocks = []
+            for position in range(depth):
+                blocks.append(
+                    block(in_channels, width, stride if position == 0 else 1, spec.residual, spec.shortcut)
+                )
+                in_channels = width * block.expansion
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_channels, spec.num_classes)
+        _init_weights(self)
+
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, name) for name in self.stage_names]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, C0, H', W')
+        for stage in self.stages():
+            x = stage(x)  # each later stage halves H, W
+        x = torch.flatten(self.avgpool(x), 1)  # (N, C_last)
+        return self.fc(x)  # (N, num_classes)
+
+
+class ConvBNReLU(nn.Sequential):
+    """conv3x3 -> BN -> ReLU, the unit of the plain CNN baseline."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            conv3x3(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU()
+        )
+
+
+class SimpleCNN(nn.Module):
+    """The small baseline: per stage, `depth` conv-BN-ReLU layers then a 2x2 max-pool."""
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        layers: list[nn.Module] = []
+        in_channels = spec.in_channels
+        for depth, width in zip(spec.depths, spec.widths):
+            for _ in range(depth):
+                layers.append(ConvBNReLU(in_channels, width))
+                in_channels = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_channels, spec.num_classes)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def build_model(name_or_spec: str | ArchSpec | dict, **overrides: Any) -> nn.Module:
+    """Build a network from a preset name, a spec dict or an ArchSpec.
+
+    Args:
+        name_or_spec: e.g. "resnet20", "resnet50-imagenet", or an ArchSpec.
+        **overrides: spec fields to change, e.g. num_classes=7 or residual=False.
+
+    Returns:
+        The model on the CPU in training mode, Kaiming-initialised; `model.spec` holds its spec.
+
+    Raises:
+        SpecError: unknown preset, unknown override or invalid field value.
+    """
+    spec = resolve_spec(name_or_spec, **overrides)
+    if spec.family == "simple_cnn":
+        return SimpleCNN(spec)
+    return ResNet(spec)
+
+
+def model_spec(model: nn.Module) -> ArchSpec | None:
+    """The ArchSpec a model was built from, if it was built here."""
+    spec = getattr(model, "spec", None)
+    return spec if isinstance(spec, ArchSpec) else None

@@ -1,0 +1,301 @@
+"""Architecture specs: one frozen dataclass describes every network the app can build.
+
+A spec is data (He et al. 2016, "Deep Residual Learning for Image Recognition",
+https://arxiv.org/abs/1512.03385): stem, block type, blocks and channels per stage, whether
+the skip connections exist, and how a shortcut changes shape. Presets are a table of specs,
+so tests and the app iterate over the same registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ArchSpec",
+    "SpecError",
+    "PRESETS",
+    "PRESET_INFO",
+    "list_presets",
+    "get_preset",
+    "resolve_spec",
+]
+
+FAMILIES = ("resnet", "simple_cnn")
+STEMS = ("cifar", "imagenet")
+BLOCKS = ("basic", "bottleneck")
+SHORTCUTS = ("projection", "zero_pad")
+MAX_STAGES = 8
+MAX_BLOCKS_PER_STAGE = 256
+MAX_WIDTH = 8192
+
+
+class SpecError(ValueError):
+    """A user-visible problem with an architecture spec, preset name or input size."""
+
+
+def _check_int(field: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """Return value as int if it is a whole number in range, else raise SpecError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{field}: {value!r} is not a whole number; use an integer >= {minimum}")
+    if isinstance(value, float) and not value.is_integer():
+        raise SpecError(f"{field}: {value!r} is not a whole number; use an integer >= {minimum}")
+    value = int(value)
+    if value < minimum:
+        raise SpecError(f"{field}: {value} is too small; it must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise SpecError(f"{field}: {value} is too large; it must be <= {maximum}")
+    return value
+
+
+def _check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SpecError(f"{field}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+    return value
+
+
+def _check_int_list(field: str, value: Any, minimum: int, maximum: int) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise SpecError(f"{field}: {value!r} is not a list of integers, e.g. [2, 2, 2, 2]")
+    items = list(value)
+    if not items:
+        raise SpecError(f"{field}: the list is empty; give at least one stage, e.g. [3, 3, 3]")
+    if len(items) > MAX_STAGES:
+        raise SpecError(f"{field}: {len(items)} stages is too many; at most {MAX_STAGES}")
+    return tuple(
+        _check_int(f"{field}[{i}]", item, minimum, maximum) for i, item in enumerate(items)
+    )
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything needed to build one network.
+
+    Attributes:
+        stem: "cifar" (3x3 conv, stride 1) or "imagenet" (7x7 conv, stride 2, then max-pool).
+        block: "basic" (two 3x3 convs) or "bottleneck" (1x1, 3x3, 1x1; output is 4x width).
+        depths: blocks per stage, each >= 1. The first stage keeps the spatial size, every
+            later stage halves it.
+        widths: channels per stage (for bottleneck blocks, the inner width), same length.
+        residual: True adds the skip connections; False gives the plain twin (same layers).
+        shortcut: where a block changes shape, "projection" (1x1 conv + BN, option B) or
+            "zero_pad" (stride-2 subsampling plus zero channels, option A, no parameters).
+        num_classes: outputs of the final linear layer.
+        in_channels: channels of the input image.
+        stem_width: channels after the stem; None means widths[0].
+        family: "resnet" for everything above, "simple_cnn" for the small conv baseline
+            (depths conv-BN-ReLU layers per stage, a 2x2 max-pool after each stage).
+    """
+
+    stem: str = "cifar"
+    block: str = "basic"
+    depths: tuple[int, ...] = (2, 2, 2, 2)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    residual: bool = True
+    shortcut: str = "projection"
+    num_classes: int = 10
+    in_channels: int = 3
+    stem_width: int | None = None
+    family: str = "resnet"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen dataclass: normalise once, at construction
+        set_(self, "family", _check_choice("family", self.family, FAMILIES))
+        set_(self, "stem", _check_choice("stem", self.stem, STEMS))
+        set_(self, "block", _check_choice("block", self.block, BLOCKS))
+        set_(self, "shortcut", _check_choice("shortcut", self.shortcut, SHORTCUTS))
+        set_(self, "depths", _check_int_list("depths", self.depths, 1, MAX_BLOCKS_PER_STAGE))
+        set_(self, "widths", _check_int_list("widths", self.widths, 1, MAX_WIDTH))
+        if len(self.depths) != len(self.widths):
+            raise SpecError(
+                f"depths and widths: {len(self.depths)} stages in depths {list(self.depths)} but "
+                f"{len(self.widths)} in widths {list(self.widths)}; give one width per stage"
+            )
+        if not isinstance(self.residual, bool):
+            raise SpecError(f"residual: {self.residual!r} is not allowed; use true or false")
+        set_(self, "num_classes", _check_int("num_classes", self.num_classes, 1, 100_000))
+        set_(self, "in_channels", _check_int("in_channels", self.in_channels, 1, 64))
+        if self.stem_width is not None:
+            set_(self, "stem_width", _check_int("stem_width", self.stem_width, 1, MAX_WIDTH))
+        if self.residual and self.shortcut == "zero_pad" and self.family == "resnet":
+            channels = self.stage_out_channels()
+            previous = self.stem_channels()
+            for stage, out in enumerate(channels):
+                if out < previous:
+                    raise SpecError(
+                        f"shortcut: 'zero_pad' cannot shrink channels ({previous} -> {out} at "
+                        f"stage {stage + 1}); use 'projection' or non-decreasing widths"
+                    )
+                previous = out
+
+    # Derived sizes -------------------------------------------------------------------------
+    @property
+    def expansion(self) -> int:
+        """Output channels of a block per unit of width (4 for bottleneck blocks)."""
+        return 4 if self.block == "bottleneck" and self.family == "resnet" else 1
+
+    def stem_channels(self) -> int:
+        """Channels coming out of the stem."""
+        return self.stem_width if self.stem_width is not None else self.widths[0]
+
+    def stage_out_channels(self) -> tuple[int, ...]:
+        """Channels coming out of each stage."""
+        return tuple(width * self.expansion for width in self.widths)
+
+    def downsample_factor(self) -> int:
+        """How much the spatial size shrinks from input to the last stage."""
+        if self.family == "simple_cnn":
+            return 2 ** len(self.depths)
+        stem = 4 if self.stem == "imagenet" else 1
+        return stem * 2 ** (len(self.depths) - 1)
+
+    def min_input_size(self) -> int:
+        """Smallest square input side whose last stage is at least 1x1 without padding tricks."""
+        return self.downsample_factor()
+
+    def num_layers(self) -> int:
+        """Weighted layers in the main path (the N in ResNet-N): stem + block convs + fc."""
+        per_block = 1 if self.family == "simple_cnn" else (3 if self.block == "bottleneck" else 2)
+        stem = 0 if self.family == "simple_cnn" else 1
+        return stem + per_block * sum(self.depths) + 1
+
+    # Serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `ArchSpec.from_dict` reverses it."""
+        data = dataclasses.asdict(self)
+        data["depths"] = list(self.depths)
+        data["widths"] = list(self.widths)
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ArchSpec:
+        """Build a spec from a dict (e.g. parsed JSON); unknown keys raise SpecError."""
+        if not isinstance(data, dict):
+            raise SpecError(f"spec: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(
+                f"spec: unknown field(s) {', '.join(map(repr, unknown))}; "
+                f"allowed fields are {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SpecError(f"spec: not valid JSON ({error.msg} at line {error.lineno})") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> ArchSpec:
+        """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise SpecError(f"override: unknown field(s) {', '.join(map(repr, unknown))}")
+        return dataclasses.replace(self, **changes)
+
+
+# Presets ----------------------------------------------------------------------------------
+def _imagenet(block: str, depths: tuple[int, ...]) -> ArchSpec:
+    # torchvision's ResNet: 7x7 stem, 1000 classes, projection shortcuts (option B).
+    return ArchSpec("imagenet", block, depths, (64, 128, 256, 512), num_classes=1000)
+
+
+def _cifar_wide(block: str, depths: tuple[int, ...], residual: bool = True) -> ArchSpec:
+    # The common CIFAR adaptation of ResNet-18/34/50/...: 3x3 stem, no max-pool.
+    return ArchSpec("cifar", block, depths, (64, 128, 256, 512), residual=residual)
+
+
+def _cifar_thin(n: int, residual: bool = True) -> ArchSpec:
+    # He et al. section 4.2: 6n+2 layers, 16/32/64 channels, option A shortcuts.
+    return ArchSpec(
+        "cifar", "basic", (n, n, n), (16, 32, 64), residual=residual, shortcut="zero_pad"
+    )
+
+
+_TORCHVISION_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+PRESETS: dict[str, ArchSpec] = {}
+PRESET_INFO: dict[str, dict[str, Any]] = {}
+
+
+def _register(name: str, spec: ArchSpec, input_size: int, description: str) -> None:
+    PRESETS[name] = spec
+    PRESET_INFO[name] = {"input_size": input_size, "description": description}
+
+
+for _depth, (_block, _depths) in _TORCHVISION_DEPTHS.items():
+    _register(f"resnet{_depth}", _cifar_wide(_block, _depths), 32, f"ResNet-{_depth}, CIFAR stem")
+for _n in (3, 5, 7, 9, 18):
+    _layers = 6 * _n + 2
+    _register(f"resnet{_layers}", _cifar_thin(_n), 32, f"CIFAR ResNet-{_layers} (He et al. 4.2)")
+    _register(f"plain{_layers}", _cifar_thin(_n, False), 32, f"plain twin of ResNet-{_layers}")
+for _depth in (18, 34):
+    _block, _depths = _TORCHVISION_DEPTHS[_depth]
+    _register(f"plain{_depth}", _cifar_wide(_block, _depths, False), 32, f"plain twin of ResNet-{_depth}")
+for _depth, (_block, _depths) in _TORCHVISION_DEPTHS.items():
+    _register(
+        f"resnet{_depth}-imagenet", _imagenet(_block, _depths), 224, f"torchvision ResNet-{_depth}"
+    )
+_register(
+    "simple_cnn",
+    ArchSpec(family="simple_cnn", depths=(2, 2), widths=(64, 128), residual=False),
+    32,
+    "small CNN baseline: 4 conv layers, 2 max-pools",
+)
+
+
+def list_presets() -> list[str]:
+    """Names of all presets, in a stable teaching order."""
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> ArchSpec:
+    """The spec of a preset; an unknown name raises SpecError listing close matches."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key in PRESETS:
+        return PRESETS[key]
+    close = difflib.get_close_matches(str(key), PRESETS, n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run 'python -m resnet_core presets'"
+    raise SpecError(f"preset: unknown name {name!r}; {hint}")
+
+
+def resolve_spec(name_or_spec: str | ArchSpec | dict, **overrides: Any) -> ArchSpec:
+    """Turn a preset name, dict or spec (plus field overrides) into a validated ArchSpec."""
+    if isinstance(name_or_spec, ArchSpec):
+        spec = name_or_spec
+    elif isinstance(name_or_spec, dict):
+        spec = ArchSpec.from_dict(name_or_spec)
+    elif isinstance(name_or_spec, str):
+        spec = get_preset(name_or_spec)
+    else:
+        raise SpecError(
+            f"model: expected a preset name, dict or ArchSpec, got {type(name_or_spec).__name__}"
+        )
+    return spec.replace(**overrides) if overrides else spec
+
+
+def spec_label(name_or_spec: str | ArchSpec) -> str:
+    """A short human name: the preset name, or e.g. 'custom basic [3, 3, 3] residual'."""
+    if isinstance(name_or_spec, str):
+        return name_or_spec
+    for name, spec in PRESETS.items():
+        if spec == name_or_spec:
+            return name
+    spec = name_or_spec
+    kind = "residual" if spec.residual else "plain"
+    return f"custom {spec.block} {list(spec.depths)} {kind}"

@@ -1,0 +1,3 @@
+"""placeholder while being written"""
+def trace_shapes(*a, **k): raise NotImplementedError
+def trace_blocks(*a, **k): raise NotImplementedError
