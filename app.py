@@ -1,0 +1,70 @@
+"""ResNet Explorer: see why residual networks work.
+
+Run with `streamlit run app.py`. This file is only the router and the sidebar; each page
+lives in pages/ and does its work through resnet_core.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from pages import _ui
+
+st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
+
+# To add a page, add one st.Page here (the order is the order in the sidebar).
+PAGES = [
+    st.Page("pages/build.py", title="Build", icon=":material/construction:", url_path="build", default=True),
+    st.Page("pages/shapes.py", title="Shapes", icon=":material/straighten:", url_path="shapes"),
+    st.Page("pages/gradients.py", title="Gradient flow", icon=":material/trending_down:", url_path="gradients"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+]
+
+
+def sidebar() -> None:
+    """Device, data status and display options, shown on every page."""
+    with st.sidebar:
+        st.caption(f"**Device:** {_ui.device_name()}")
+        st.caption(f"**Current net:** `{_ui.current_label()}`")
+        st.session_state.setdefault("data_dir", os.environ.get(_ui.DATA_ENV) or "data")
+        root = _ui.data_dir()
+        found = _ui.cifar_found(root)
+        if found:
+            st.caption(f"**CIFAR-10:** found in `{root.resolve()}` ({found})")
+        else:
+            st.caption(
+                f"**CIFAR-10:** not found in `{root}`. Architecture, shapes and gradients "
+                "need no data; training uses a labelled synthetic set until you name a "
+                "folder below or download it."
+            )
+        with st.expander("Data folder", expanded=not found):
+            st.text_input(
+                "CIFAR-10 folder",
+                key="data_dir",
+                help="A folder with cifar-10-batches-py/ or train/<class>/*.jpg + test/. "
+                f"Default: ${_ui.DATA_ENV} or ./data",
+            )
+            if not found and st.button("Download CIFAR-10 (170 MB)", key="download_cifar"):
+                download(root)
+        st.toggle("Large fonts (projector)", key="large_fonts")
+
+
+def download(root) -> None:
+    from resnet_core.data import DatasetNotFound, load_cifar10
+
+    with st.spinner(f"Downloading CIFAR-10 into {root} ..."):
+        try:
+            load_cifar10(root, download=True)
+        except DatasetNotFound as error:
+            st.error(str(error))
+            return
+    st.rerun()
+
+
+page = st.navigation(PAGES)
+_ui.sync_net_with_url()
+sidebar()
+page.run()

@@ -1,0 +1,180 @@
+"""Streamlit glue shared by the pages: the current net (kept in the URL), cached calls into
+resnet_core, the sidebar, and chart/table rendering with PNG/SVG/CSV downloads.
+
+Everything heavy lives in resnet_core; this module only decides what to cache and how to show it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from resnet_core import ArchSpec, SpecError, build_model, charts, trace_blocks, trace_shapes
+from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
+
+NET_KEY = "net"  # session_state and query-param key of the current net
+DEFAULT_NET = "resnet20"
+DATA_ENV = "RESNET_EXPLORER_DATA"
+
+
+# The current net -------------------------------------------------------------------------
+def net_to_param(spec: ArchSpec) -> str:
+    """A preset's name, or the spec as compact JSON (what goes in the URL)."""
+    label = spec_label(spec)
+    return label if label in PRESETS else json.dumps(spec.to_dict(), separators=(",", ":"))
+
+
+def net_from_param(text: str) -> ArchSpec:
+    """Inverse of `net_to_param`; raises SpecError on anything that is not a valid net."""
+    text = text.strip()
+    if text.startswith("{"):
+        return ArchSpec.from_json(text)
+    return resolve_spec(text)
+
+
+def sync_net_with_url() -> None:
+    """Adopt a net named in the URL (a shared link) once, then keep the URL up to date."""
+    wanted = st.query_params.get(NET_KEY)
+    if wanted and wanted != st.session_state.get("_net_from_url"):
+        st.session_state["_net_from_url"] = wanted
+        try:
+            st.session_state[NET_KEY] = net_to_param(net_from_param(wanted))
+        except SpecError as error:
+            st.warning(f"The link names a net that cannot be built ({error}); showing {current_label()}.")
+    st.session_state.setdefault(NET_KEY, DEFAULT_NET)
+    st.query_params[NET_KEY] = st.session_state[NET_KEY]
+    st.session_state["_net_from_url"] = st.session_state[NET_KEY]
+
+
+def set_net(spec: ArchSpec) -> None:
+    st.session_state[NET_KEY] = net_to_param(spec)
+    st.session_state["_net_from_url"] = st.session_state[NET_KEY]
+    st.query_params[NET_KEY] = st.session_state[NET_KEY]
+
+
+def current_spec() -> ArchSpec:
+    try:
+        return net_from_param(st.session_state.get(NET_KEY, DEFAULT_NET))
+    except SpecError:
+        return resolve_spec(DEFAULT_NET)
+
+
+def current_label() -> str:
+    return spec_label(current_spec())
+
+
+def default_side(spec: ArchSpec) -> int:
+    """The input side a net is meant for: 224 for ImageNet stems, else 32."""
+    label = spec_label(spec)
+    if label in PRESET_INFO:
+        return int(PRESET_INFO[label]["input_size"])
+    return 224 if spec.stem == "imagenet" else 32
+
+
+# Cached calls into resnet_core (keyed by the spec's JSON, so equal nets share results) ----
+@st.cache_data(max_entries=64, show_spinner=False)
+def blocks_of(spec_json: str, side: int) -> pd.DataFrame:
+    spec = ArchSpec.from_json(spec_json)
+    return trace_blocks(build_model(spec), (1, spec.in_channels, side, side))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def shapes_of(spec_json: str, side: int) -> pd.DataFrame:
+    spec = ArchSpec.from_json(spec_json)
+    return trace_shapes(build_model(spec), (1, spec.in_channels, side, side))
+
+
+# Environment -----------------------------------------------------------------------------
+@st.cache_resource
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "GPU: Apple MPS"
+    return "CPU only"
+
+
+def data_dir() -> Path:
+    return Path(st.session_state.get("data_dir") or os.environ.get(DATA_ENV) or "data")
+
+
+def cifar_found(root: Path) -> str | None:
+    """Which CIFAR-10 layout `root` holds ('cifar-10-batches-py' or 'image-folder'), or None."""
+    if (root / "cifar-10-batches-py").is_dir():
+        return "cifar-10-batches-py"
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return "image-folder"
+    return None
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading CIFAR-10 (decoded once, then cached) ...")
+def cifar10(root: str):
+    from resnet_core.data import load_cifar10
+
+    return load_cifar10(root)
+
+
+def large_fonts() -> bool:
+    return bool(st.session_state.get("large_fonts", False))
+
+
+# Rendering -------------------------------------------------------------------------------
+def show_chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None) -> None:
+    """Render a chart (themed) with PNG / SVG / CSV downloads generated only when clicked."""
+    chart = charts.themed(chart, large_fonts())
+    st.altair_chart(chart, width="stretch")
+    downloads(name, chart=chart, data=data)
+
+
+def show_table(frame: pd.DataFrame, name: str, **kwargs) -> None:
+    """Render a table with a CSV download."""
+    st.dataframe(frame, width="stretch", hide_index=True, **kwargs)
+    downloads(name, data=frame if not hasattr(frame, "data") else frame.data)
+
+
+def downloads(name: str, chart: alt.TopLevelMixin | None = None, data: pd.DataFrame | None = None) -> None:
+    """A row of small download buttons; the files are made on click, not on every rerun."""
+    columns = st.columns([1, 1, 1, 9])
+    slot = iter(columns)
+    if chart is not None:
+        with next(slot):
+            st.download_button("PNG", lambda: charts.to_png(chart), f"{name}.png", "image/png",
+                               key=f"dl_png_{name}", on_click="ignore", icon=":material/download:")
+        with next(slot):
+            st.download_button("SVG", lambda: charts.to_svg(chart), f"{name}.svg", "image/svg+xml",
+                               key=f"dl_svg_{name}", on_click="ignore", icon=":material/download:")
+    if data is not None:
+        with next(slot):
+            st.download_button("CSV", lambda: charts.to_csv(data), f"{name}.csv", "text/csv",
+                               key=f"dl_csv_{name}", on_click="ignore", icon=":material/download:")
+
+
+def error_box(error: Exception, advice: str = "") -> None:
+    """A user-caused problem as a message, never a traceback."""
+    st.error(f"{error}" + (f"\n\n{advice}" if advice else ""), icon=":material/error:")
+
+
+# Runs (training results on disk) ---------------------------------------------------------
+def run_ids() -> list[str]:
+    """Ids of every run on disk, newest first ([] until a run exists)."""
+    try:
+        from resnet_core import runs
+    except ImportError:
+        return []
+    return [info["run_id"] for info in runs.list_runs()]
+
+
+def run_info(run_id: str) -> dict | None:
+    """{'model': label, 'spec': ArchSpec, ...} of one run, or None if it is gone."""
+    return None
+
+
+def run_weights(run_id: str) -> dict | None:
+    return None

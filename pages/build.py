@@ -1,0 +1,122 @@
+"""Build: pick a preset or assemble a net; see its diagram, size, stages and spec."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _ui
+from resnet_core import ArchSpec, SpecError, list_presets
+from resnet_core.diagram import block_diagram, stage_summary
+from resnet_core.explain import build_sentence, fmt_count
+from resnet_core.spec import PRESET_INFO, PRESETS, spec_label
+
+
+def _pick_preset() -> None:
+    name = st.session_state.get("build_preset")
+    if name:
+        _ui.set_net(PRESETS[name])
+
+
+def _choose_preset(spec: ArchSpec) -> None:
+    label = spec_label(spec)
+    # Follow a net chosen elsewhere (a link, the Runs page) before the widget is drawn.
+    st.session_state["build_preset"] = label if label in PRESETS else None
+    st.selectbox(
+        "Preset",
+        list_presets(),
+        key="build_preset",
+        placeholder="a custom net is loaded: pick a preset to replace it",
+        format_func=lambda name: f"{name}: {PRESET_INFO[name]['description']}",
+        on_change=_pick_preset,
+    )
+
+
+def _int_list(text: str) -> list:
+    """'3, 3, 3' -> [3, 3, 3]; anything not a number is passed on so the spec check names it."""
+    items = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+    return [int(part) if part.lstrip("-").isdigit() else part for part in items]
+
+
+def _custom(spec: ArchSpec) -> None:
+    with st.form("build_custom"):
+        left, middle, right = st.columns(3)
+        block = left.selectbox("Block", ["basic", "bottleneck"], index=["basic", "bottleneck"].index(spec.block))
+        stem = left.selectbox("Stem", ["cifar", "imagenet"], index=["cifar", "imagenet"].index(spec.stem),
+                              help="cifar: 3x3 conv for 32x32 images; imagenet: 7x7 stride-2 conv + max-pool")
+        depths = middle.text_input("Blocks per stage", ", ".join(map(str, spec.depths)), key="build_depths",
+                                   help="e.g. 3, 3, 3 for ResNet-20; every stage after the first halves the image")
+        widths = middle.text_input("Width per stage", ", ".join(map(str, spec.widths)), key="build_widths",
+                                   help="channels per stage (bottleneck: inner width, output is 4x)")
+        residual = right.toggle("Skip connections (residual)", spec.residual)
+        shortcut = right.selectbox("Shortcut where the shape changes", ["projection", "zero_pad"],
+                                   index=["projection", "zero_pad"].index(spec.shortcut),
+                                   help="projection: 1x1 conv + BN (option B); zero_pad: no parameters (option A)")
+        classes = right.number_input("Classes", min_value=1, max_value=100_000, value=spec.num_classes)
+        submitted = st.form_submit_button("Build this net", type="primary")
+    if submitted:
+        try:
+            new = ArchSpec(stem=stem, block=block, depths=_int_list(depths), widths=_int_list(widths),
+                           residual=residual, shortcut=shortcut, num_classes=int(classes),
+                           in_channels=spec.in_channels)
+        except SpecError as error:
+            _ui.error_box(error, "Nothing was changed; fix the field and build again.")
+            return
+        _ui.set_net(new)
+        st.rerun()
+    with st.expander("Paste a spec (JSON)"):
+        text = st.text_area("Spec JSON", key="build_json", height=160,
+                            placeholder='{"block": "basic", "depths": [3, 3, 3], "widths": [16, 32, 64]}')
+        if st.button("Load this spec", key="build_load_json"):
+            try:
+                _ui.set_net(ArchSpec.from_json(text))
+                st.rerun()
+            except SpecError as error:
+                _ui.error_box(error)
+
+
+def _overview(spec: ArchSpec) -> None:
+    label = spec_label(spec)
+    side = _ui.default_side(spec)
+    with st.spinner("Tracing the net ..."):
+        blocks = _ui.blocks_of(spec.to_json(), side)
+    params, mult_adds = int(blocks["params"].sum()), int(blocks["mult_adds"].sum())
+    columns = st.columns(4)
+    columns[0].metric("Weighted layers", spec.num_layers())
+    columns[1].metric("Parameters", fmt_count(params))
+    columns[2].metric("Multiply-adds", fmt_count(mult_adds))
+    columns[3].metric("Input", f"{spec.in_channels}x{side}x{side}")
+    st.markdown(build_sentence(label, spec.num_layers(), params, mult_adds, side))
+
+    st.subheader("Diagram")
+    options = st.columns(3)
+    every = options[0].toggle("Show every block", key="build_every",
+                              help="Off: long stages show their first blocks, a '... N more' node, and the last")
+    expand = options[1].toggle("Show layers inside blocks", key="build_expand")
+    direction = options[2].radio("Direction", ["left to right", "top to bottom"], horizontal=True, key="build_dir")
+    layers = _ui.shapes_of(spec.to_json(), side) if expand else None
+    dot = block_diagram(blocks, label, keep=None if every else 2, layers=layers,
+                        direction="LR" if direction == "left to right" else "TB")
+    st.graphviz_chart(dot, width="stretch")
+    st.caption("Blue **+** nodes add the block's input back (the skip connection); "
+               "a plain net has none. Colours mark stages.")
+
+    st.subheader("Stages")
+    _ui.show_table(stage_summary(blocks), f"{label}-stages".replace(" ", "_"))
+
+    st.subheader("Spec")
+    st.caption("Copy it (icon at the top right of the box), download it, or share this page's "
+               "link: the URL holds the net, so it reopens exactly this one.")
+    st.code(spec.to_json(), language="json")
+    st.download_button("Download spec.json", spec.to_json(), "spec.json", "application/json",
+                       on_click="ignore", icon=":material/download:", key="build_dl_spec")
+
+
+st.title("Build a network")
+spec = _ui.current_spec()
+default_mode = "Preset" if spec_label(spec) in PRESETS else "Custom"
+mode = st.segmented_control("Start from", ["Preset", "Custom"], default=default_mode, key="build_mode")
+if mode == "Custom":
+    _custom(spec)
+else:
+    _choose_preset(spec)
+_overview(_ui.current_spec())

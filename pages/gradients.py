@@ -1,0 +1,108 @@
+"""Gradient flow: plain vs residual, side by side, measured on one batch."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _ui
+from resnet_core import ArchSpec
+from resnet_core.charts import layer_norms_chart, per_layer_long
+from resnet_core.explain import (
+    gradient_sentence,
+    gradient_story,
+    measure_net,
+    response_sentence,
+    sample_batch,
+)
+from resnet_core.probes import grad_ratio
+from resnet_core.spec import resolve_spec, spec_label
+
+DEPTHS = [6 * n + 2 for n in range(3, 19)]  # 20, 26, ..., 110: the CIFAR ResNets of He et al. 4.2
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def measure(spec_json: str, source: str, data_dir: str, batch: int, seed: int, run: str = ""):
+    """Gradient norms and responses of one net on one batch (cached: same inputs, same numbers)."""
+    images = labels = None
+    if source == "CIFAR-10":
+        data = _ui.cifar10(data_dir)
+        images, labels = data.test_images, data.test_labels
+    inputs, targets = sample_batch(images, labels, batch, seed)
+    state = _ui.run_weights(run) if run else None
+    return measure_net(ArchSpec.from_json(spec_json), inputs, targets, seed, state)
+
+
+def _pairs() -> dict[str, tuple[ArchSpec, str]]:
+    """The nets to compare, name -> (spec, trained run id or '')."""
+    mode = st.session_state.get("grad_mode")
+    if mode == "Current net: skips off vs on":
+        spec = _ui.current_spec()
+        base = spec_label(spec.replace(residual=True))
+        return {f"{base} without skips": (spec.replace(residual=False), ""),
+                f"{base} with skips": (spec.replace(residual=True), "")}
+    if mode == "A trained run":
+        run = st.session_state.get("grad_run")
+        info = _ui.run_info(run) if run else None
+        if info is None:
+            return {}
+        return {f"{info['model']} at init": (info["spec"], ""), f"{info['model']} trained": (info["spec"], run)}
+    depth = st.session_state.get("grad_depth", 56)
+    return {f"plain{depth}": (resolve_spec("plain20").replace(depths=((depth - 2) // 6,) * 3), ""),
+            f"resnet{depth}": (resolve_spec("resnet20").replace(depths=((depth - 2) // 6,) * 3), "")}
+
+
+st.title("Gradient flow: plain vs residual")
+st.caption("One forward and backward pass on one batch, at initialisation unless a trained run is "
+           "chosen. The numbers below are measured now, not quoted from a book.")
+controls = st.columns([3, 2, 2, 1, 1])
+runs = _ui.run_ids()
+controls[0].radio("Compare", ["Preset pair", "Current net: skips off vs on", "A trained run"],
+                  key="grad_mode", horizontal=False)
+mode = st.session_state["grad_mode"]
+if mode == "Preset pair":
+    controls[1].select_slider("Depth (layers)", DEPTHS, value=56, key="grad_depth")
+elif mode == "A trained run":
+    controls[1].selectbox("Run", runs, key="grad_run", placeholder="no runs yet" if not runs else "pick a run")
+else:
+    controls[1].markdown(f"Current net: **{_ui.current_label()}**")
+found = _ui.cifar_found(_ui.data_dir()) is not None
+controls[2].radio("Batch", ["CIFAR-10", "random"] if found else ["random"], key="grad_source",
+                  help=None if found else "CIFAR-10 not found: see the sidebar")
+controls[3].number_input("Seed", 0, 10_000, 0, key="grad_seed")
+controls[4].selectbox("Batch size", [8, 16, 32, 64], index=1, key="grad_batch")
+show_bn = st.toggle("Include BatchNorm layers in the gradient chart", key="grad_bn")
+
+nets = _pairs()
+if not nets:
+    st.info("No trained runs yet: start one on the Train page, or compare a preset pair.")
+    st.stop()
+grads, responses = {}, {}
+progress = st.progress(0.0, text="Measuring ...")
+for done, (name, (spec, run)) in enumerate(nets.items()):
+    progress.progress(done / len(nets), text=f"Measuring {name} (forward + backward) ...")
+    grads[name], responses[name] = measure(spec.to_json(), st.session_state["grad_source"],
+                                           str(_ui.data_dir()), int(st.session_state["grad_batch"]),
+                                           int(st.session_state["grad_seed"]), run)
+progress.empty()
+residual = {name: spec.residual for name, (spec, _) in nets.items()}
+
+names = list(nets)
+ratios = {name: grad_ratio(frame) for name, frame in grads.items()}
+st.markdown(gradient_sentence(grads))
+plain = [n for n in names if not residual[n]]
+skips = [n for n in names if residual[n]]
+if plain and skips:
+    st.markdown(gradient_story(plain[0], ratios[plain[0]], skips[0], ratios[skips[0]]))
+
+left, right = st.columns(2)
+kinds = ("conv", "linear", "bn") if show_bn else ("conv", "linear")
+shown = {n: f[f["kind"].isin(kinds)] for n, f in grads.items()}
+long = per_layer_long(shown, "grad_norm")
+with left:
+    _ui.show_chart(layer_norms_chart(long, "grad_norm", "Gradient norm per layer (log scale)",
+                                     "weight-gradient norm", residual=residual), "gradient-norms", long)
+long_std = per_layer_long(responses, "std")
+with right:
+    _ui.show_chart(layer_norms_chart(long_std, "std", "Layer responses (He et al. Fig. 7)",
+                                     "std of BatchNorm output", residual=residual), "layer-responses", long_std)
+st.markdown(response_sentence(responses, residual))

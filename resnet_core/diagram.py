@@ -1,0 +1,211 @@
+"""Structural views of a network: a Graphviz diagram with the skip connections drawn, a
+per-stage summary, and the rows of a shape trace where something changes.
+
+The diagram is DOT text built from `trace_blocks` (and, expanded, `trace_shapes`), so it
+needs no Graphviz binary: the browser renders it. Each residual block ends in a "+" node
+fed by two edges, the block's layers and the shortcut (He et al. 2016, Fig. 2,
+https://arxiv.org/abs/1512.03385); a plain block has no "+".
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["block_diagram", "stage_summary", "mark_shape_changes", "shape_profile", "fmt_shape"]
+
+STAGE_COLOURS = ("#f2f2f2", "#dbe9f6", "#d9f0d3", "#fde0c5", "#e8dcf2", "#fbe3e8", "#e0f3f3",
+                 "#f6f0d0", "#e6e6e6", "#fff2cc")
+SHORTCUT_TEXT = {"identity": "identity", "projection": "1x1 conv + BN", "zero_pad": "zero-pad"}
+
+
+def fmt_shape(shape: list[int] | tuple[int, ...]) -> str:
+    """(1, 16, 32, 32) -> '16x32x32' (batch dropped)."""
+    dims = list(shape)[1:] if len(shape) > 1 else list(shape)
+    return "x".join(str(d) for d in dims)
+
+
+def _quote(text: str) -> str:
+    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n") + '"'
+
+
+def _block_label(row: pd.Series) -> str:
+    kind = {"basic": "basic block", "bottleneck": "bottleneck", "conv": "conv-BN-ReLU",
+            "pool": "max-pool", "stem": "stem", "head": "pool + fc"}.get(row["kind"], row["kind"])
+    out = fmt_shape(row["output_shape"])
+    if row["downsamples"]:
+        return f"{row['name']}\n{kind}, stride 2\n{fmt_shape(row['input_shape'])} -> {out}"
+    if row["name"] == row["kind"]:
+        return f"{kind}\n{out}"
+    return f"{row['name']}\n{kind}\n{out}"
+
+
+def _visible_rows(blocks: pd.DataFrame, keep: int | None) -> list[tuple[str, object]]:
+    """('row', Series) and ('more', (count, stage, shortcut_row)) items in forward order."""
+    if keep is None:
+        return [("row", row) for _, row in blocks.iterrows()]
+    items: list[tuple[str, object]] = []
+    for _, group in blocks.groupby("stage", sort=True):
+        if len(group) <= keep + 2 or group["kind"].iloc[0] in ("stem", "head"):
+            items.extend(("row", row) for _, row in group.iterrows())
+            continue
+        items.extend(("row", row) for _, row in group.iloc[:keep].iterrows())
+        hidden = group.iloc[keep:-1]
+        items.append(("more", (len(hidden), hidden.iloc[0])))
+        items.append(("row", group.iloc[-1]))
+    return items
+
+
+def _layer_nodes(lines: list[str], node: str, row: pd.Series, layers: pd.DataFrame) -> tuple[str, str]:
+    """A cluster of the block's own layers; returns its (first, last) node ids."""
+    inside = layers[layers["layer"].str.startswith(row["name"] + ".")]
+    inside = inside[~inside["layer"].str.contains(r"\.downsample")]
+    lines.append(f"subgraph cluster_{node} {{ label={_quote(row['name'])}; style=rounded; color=grey60;")
+    ids = []
+    for index, layer in inside.iterrows():
+        short = layer["layer"][len(row["name"]) + 1 :]
+        label = f"{short}: {layer['type']}\n{fmt_shape(layer['output_shape'])}"
+        ids.append(f"{node}_l{index}")
+        lines.append(f"{ids[-1]} [label={_quote(label)}, fontsize=10];")
+    for a, b in zip(ids, ids[1:]):
+        lines.append(f"{a} -> {b};")
+    lines.append("}")
+    return (ids[0], ids[-1]) if ids else (node, node)
+
+
+def block_diagram(
+    blocks: pd.DataFrame,
+    title: str = "",
+    keep: int | None = 2,
+    layers: pd.DataFrame | None = None,
+    direction: str = "LR",
+) -> str:
+    """Graphviz DOT source of a network, one node per block, skip connections drawn.
+
+    Args:
+        blocks: a `trace_blocks` frame.
+        title: a caption drawn above the graph.
+        keep: per stage, show this many blocks then one "N more" node and the last block;
+            None draws every block.
+        layers: a `trace_shapes` frame to draw each block's layers inside it (expanded view).
+        direction: "LR" (left to right) or "TB" (top to bottom).
+
+    Returns:
+        DOT text for `st.graphviz_chart` or any Graphviz renderer.
+    """
+    lines = [
+        "digraph resnet {",
+        f"rankdir={direction}; newrank=true; nodesep=0.25; ranksep=0.35;",
+        f"label={_quote(title)}; labelloc=t; fontsize=18; fontname=Helvetica;",
+        'node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=12];',
+        "edge [fontname=Helvetica, fontsize=10];",
+        'input [label="input", shape=plaintext, style=""];',
+    ]
+    previous = "input"
+    for number, (what, item) in enumerate(_visible_rows(blocks, keep)):
+        node = f"n{number}"
+        if what == "more":
+            count, sample = item  # type: ignore[misc]
+            colour = STAGE_COLOURS[int(sample["stage"]) % len(STAGE_COLOURS)]
+            label = f"... {count} more {sample['kind']} blocks ...\n{fmt_shape(sample['output_shape'])}"
+            lines.append(f"{node} [label={_quote(label)}, fillcolor={_quote(colour)}, style=\"dashed,rounded,filled\"];")
+            lines.append(f"{previous} -> {node};")
+            if sample["shortcut"] not in ("", "none"):
+                lines.append(f"{previous} -> {node} [style=dashed, color=\"#1f77b4\", label={_quote(f'{count} skips')}];")
+            previous = node
+            continue
+        row = item
+        colour = STAGE_COLOURS[int(row["stage"]) % len(STAGE_COLOURS)]
+        if layers is not None and row["kind"] in ("basic", "bottleneck"):
+            first, last = _layer_nodes(lines, node, row, layers)
+            lines.append(f"{previous} -> {first};")
+            body_end = last
+        else:
+            lines.append(f"{node} [label={_quote(_block_label(row))}, fillcolor={_quote(colour)}];")
+            lines.append(f"{previous} -> {node};")
+            body_end = node
+        shortcut = row["shortcut"]
+        if shortcut in SHORTCUT_TEXT:
+            add = f"{node}_add"
+            lines.append(f'{add} [label="+", shape=circle, style=filled, fillcolor="#1f77b4", '
+                         f'fontcolor=white, fontsize=16, width=0.4, fixedsize=true];')
+            lines.append(f"{body_end} -> {add};")
+            # constraint=false keeps the skip edge from pushing the main path around.
+            width = "2.5" if shortcut == "identity" else "1.5"
+            lines.append(
+                f"{previous} -> {add} [color=\"#1f77b4\", penwidth={width}, constraint=false, "
+                f"label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor=\"#1f77b4\"];"
+            )
+            previous = add
+        else:
+            previous = body_end
+    lines.append('output [label="class scores", shape=plaintext, style=""];')
+    lines.append(f"{previous} -> output;")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def stage_summary(blocks: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage of a `trace_blocks` frame: blocks, output shape, shortcut, cost.
+
+    Returns:
+        DataFrame with columns stage, part, blocks, output, shortcuts, params, mult_adds.
+    """
+    rows = []
+    for stage, group in blocks.groupby("stage", sort=True):
+        kind = group["kind"].iloc[0]
+        part = {"stem": "stem", "head": "head"}.get(kind, f"stage {stage}")
+        shortcuts = sorted({s for s in group["shortcut"] if s})
+        rows.append(
+            {
+                "stage": int(stage),
+                "part": part,
+                "blocks": int((group["kind"].isin(["basic", "bottleneck", "conv"])).sum()) or 1,
+                "output": fmt_shape(group["output_shape"].iloc[-1]),
+                "shortcuts": ", ".join(shortcuts),
+                "params": int(group["params"].sum()),
+                "mult_adds": int(group["mult_adds"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def mark_shape_changes(layers: pd.DataFrame) -> pd.DataFrame:
+    """A `trace_shapes` frame plus a `change` column saying what the layer does to the shape.
+
+    `change` is "spatial halves", "channels change", both joined by "; ", "shortcut
+    projects" / "shortcut zero-pads" for a shortcut layer, or "" where the shape is kept.
+    """
+    changes = []
+    for _, row in layers.iterrows():
+        notes = []
+        if ".downsample" in row["layer"]:
+            if row["type"] == "ZeroPadShortcut" or "ZeroPad" in row["type"]:
+                notes.append("shortcut zero-pads")
+            elif row["layer"].endswith(".downsample.0") or row["type"] == "Conv2d":
+                notes.append("shortcut projects")
+        inp, out = list(row["input_shape"]), list(row["output_shape"])
+        if len(inp) == 4 and len(out) == 4:
+            if out[2] < inp[2]:
+                notes.append("spatial halves" if out[2] * 2 == inp[2] else "spatial shrinks")
+            if out[1] != inp[1]:
+                notes.append("channels change")
+        changes.append("; ".join(notes))
+    marked = layers.copy()
+    marked["change"] = changes
+    return marked
+
+
+def shape_profile(layers: pd.DataFrame) -> pd.DataFrame:
+    """Channels and spatial side after each main-path 4-D layer (shortcut layers left out).
+
+    Returns:
+        DataFrame with columns position, layer, channels, side.
+    """
+    rows = []
+    for _, row in layers.iterrows():
+        out = list(row["output_shape"])
+        if len(out) != 4 or ".downsample" in row["layer"]:
+            continue
+        rows.append({"position": len(rows), "layer": row["layer"], "channels": out[1], "side": out[2]})
+    return pd.DataFrame(rows, columns=["position", "layer", "channels", "side"])

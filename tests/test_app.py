@@ -1,0 +1,103 @@
+"""AppTest checks of every page: renders, key widgets, error paths, state in the URL."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import PAGES, app_test, no_exceptions
+
+
+def _param(at, name: str) -> str:
+    value = at.query_params[name]
+    return value[0] if isinstance(value, list) else value
+
+
+@pytest.fixture()
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    assert no_exceptions(at) == []
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app, page):
+    app.switch_page(page).run()
+    assert no_exceptions(app) == []
+    assert app.title, f"{page} shows no title"
+
+
+def test_sidebar_shows_device_and_missing_data(app):
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert "Device:" in captions
+    assert "CIFAR-10:** not found" in captions
+    assert app.sidebar.text_input(key="data_dir").value.endswith("no-data")
+    assert app.sidebar.toggle(key="large_fonts").value is False
+
+
+def test_switching_presets_updates_parameter_count(app):
+    params = lambda: next(m.value for m in app.metric if m.label == "Parameters")  # noqa: E731
+    assert params() == "270 k"
+    app.selectbox(key="build_preset").set_value("resnet56").run()
+    assert params() == "853 k"
+    assert _param(app, "net") == "resnet56"
+
+
+def test_custom_spec_error_shows_message_and_keeps_net(app):
+    app.segmented_control(key="build_mode").set_value("Custom").run()
+    app.text_input(key="build_widths").set_value("16, 32")  # a form: values go in on submit
+    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    assert no_exceptions(app) == []
+    errors = " ".join(e.value for e in app.error)
+    assert "depths and widths" in errors
+    assert next(m.value for m in app.metric if m.label == "Parameters") == "270 k"  # nothing lost
+
+
+def test_custom_spec_builds_and_lands_in_url(app):
+    app.segmented_control(key="build_mode").set_value("Custom").run()
+    app.text_input(key="build_depths").set_value("2, 2")
+    app.text_input(key="build_widths").set_value("8, 16")
+    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    assert no_exceptions(app) == []
+    assert '"depths":[2,2]' in _param(app, "net")
+    app.switch_page("pages/shapes.py").run()
+    assert no_exceptions(app) == []
+    assert any("custom basic [2, 2]" in c.value for c in app.caption)
+
+
+def test_link_reopens_the_net(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = app_test()
+    at.query_params["net"] = "resnet32"
+    at.run()
+    assert no_exceptions(at) == []
+    assert next(m.value for m in at.metric if m.label == "Weighted layers") == "32"
+
+
+def test_bad_link_warns(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = app_test()
+    at.query_params["net"] = "resnet9000"
+    at.run()
+    assert no_exceptions(at) == []
+    assert any("cannot be built" in w.value for w in at.warning)
+
+
+def test_shapes_too_small_input_is_a_message(app):
+    app.switch_page("pages/shapes.py").run()
+    box = [n for n in app.number_input if n.label.startswith("Input height")][0]
+    box.set_value(2).run()
+    assert no_exceptions(app) == []
+    assert any("too small" in e.value for e in app.error)
+
+
+def test_gradient_page_says_what_it_measured(app):
+    app.switch_page("pages/gradients.py").run()
+    app.select_slider(key="grad_depth").set_value(20).run()
+    assert no_exceptions(app) == []
+    text = " ".join(m.value for m in app.markdown)
+    assert "The first conv layer gets" in text and "plain20" in text and "resnet20" in text
+    app.radio(key="grad_mode").set_value("Current net: skips off vs on").run()
+    assert no_exceptions(app) == []
+    assert "resnet20 without skips" in " ".join(m.value for m in app.markdown)
