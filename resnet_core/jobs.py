@@ -1,0 +1,384 @@
+"""A training job queue kept in files, so runs outlive page reloads and app restarts.
+
+Layout under the checkpoints root (`$RESNET_EXPLORER_CHECKPOINTS`, default ./checkpoints)::
+
+    queue/<job_id>.json     one job: config, state, device, run_id, pid, message
+    queue/<job_id>.cancel   present once someone asked the job to stop
+    queue/.lock             held (flock) while the queue is changed
+    runs/<run_id>/          what `resnet_core.train.fit` writes (metrics.jsonl, status.json, ...)
+
+`JobQueue.submit` validates a config and writes a queued job. `JobQueue.pump` starts the
+oldest queued job on every device that has none running, as a separate process
+(`python -m resnet_core.jobs run queue/<job_id>.json`) in its own session, so the job keeps
+going if the app that started it goes away. `JobRunner` calls `pump` from a daemon thread.
+Any number of app processes may share one root: the lock makes starting a job atomic.
+The worker process checks for the cancel file between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CHECKPOINTS_ENV",
+    "ACTIVE",
+    "FINISHED",
+    "Job",
+    "JobQueue",
+    "JobRunner",
+    "checkpoints_root",
+    "resolve_device",
+    "advice_for",
+]
+
+CHECKPOINTS_ENV = "RESNET_EXPLORER_CHECKPOINTS"
+ACTIVE = ("queued", "starting", "running")
+FINISHED = ("done", "failed", "cancelled", "interrupted")
+
+
+def checkpoints_root() -> Path:
+    """The checkpoints folder: $RESNET_EXPLORER_CHECKPOINTS, else ./checkpoints."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
+
+
+def resolve_device(requested: str | None) -> str:
+    """'auto' -> 'cuda:0' when a GPU is present, else 'cpu'; 'cuda' -> 'cuda:0'. The queue
+    runs one job per resolved device at a time."""
+    requested = (requested or "auto").strip().lower()
+    if requested == "auto":
+        import torch
+
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested in ("cuda", "gpu"):
+        return "cuda:0"
+    return requested
+
+
+def advice_for(message: str) -> str:
+    """What to try after a failure, judged from its message."""
+    text = message.lower()
+    if "out of memory" in text or "outofmemory" in text:
+        return "The device ran out of memory: lower the batch size, pick a smaller model, or use bf16/fp16 precision."
+    if "cifar-10 not found" in text or "datasetnotfound" in text:
+        return "Set the CIFAR-10 folder in the sidebar, or train on the synthetic set."
+    if "cuda" in text and ("not available" in text or "no cuda" in text or "driver" in text):
+        return "No usable GPU here: choose device 'cpu' (or 'auto')."
+    if "compile" in text:
+        return "torch.compile failed: switch 'compile' off."
+    return "Check the settings in the form; the run's folder keeps everything it wrote so far."
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file + rename), so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(data, stream, indent=1)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Job:
+    """One training request and where it stands."""
+
+    job_id: str
+    run_id: str
+    config: dict[str, Any]
+    device: str
+    label: str = ""
+    state: str = "queued"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    pid: int | None = None
+    message: str = ""
+    advice: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class JobQueue:
+    """Jobs as files under `root/queue`, runs under `root/runs`.
+
+    Args:
+        root: checkpoints folder (default `checkpoints_root()`).
+        worker: command prefix that runs one job file (default: this module's `run`).
+        validate: called with a config dict on submit; raises on a bad config. Default:
+            `TrainConfig.from_dict`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        worker: Sequence[str] | None = None,
+        validate: Callable[[dict], Any] | None = None,
+    ) -> None:
+        self.root = Path(root) if root is not None else checkpoints_root()
+        self.queue_dir = self.root / "queue"
+        self.runs_dir = self.root / "runs"
+        self.worker = list(worker) if worker else [sys.executable, "-m", "resnet_core.jobs", "run"]
+        self.validate = validate or _validate_config
+        self._children: dict[str, subprocess.Popen] = {}
+
+    # Reading ---------------------------------------------------------------------------------
+    def _path(self, job_id: str) -> Path:
+        return self.queue_dir / f"{job_id}.json"
+
+    def get(self, job_id: str) -> Job | None:
+        try:
+            return Job.from_dict(json.loads(self._path(job_id).read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def jobs(self) -> list[Job]:
+        """Every job, oldest first."""
+        if not self.queue_dir.is_dir():
+            return []
+        found = (self.get(path.stem) for path in self.queue_dir.glob("*.json") if not path.name.startswith("."))
+        return sorted((job for job in found if job is not None), key=lambda job: (job.created, job.job_id))
+
+    def active(self) -> list[Job]:
+        return [job for job in self.jobs() if job.active]
+
+    def position(self, job_id: str) -> int | None:
+        """1 for the next queued job on its device, 2 for the one after, ...; None if not queued."""
+        jobs = self.jobs()
+        job = next((j for j in jobs if j.job_id == job_id), None)
+        if job is None or job.state != "queued":
+            return None
+        waiting = [j for j in jobs if j.state == "queued" and j.device == job.device]
+        return waiting.index(job) + 1
+
+    def run_dir(self, job: Job) -> Path:
+        return self.runs_dir / job.run_id
+
+    # Changing --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        import fcntl
+
+        self.queue_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.queue_dir / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _save(self, job: Job) -> None:
+        _write_json(self._path(job.job_id), job.to_dict())
+
+    def submit(self, config: dict[str, Any], label: str = "") -> Job:
+        """Validate `config` and queue it; returns the job (state 'queued').
+
+        Raises:
+            ValueError (or the config's own error type): the config is invalid; nothing is queued.
+        """
+        self.validate(config)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        short = uuid.uuid4().hex[:6]
+        model = str(config.get("model", "run")).replace("/", "_")[:40]
+        job = Job(
+            job_id=f"{stamp}-{short}",
+            run_id=f"{stamp}-{model}-{short}",
+            config=dict(config),
+            device=resolve_device(config.get("device")),
+            label=label or model,
+        )
+        with self._locked():
+            self._save(job)
+        return job
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
+        with self._locked():
+            job = self.get(job_id)
+            if job is None or not job.active:
+                return
+            if job.state == "queued":
+                job.state, job.finished, job.message = "cancelled", time.time(), "cancelled before it started"
+                self._save(job)
+                return
+            (self.queue_dir / f"{job_id}.cancel").touch()
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return (self.queue_dir / f"{job_id}.cancel").exists()
+
+    def update(self, job_id: str, **changes: Any) -> Job | None:
+        """Change fields of a job under the lock (used by the worker)."""
+        with self._locked():
+            job = self.get(job_id)
+            if job is None:
+                return None
+            job = dataclasses.replace(job, **changes)
+            self._save(job)
+            return job
+
+    def forget(self, job_id: str) -> None:
+        """Remove a finished job's file (its run folder stays)."""
+        with self._locked():
+            job = self.get(job_id)
+            if job is not None and not job.active:
+                self._path(job_id).unlink(missing_ok=True)
+                (self.queue_dir / f"{job_id}.cancel").unlink(missing_ok=True)
+
+    # Scheduling ------------------------------------------------------------------------------
+    def _reap(self, jobs: list[Job]) -> None:
+        """Mark jobs whose worker died without saying so."""
+        for job in jobs:
+            child = self._children.get(job.job_id)
+            if child is not None and child.poll() is not None:
+                del self._children[job.job_id]
+            if job.state not in ("starting", "running"):
+                continue
+            alive = (child is not None and child.poll() is None) or (child is None and _pid_alive(job.pid))
+            if not alive:
+                job.state, job.finished = "interrupted", time.time()
+                job.message = job.message or "the training process stopped without reporting why"
+                job.advice = "Start it again; the run folder keeps what it wrote so far."
+                self._save(job)
+
+    def pump(self) -> list[Job]:
+        """Start the oldest queued job on each idle device; returns the jobs started."""
+        started = []
+        with self._locked():
+            jobs = self.jobs()
+            self._reap(jobs)
+            busy = {job.device for job in jobs if job.state in ("starting", "running")}
+            for job in jobs:
+                if job.state != "queued" or job.device in busy:
+                    continue
+                job.state, job.started = "starting", time.time()
+                self._save(job)
+                child = subprocess.Popen(
+                    [*self.worker, str(self._path(job.job_id))],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # outlives the app process that started it
+                )
+                self._children[job.job_id] = child
+                job.pid = child.pid
+                self._save(job)
+                busy.add(job.device)
+                started.append(job)
+        return started
+
+
+class JobRunner:
+    """Calls `queue.pump()` every `interval` seconds on a daemon thread (one per app process)."""
+
+    def __init__(self, queue: JobQueue, interval: float = 0.5) -> None:
+        self.queue = queue
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="resnet-job-runner", daemon=True)
+        self.last_error: str = ""
+
+    def start(self) -> JobRunner:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queue.pump()
+                self.last_error = ""
+            except Exception as error:  # noqa: BLE001 - the loop must survive a bad file
+                self.last_error = f"{type(error).__name__}: {error}"
+            self._stop.wait(self.interval)
+
+
+# The worker process ------------------------------------------------------------------------
+def _validate_config(config: dict) -> Any:
+    from .train import TrainConfig
+
+    return TrainConfig.from_dict(config)
+
+
+def run_job(job_path: str | os.PathLike) -> int:
+    """Run one job file to the end (the body of the worker process); returns an exit code."""
+    from .train import TrainConfig, fit
+
+    job_path = Path(job_path)
+    queue = JobQueue(job_path.parent.parent)
+    job_id = job_path.stem
+    job = queue.update(job_id, state="running", pid=os.getpid(), started=time.time())
+    if job is None:
+        return 2
+    final: dict[str, Any] = {}
+
+    def on_event(event: dict) -> None:
+        if event.get("type", event.get("event")) in ("done", "failed", "cancelled"):
+            final.update(event)
+
+    try:
+        config = TrainConfig.from_dict(job.config)
+        fit(config, on_event=on_event, cancel=lambda: queue.cancel_requested(job_id), run_dir=queue.run_dir(job))
+    except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        queue.update(job_id, state="failed", finished=time.time(), message=message, advice=advice_for(message))
+        return 1
+    kind = final.get("type", final.get("event", "done"))
+    if kind == "failed":
+        message = str(final.get("message", "training failed"))
+        queue.update(job_id, state="failed", finished=time.time(), message=message, advice=advice_for(message))
+        return 1
+    state = "cancelled" if kind == "cancelled" or queue.cancel_requested(job_id) else "done"
+    queue.update(job_id, state=state, finished=time.time())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] != "run":
+        sys.stderr.write("usage: python -m resnet_core.jobs run QUEUE/JOB_ID.json\n")
+        return 2
+    return run_job(args[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

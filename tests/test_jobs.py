@@ -1,0 +1,137 @@
+"""The file-backed job queue: ordering, one job per device, cancel, crashes, sharing."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+
+import pytest
+
+from resnet_core.jobs import JobQueue, JobRunner, advice_for, resolve_device
+
+# A stand-in worker: marks the job running, ticks until told to stop or `steps` pass.
+FAKE_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from resnet_core.jobs import JobQueue
+    path = Path(sys.argv[1]); queue = JobQueue(path.parent.parent); job_id = path.stem
+    job = queue.update(job_id, state="running")
+    steps = int(job.config.get("steps", 5))
+    if job.config.get("crash"):
+        raise SystemExit(3)
+    for _ in range(steps):
+        if queue.cancel_requested(job_id):
+            queue.update(job_id, state="cancelled", finished=time.time()); raise SystemExit(0)
+        time.sleep(0.05)
+    queue.update(job_id, state="done", finished=time.time())
+    """
+)
+
+
+def _ok(config: dict) -> None:
+    if config.get("epochs", 1) < 1:
+        raise ValueError("epochs: 0 is too small; it must be >= 1")
+
+
+@pytest.fixture()
+def queue(tmp_path):
+    return JobQueue(tmp_path, worker=[sys.executable, "-c", FAKE_WORKER], validate=_ok)
+
+
+def _wait(queue: JobQueue, job_id: str, states: tuple[str, ...], timeout: float = 30) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        queue.pump()
+        job = queue.get(job_id)
+        if job.state in states:
+            return job.state
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stayed {queue.get(job_id).state}")
+
+
+def test_bad_config_is_refused_and_nothing_queued(queue):
+    with pytest.raises(ValueError, match="epochs"):
+        queue.submit({"model": "resnet20", "epochs": 0, "device": "cpu"})
+    assert queue.jobs() == []
+
+
+def test_one_job_per_device_others_wait_in_order(queue):
+    first = queue.submit({"model": "a", "device": "cpu", "steps": 40})
+    second = queue.submit({"model": "b", "device": "cpu", "steps": 1})
+    third = queue.submit({"model": "c", "device": "cpu", "steps": 1})
+    assert queue.run_dir(first).parent == queue.runs_dir
+    queue.pump()
+    assert queue.get(first.job_id).state in ("starting", "running")
+    assert queue.get(second.job_id).state == "queued"
+    assert queue.position(second.job_id) == 1 and queue.position(third.job_id) == 2
+    assert queue.position(first.job_id) is None
+    assert _wait(queue, first.job_id, ("done",)) == "done"
+    assert _wait(queue, third.job_id, ("done",)) == "done"
+    assert queue.get(second.job_id).state == "done"
+    assert queue.get(second.job_id).started <= queue.get(third.job_id).started
+
+
+def test_different_devices_run_together(queue):
+    cpu = queue.submit({"model": "a", "device": "cpu", "steps": 40})
+    gpu = queue.submit({"model": "b", "device": "cuda", "steps": 40})
+    assert gpu.device == "cuda:0"
+    started = queue.pump()
+    assert {job.job_id for job in started} == {cpu.job_id, gpu.job_id}
+    for job in (cpu, gpu):
+        queue.cancel(job.job_id)
+        assert _wait(queue, job.job_id, ("cancelled", "done")) == "cancelled"
+
+
+def test_cancel_queued_and_running(queue):
+    running = queue.submit({"model": "a", "device": "cpu", "steps": 400})
+    waiting = queue.submit({"model": "b", "device": "cpu"})
+    queue.pump()
+    queue.cancel(waiting.job_id)
+    assert queue.get(waiting.job_id).state == "cancelled"
+    _wait(queue, running.job_id, ("running",))
+    queue.cancel(running.job_id)
+    assert _wait(queue, running.job_id, ("cancelled",)) == "cancelled"
+
+
+def test_crashed_worker_is_marked_interrupted(queue):
+    job = queue.submit({"model": "a", "device": "cpu", "crash": True})
+    assert _wait(queue, job.job_id, ("interrupted",)) == "interrupted"
+    assert "stopped" in queue.get(job.job_id).message
+
+
+def test_another_process_sees_the_same_queue(queue, tmp_path):
+    job = queue.submit({"model": "a", "device": "cpu", "steps": 1}, label="shared")
+    other = JobQueue(tmp_path)
+    assert [j.label for j in other.jobs()] == ["shared"]
+    assert other.position(job.job_id) == 1
+
+
+def test_runner_thread_drives_the_queue(queue):
+    runner = JobRunner(queue, interval=0.05).start()
+    try:
+        job = queue.submit({"model": "a", "device": "cpu", "steps": 1})
+        deadline = time.time() + 30
+        while queue.get(job.job_id).state != "done" and time.time() < deadline:
+            time.sleep(0.05)
+        assert queue.get(job.job_id).state == "done"
+        assert runner.last_error == ""
+    finally:
+        runner.stop()
+
+
+def test_forget_keeps_active_jobs(queue):
+    job = queue.submit({"model": "a", "device": "cpu"})
+    queue.forget(job.job_id)
+    assert queue.get(job.job_id) is not None
+    queue.cancel(job.job_id)
+    queue.forget(job.job_id)
+    assert queue.get(job.job_id) is None
+
+
+def test_resolve_device_and_advice():
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda") == "cuda:0"
+    assert resolve_device("auto") in ("cpu", "cuda:0")
+    assert "batch size" in advice_for("CUDA out of memory. Tried to allocate 2 GiB")
+    assert "synthetic" in advice_for("CIFAR-10 not found: looked for data/train")
