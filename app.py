@@ -16,7 +16,7 @@ st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", lay
 
 # To add a page, add one st.Page here (the order is the order in the sidebar).
 PAGES = [
-    st.Page("pages/build.py", title="Build", icon=":material/construction:", url_path="build", default=True),
+    st.Page("pages/build.py", title="Build", icon=":material/construction:", default=True),
     st.Page("pages/shapes.py", title="Shapes", icon=":material/straighten:", url_path="shapes"),
     st.Page("pages/gradients.py", title="Gradient flow", icon=":material/trending_down:", url_path="gradients"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),

@@ -17,6 +17,20 @@ import streamlit as st
 from resnet_core import ArchSpec, SpecError, build_model, charts, trace_blocks, trace_shapes
 from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 
+
+def require_router() -> None:
+    """Call first in every page: makes deep links work on a freshly started server.
+
+    Streamlit treats a folder named pages/ as an old-style multipage app until app.py has
+    called st.navigation once, so the first visitor of e.g. /shapes would get that page
+    without the router and sidebar. Switch to the router and rerun (once per server).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
 NET_KEY = "net"  # session_state and query-param key of the current net
 DEFAULT_NET = "resnet20"
 DATA_ENV = "RESNET_EXPLORER_DATA"

@@ -10,6 +10,8 @@ from resnet_core.diagram import block_diagram, stage_summary
 from resnet_core.explain import build_sentence, fmt_count
 from resnet_core.spec import PRESET_INFO, PRESETS, spec_label
 
+_ui.require_router()
+
 
 def _pick_preset() -> None:
     name = st.session_state.get("build_preset")
@@ -92,11 +94,12 @@ def _overview(spec: ArchSpec) -> None:
     every = options[0].toggle("Show every block", key="build_every",
                               help="Off: long stages show their first blocks, a '... N more' node, and the last")
     expand = options[1].toggle("Show layers inside blocks", key="build_expand")
-    direction = options[2].radio("Direction", ["left to right", "top to bottom"], horizontal=True, key="build_dir")
+    layouts = {"one row per stage": "rows", "one line": "LR", "one column": "TB"}
+    direction = options[2].radio("Layout", list(layouts), horizontal=True, key="build_dir")
     layers = _ui.shapes_of(spec.to_json(), side) if expand else None
     dot = block_diagram(blocks, label, keep=None if every else 2, layers=layers,
-                        direction="LR" if direction == "left to right" else "TB")
-    st.graphviz_chart(dot, width="stretch")
+                        direction=layouts[direction])
+    st.graphviz_chart(dot, width="stretch" if direction == "one line" else "content")
     st.caption("Blue **+** nodes add the block's input back (the skip connection); "
                "a plain net has none. Colours mark stages.")
 

@@ -17,6 +17,8 @@ from resnet_core.explain import (
 from resnet_core.probes import grad_ratio
 from resnet_core.spec import resolve_spec, spec_label
 
+_ui.require_router()
+
 DEPTHS = [6 * n + 2 for n in range(3, 19)]  # 20, 26, ..., 110: the CIFAR ResNets of He et al. 4.2
 
 

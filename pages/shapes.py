@@ -11,6 +11,8 @@ from resnet_core.charts import shape_profile_chart
 from resnet_core.diagram import fmt_shape, mark_shape_changes, shape_profile
 from resnet_core.spec import spec_label
 
+_ui.require_router()
+
 HIGHLIGHT = {  # change -> row colour; the first match wins
     "shortcut": "background-color: #d6e6f5",
     "spatial": "background-color: #fde0c5",

@@ -2,4 +2,8 @@
 
 import streamlit as st
 
+from pages import _ui
+
+_ui.require_router()
+
 st.title("train")

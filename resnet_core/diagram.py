@@ -78,7 +78,7 @@ def block_diagram(
     title: str = "",
     keep: int | None = 2,
     layers: pd.DataFrame | None = None,
-    direction: str = "LR",
+    direction: str = "rows",
 ) -> str:
     """Graphviz DOT source of a network, one node per block, skip connections drawn.
 
@@ -88,28 +88,36 @@ def block_diagram(
         keep: per stage, show this many blocks then one "N more" node and the last block;
             None draws every block.
         layers: a `trace_shapes` frame to draw each block's layers inside it (expanded view).
-        direction: "LR" (left to right) or "TB" (top to bottom).
+        direction: "rows" (each stage one row, stages top to bottom: fits a screen),
+            "LR" (one line, left to right) or "TB" (one column, top to bottom).
 
     Returns:
         DOT text for `st.graphviz_chart` or any Graphviz renderer.
     """
+    rows = direction == "rows"
     lines = [
         "digraph resnet {",
-        f"rankdir={direction}; newrank=true; nodesep=0.25; ranksep=0.35;",
+        f"rankdir={'TB' if rows else direction}; newrank=true; nodesep=0.25; ranksep=0.35;",
         f"label={_quote(title)}; labelloc=t; fontsize=18; fontname=Helvetica;",
         'node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=12];',
         "edge [fontname=Helvetica, fontsize=10];",
         'input [label="input", shape=plaintext, style=""];',
     ]
-    previous = "input"
+    previous, previous_stage = "input", None
+    stage_nodes: dict[int, list[str]] = {}
     for number, (what, item) in enumerate(_visible_rows(blocks, keep)):
         node = f"n{number}"
+        stage = int(item[1]["stage"] if what == "more" else item["stage"])  # type: ignore[index]
+        stage_nodes.setdefault(stage, []).append(node)
+        # In rows, the edge into a new stage wraps to the next line: it must not rank nodes.
+        wrap = " [constraint=false]" if rows and previous_stage not in (None, stage) else ""
+        previous_stage = stage
         if what == "more":
             count, sample = item  # type: ignore[misc]
             colour = STAGE_COLOURS[int(sample["stage"]) % len(STAGE_COLOURS)]
             label = f"... {count} more {sample['kind']} blocks ...\n{fmt_shape(sample['output_shape'])}"
             lines.append(f"{node} [label={_quote(label)}, fillcolor={_quote(colour)}, style=\"dashed,rounded,filled\"];")
-            lines.append(f"{previous} -> {node};")
+            lines.append(f"{previous} -> {node}{wrap};")
             if sample["shortcut"] not in ("", "none"):
                 lines.append(f"{previous} -> {node} [style=dashed, color=\"#1f77b4\", label={_quote(f'{count} skips')}];")
             previous = node
@@ -118,11 +126,11 @@ def block_diagram(
         colour = STAGE_COLOURS[int(row["stage"]) % len(STAGE_COLOURS)]
         if layers is not None and row["kind"] in ("basic", "bottleneck"):
             first, last = _layer_nodes(lines, node, row, layers)
-            lines.append(f"{previous} -> {first};")
+            lines.append(f"{previous} -> {first}{wrap};")
             body_end = last
         else:
             lines.append(f"{node} [label={_quote(_block_label(row))}, fillcolor={_quote(colour)}];")
-            lines.append(f"{previous} -> {node};")
+            lines.append(f"{previous} -> {node}{wrap};")
             body_end = node
         shortcut = row["shortcut"]
         if shortcut in SHORTCUT_TEXT:
@@ -136,11 +144,20 @@ def block_diagram(
                 f"{previous} -> {add} [color=\"#1f77b4\", penwidth={width}, constraint=false, "
                 f"label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor=\"#1f77b4\"];"
             )
+            stage_nodes[stage].append(add)
             previous = add
         else:
             previous = body_end
     lines.append('output [label="class scores", shape=plaintext, style=""];')
     lines.append(f"{previous} -> output;")
+    if rows and layers is None and stage_nodes:
+        stage_nodes[min(stage_nodes)].insert(0, "input")
+        stage_nodes[max(stage_nodes)].append("output")
+        heads = [nodes[0] for nodes in stage_nodes.values()]
+        for nodes in stage_nodes.values():
+            lines.append("{rank=same; " + "; ".join(nodes) + ";}")
+        for upper, lower in zip(heads, heads[1:]):  # stack the rows, left-aligned
+            lines.append(f"{upper} -> {lower} [style=invis, weight=10];")
     lines.append("}")
     return "\n".join(lines)
 
