@@ -58,17 +58,13 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-def make_shortcut(
-    kind: str, in_channels: int, out_channels: int, stride: int
-) -> nn.Module | None:
+def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
     """The shortcut a block needs: None for identity, else projection or zero padding."""
     if stride == 1 and in_channels == out_channels:
         return None
     if kind == "zero_pad":
         return ZeroPadShortcut(in_channels, out_channels, stride)
-    return nn.Sequential(
-        conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels)
-    )
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
 class BasicBlock(nn.Module):
@@ -93,7 +89,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.residual = residual
         self.shortcut_kind = shortcut if residual else "none"
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        self.downsample = (
+            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        )
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +129,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU()
         self.residual = residual
         self.shortcut_kind = shortcut if residual else "none"
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        self.downsample = (
+            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        )
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +185,13 @@ class ResNet(nn.Module):
             blocks = []
             for position in range(depth):
                 blocks.append(
-                    block(in_channels, width, stride if position == 0 else 1, spec.residual, spec.shortcut)
+                    block(
+                        in_channels,
+                        width,
+                        stride if position == 0 else 1,
+                        spec.residual,
+                        spec.shortcut,
+                    )
                 )
                 in_channels = width * block.expansion
             name = f"layer{index + 1}"

@@ -7,15 +7,21 @@ behind the "vanishing/exploding gradient" story); `layer_responses` reproduces H
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["gradient_norms", "layer_responses", "parameterised_layers", "grad_norm_rows", "grad_ratio"]
+__all__ = [
+    "gradient_norms",
+    "layer_responses",
+    "parameterised_layers",
+    "grad_norm_rows",
+    "grad_ratio",
+]
 
 _KINDS: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.Conv2d, "conv"),
@@ -59,7 +65,9 @@ def grad_norm_rows(model: nn.Module) -> list[dict]:
                 "index": index,
                 "layer": name,
                 "kind": kind,
-                "grad_norm": float(grad.detach().float().norm()) if grad is not None else float("nan"),
+                "grad_norm": float(grad.detach().float().norm())
+                if grad is not None
+                else float("nan"),
                 "weight_norm": float(weight.detach().float().norm()),
             }
         )
@@ -103,7 +111,11 @@ def gradient_norms(
     with _mode(model, train_mode), torch.enable_grad():
         if train_mode:
             # A probe must not move BN running statistics of a (possibly trained) model.
-            saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+            saved = {
+                k: v.clone()
+                for k, v in model.state_dict().items()
+                if "running" in k or "num_batches" in k
+            }
         loss = F.cross_entropy(model(inputs), targets)
         loss.backward()
         if train_mode:
@@ -120,7 +132,9 @@ def grad_ratio(frame: pd.DataFrame) -> float:
 
 
 @torch.no_grad()
-def layer_responses(model: nn.Module, inputs: torch.Tensor, train_mode: bool = False) -> pd.DataFrame:
+def layer_responses(
+    model: nn.Module, inputs: torch.Tensor, train_mode: bool = False
+) -> pd.DataFrame:
     """Standard deviation of every BatchNorm output (He et al. Fig. 7).
 
     Args:
@@ -146,7 +160,11 @@ def layer_responses(model: nn.Module, inputs: torch.Tensor, train_mode: bool = F
             handles.append(module.register_forward_hook(hook(name)))
     try:
         with _mode(model, train_mode):
-            saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+            saved = {
+                k: v.clone()
+                for k, v in model.state_dict().items()
+                if "running" in k or "num_batches" in k
+            }
             model(inputs.to(device))
             model.load_state_dict(saved, strict=False)
     finally:

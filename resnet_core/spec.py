@@ -246,7 +246,9 @@ for _n in (3, 5, 7, 9, 18):
     _register(f"plain{_layers}", _cifar_thin(_n, False), 32, f"plain twin of ResNet-{_layers}")
 for _depth in (18, 34):
     _block, _depths = _TORCHVISION_DEPTHS[_depth]
-    _register(f"plain{_depth}", _cifar_wide(_block, _depths, False), 32, f"plain twin of ResNet-{_depth}")
+    _register(
+        f"plain{_depth}", _cifar_wide(_block, _depths, False), 32, f"plain twin of ResNet-{_depth}"
+    )
 for _depth, (_block, _depths) in _TORCHVISION_DEPTHS.items():
     _register(
         f"resnet{_depth}-imagenet", _imagenet(_block, _depths), 224, f"torchvision ResNet-{_depth}"

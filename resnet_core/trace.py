@@ -1,3 +1,283 @@
-"""placeholder while being written"""
-def trace_shapes(*a, **k): raise NotImplementedError
-def trace_blocks(*a, **k): raise NotImplementedError
+"""Shape traces: what each layer does to the tensor, with parameters and multiply-adds.
+
+`trace_shapes` is built on torchinfo (one row per leaf layer). torchinfo cannot see the
+residual add, which is a tensor operation rather than a module, so `trace_blocks` folds the
+same rows into one per block and says which shortcut each block adds back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .model import BasicBlock, Bottleneck, ConvBNReLU, model_spec
+from .spec import SpecError
+
+__all__ = ["trace_shapes", "trace_blocks", "normalize_input_size"]
+
+MAX_SIDE = 1024
+TRACE_COLUMNS = ["layer", "type", "depth", "input_shape", "output_shape", "params", "mult_adds"]
+
+
+def _expected_channels(model: nn.Module) -> int | None:
+    spec = model_spec(model)
+    if spec is not None:
+        return spec.in_channels
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    return None
+
+
+def normalize_input_size(model: nn.Module, input_size: Sequence[int] | str) -> tuple[int, ...]:
+    """Validate an input size such as (1, 3, 32, 32), (3, 32, 32) or "3x32x32".
+
+    Raises:
+        SpecError: wrong number of dimensions, wrong channel count, or a size too small for
+            the network's downsampling (or too large to trace interactively).
+    """
+    if isinstance(input_size, str):
+        try:
+            input_size = tuple(int(part) for part in input_size.lower().split("x"))
+        except ValueError:
+            raise SpecError(
+                f"input: {input_size!r} is not a size; write channels x height x width, e.g. 3x32x32"
+            ) from None
+    size = tuple(input_size)
+    if len(size) == 3:
+        size = (1, *size)
+    if len(size) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+        raise SpecError(
+            f"input: {tuple(input_size)!r} is not an image size; give (N, C, H, W) or (C, H, W) integers"
+        )
+    batch, channels, height, width = size
+    if batch < 1 or batch > 64:
+        raise SpecError(f"input: batch size {batch} is not allowed; use 1 to 64")
+    expected = _expected_channels(model)
+    if expected is not None and channels != expected:
+        raise SpecError(
+            f"input: {channels} channels, but this network takes {expected} "
+            f"(e.g. {expected}x{height}x{width})"
+        )
+    spec = model_spec(model)
+    smallest = spec.min_input_size() if spec is not None else 1
+    for name, side in (("height", height), ("width", width)):
+        if side < smallest:
+            raise SpecError(
+                f"input: {name} {side} is too small for this network, which downsamples "
+                f"{smallest}x; use at least {smallest}x{smallest}"
+            )
+        if side > MAX_SIDE:
+            raise SpecError(f"input: {name} {side} is too large to trace; use at most {MAX_SIDE}")
+    return size
+
+
+def _shape_twin(model: nn.Module) -> tuple[nn.Module, str]:
+    """A model to trace and the device to trace it on.
+
+    Shapes, parameter counts and multiply-adds do not depend on weight values, so a network
+    built from a spec is traced as a weightless twin on the meta device: tracing ResNet-152
+    at 224x224 then costs no arithmetic. Other models are traced on the CPU (a copy, if they
+    live elsewhere, since torchinfo moves the model it traces).
+    """
+    spec = model_spec(model)
+    if spec is not None:
+        from .model import build_model
+
+        with torch.device("meta"):
+            return build_model(spec), "meta"
+    parameter = next(model.parameters(), None)
+    if parameter is None or parameter.device.type == "cpu":
+        return model, "cpu"
+    return copy.deepcopy(model).cpu(), "cpu"
+
+
+def trace_shapes(
+    model: nn.Module, input_size: Sequence[int] | str = (1, 3, 32, 32)
+) -> pd.DataFrame:
+    """Trace tensor shapes through every leaf layer, in forward order.
+
+    Args:
+        model: a network from `build_model` (or any CNN taking images).
+        input_size: (N, C, H, W), (C, H, W) or "CxHxW".
+
+    Returns:
+        DataFrame with columns layer (module path), type, depth, input_shape, output_shape
+        (lists), params and mult_adds (per call of the layer).
+
+    Raises:
+        SpecError: the input size does not fit the network.
+    """
+    import torchinfo  # imported here: only tracing needs it
+
+    size = normalize_input_size(model, input_size)
+    traced, device = _shape_twin(model)
+    names = {id(module): name for name, module in traced.named_modules()}
+    was_training = traced.training
+    try:
+        stats = torchinfo.summary(
+            traced,
+            input_size=size,
+            device=device,
+            verbose=0,
+            col_names=("input_size", "output_size", "num_params", "mult_adds"),
+            cache_forward_pass=False,
+            mode="eval",
+        )
+    except RuntimeError as error:  # shapes were validated; anything left is reported plainly
+        raise SpecError(
+            f"input: the network cannot run on {size}: {str(error).splitlines()[0]}"
+        ) from None
+    finally:
+        traced.train(was_training)
+    rows = []
+    for info in stats.summary_list:
+        if not info.is_leaf_layer:
+            continue
+        rows.append(
+            {
+                "layer": names.get(id(info.module), info.var_name),
+                "type": info.class_name,
+                "depth": info.depth,
+                "input_shape": list(info.input_size),
+                "output_shape": list(info.output_size),
+                "params": 0 if info.is_recursive else int(info.num_params),
+                "mult_adds": int(info.macs),
+            }
+        )
+    return pd.DataFrame(rows, columns=TRACE_COLUMNS)
+
+
+def _block_kind(module: nn.Module) -> str:
+    if isinstance(module, Bottleneck):
+        return "bottleneck"
+    if isinstance(module, BasicBlock):
+        return "basic"
+    return "conv"
+
+
+def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:
+    """(path, stage, module) of every block: residual blocks, or the baseline's conv units."""
+    blocks = []
+    stage_names = getattr(model, "stage_names", None)
+    if stage_names:
+        for stage, name in enumerate(stage_names, start=1):
+            for position, block in enumerate(getattr(model, name)):
+                blocks.append((f"{name}.{position}", stage, block))
+        return blocks
+    stage = 1
+    for name, module in model.named_modules():
+        if isinstance(module, ConvBNReLU):
+            blocks.append((name, stage, module))
+        elif isinstance(module, nn.MaxPool2d) and blocks:
+            stage += 1
+    return blocks
+
+
+def _shortcut(block: nn.Module) -> str:
+    kind = getattr(block, "shortcut_kind", None)
+    if kind is None or kind == "none":
+        return "none" if isinstance(block, (BasicBlock, Bottleneck)) else ""
+    return kind if getattr(block, "downsample", None) is not None else "identity"
+
+
+_ADD_TEXT = {
+    "identity": "out + x",
+    "projection": "out + BN(conv1x1(x))",
+    "zero_pad": "out + zero_pad(x)",
+}
+
+
+def trace_blocks(
+    model: nn.Module, input_size: Sequence[int] | str = (1, 3, 32, 32)
+) -> pd.DataFrame:
+    """One row per block, with the residual add that the layer trace cannot show.
+
+    Args:
+        model: a network from `build_model`.
+        input_size: as for `trace_shapes`.
+
+    Returns:
+        DataFrame with columns index, name ("stem", "layer1.0", ..., "head"), stage (0 for
+        the stem, 1..K for stages, K+1 for the head), kind, input_shape, output_shape,
+        shortcut ("identity" | "projection" | "zero_pad" | "none" for a plain block | ""),
+        add (the sum the block computes, "" where there is none), downsamples, params,
+        mult_adds.
+    """
+    layers = trace_shapes(model, input_size)
+    blocks = _blocks(model)
+    claimed = pd.Series(False, index=layers.index)
+    rows = []
+
+    def rows_under(prefix: str) -> pd.DataFrame:
+        mask = (layers["layer"] == prefix) | layers["layer"].str.startswith(prefix + ".")
+        return layers[mask]
+
+    def summarise(name: str, stage: int, kind: str, part: pd.DataFrame, shortcut: str = "") -> dict:
+        in_shape = part["input_shape"].iloc[0]
+        out_shape = part["output_shape"].iloc[-1]
+        return {
+            "name": name,
+            "stage": stage,
+            "kind": kind,
+            "input_shape": in_shape,
+            "output_shape": out_shape,
+            "shortcut": shortcut,
+            "add": _ADD_TEXT.get(shortcut, ""),
+            "downsamples": len(in_shape) == 4
+            and len(out_shape) == 4
+            and out_shape[2] < in_shape[2],
+            "params": int(part["params"].sum()),
+            "mult_adds": int(part["mult_adds"].sum()),
+        }
+
+    block_spans = []
+    for name, stage, block in blocks:
+        part = rows_under(name)
+        claimed |= layers.index.isin(part.index)
+        block_spans.append(
+            (part.index.min(), summarise(name, stage, _block_kind(block), part, _shortcut(block)))
+        )
+    first = min((start for start, _ in block_spans), default=len(layers))
+    last = max((rows_under(name).index.max() for name, _, _ in blocks), default=len(layers) - 1)
+    free = layers[~claimed]
+    stem = free[free.index < first]
+    head = free[free.index > last]
+    if len(stem):
+        rows.append(summarise("stem", 0, "stem", stem))
+    # Layers between blocks (the baseline CNN's max-pools) get rows of their own.
+    between = free[(free.index > first) & (free.index < last)]
+    stage_at = {start: row["stage"] for start, row in block_spans}
+    spans = sorted(
+        block_spans
+        + [
+            (
+                index,
+                summarise(
+                    row.layer,
+                    max(s for i, s in stage_at.items() if i < index),
+                    "pool",
+                    between.loc[[index]],
+                ),
+            )
+            for index, row in between.iterrows()
+        ],
+        key=lambda item: item[0],
+    )
+    rows.extend(row for _, row in spans)
+    last_stage = max((stage for _, stage, _ in blocks), default=0)
+    if len(head):
+        rows.append(summarise("head", last_stage + 1, "head", head))
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "index", range(len(frame)))
+    return frame
+
+
+def layer_rows_of_block(trace: pd.DataFrame, block_name: str) -> pd.DataFrame:
+    """Rows of a `trace_shapes` frame that belong to one block (for expanding a diagram node)."""
+    mask = trace["layer"].str.startswith(block_name + ".")
+    return trace[mask]
