@@ -67,4 +67,5 @@ def download(root) -> None:
 page = st.navigation(PAGES)
 _ui.sync_net_with_url()
 sidebar()
+_ui.router_runs()
 page.run()

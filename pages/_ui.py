@@ -13,9 +13,18 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 
-from resnet_core import ArchSpec, SpecError, build_model, charts, trace_blocks, trace_shapes
+from resnet_core import ArchSpec, SpecError, build_model, charts, jobs, trace_blocks, trace_shapes
 from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
+
+_router_ran = False
+
+
+def router_runs() -> None:
+    """Called by app.py just before it runs a page."""
+    global _router_ran
+    _router_ran = True
 
 
 def require_router() -> None:
@@ -27,7 +36,7 @@ def require_router() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory and not _router_ran:
         PagesManager.uses_pages_directory = False
         st.rerun()
 
@@ -150,24 +159,20 @@ def show_chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = 
 def show_table(frame: pd.DataFrame, name: str, **kwargs) -> None:
     """Render a table with a CSV download."""
     st.dataframe(frame, width="stretch", hide_index=True, **kwargs)
-    downloads(name, data=frame if not hasattr(frame, "data") else frame.data)
+    downloads(name, data=frame.data if isinstance(frame, Styler) else frame)
 
 
 def downloads(name: str, chart: alt.TopLevelMixin | None = None, data: pd.DataFrame | None = None) -> None:
     """A row of small download buttons; the files are made on click, not on every rerun."""
-    columns = st.columns([1, 1, 1, 9])
-    slot = iter(columns)
+    row = st.container(horizontal=True, gap="small")
     if chart is not None:
-        with next(slot):
-            st.download_button("PNG", lambda: charts.to_png(chart), f"{name}.png", "image/png",
-                               key=f"dl_png_{name}", on_click="ignore", icon=":material/download:")
-        with next(slot):
-            st.download_button("SVG", lambda: charts.to_svg(chart), f"{name}.svg", "image/svg+xml",
-                               key=f"dl_svg_{name}", on_click="ignore", icon=":material/download:")
+        row.download_button("PNG", lambda: charts.to_png(chart), f"{name}.png", "image/png",
+                            key=f"dl_png_{name}", on_click="ignore", icon=":material/download:")
+        row.download_button("SVG", lambda: charts.to_svg(chart), f"{name}.svg", "image/svg+xml",
+                            key=f"dl_svg_{name}", on_click="ignore", icon=":material/download:")
     if data is not None:
-        with next(slot):
-            st.download_button("CSV", lambda: charts.to_csv(data), f"{name}.csv", "text/csv",
-                               key=f"dl_csv_{name}", on_click="ignore", icon=":material/download:")
+        row.download_button("CSV", lambda: charts.to_csv(data), f"{name}.csv", "text/csv",
+                            key=f"dl_csv_{name}", on_click="ignore", icon=":material/download:")
 
 
 def error_box(error: Exception, advice: str = "") -> None:
@@ -175,20 +180,106 @@ def error_box(error: Exception, advice: str = "") -> None:
     st.error(f"{error}" + (f"\n\n{advice}" if advice else ""), icon=":material/error:")
 
 
-# Runs (training results on disk) ---------------------------------------------------------
-def run_ids() -> list[str]:
-    """Ids of every run on disk, newest first ([] until a run exists)."""
+# Training jobs and runs ------------------------------------------------------------------
+@st.cache_resource
+def job_queue() -> jobs.JobQueue:
+    """The queue shared by every session of this server, with its runner thread started."""
+    queue = jobs.JobQueue()
+    jobs.JobRunner(queue).start()
+    return queue
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    """Every event a run has logged so far (metrics.jsonl), skipping a half-written last line."""
+    path = Path(run_dir) / "metrics.jsonl"
+    events = []
     try:
-        from resnet_core import runs
-    except ImportError:
+        with open(path) as stream:
+            for line in stream:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
         return []
-    return [info["run_id"] for info in runs.list_runs()]
+    return events
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def runs_dir() -> Path:
+    return job_queue().runs_dir
+
+
+def run_ids() -> list[str]:
+    """Ids of every run on disk, newest first."""
+    root = runs_dir()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
 def run_info(run_id: str) -> dict | None:
-    """{'model': label, 'spec': ArchSpec, ...} of one run, or None if it is gone."""
-    return None
+    """What the Runs and Gradient pages show about one run, or None if it is gone."""
+    folder = runs_dir() / run_id
+    if not folder.is_dir():
+        return None
+    config = _read_json(folder / "config.json")
+    status = _read_json(folder / "status.json")
+    try:
+        spec = ArchSpec.from_dict(_read_json(folder / "spec.json"))
+    except SpecError:
+        spec = None
+    events = read_events(folder)
+    epochs = [e for e in events if charts.event_kind(e) == "epoch"]
+    accuracies = [float(e["test_acc"]) for e in epochs if e.get("test_acc") is not None]
+    best = max(accuracies, default=None)
+    if best is not None and best <= 1.0:
+        best *= 100
+    start = next((e for e in events if charts.event_kind(e) == "start"), {})
+    return {
+        "run_id": run_id,
+        "folder": folder,
+        "model": config.get("model") or (spec_label(spec) if spec else "?"),
+        "spec": spec,
+        "dataset": config.get("dataset", "?"),
+        "state": status.get("state", "unknown"),
+        "best_test_acc": best,
+        "epochs": len(epochs),
+        "seconds": sum(float(e.get("seconds", 0)) for e in epochs) or None,
+        "device": status.get("device") or start.get("device") or config.get("device", "?"),
+        "events": events,
+        "config": config,
+    }
 
 
 def run_weights(run_id: str) -> dict | None:
+    """The best (else last) weights of a run, loaded safely (tensors only, no code)."""
+    import torch
+
+    folder = runs_dir() / run_id
+    for name in ("best.pt", "last.pt"):
+        path = folder / name
+        if path.is_file():
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
+                return data["model"]
+            return data
     return None
+
+
+def delete_run(run_id: str) -> None:
+    """Remove one run folder (only a direct child of the runs folder)."""
+    import shutil
+
+    root = runs_dir().resolve()
+    folder = (root / run_id).resolve()
+    if folder.parent != root or not folder.is_dir():
+        raise ValueError(f"run {run_id!r} is not a run folder under {root}")
+    shutil.rmtree(folder)

@@ -1,9 +1,215 @@
-"""train page (being built)."""
+"""Train: start runs in the background, watch them live, cancel them."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
 from pages import _ui
+from resnet_core import list_presets
+from resnet_core.charts import epoch_chart, event_kind, metrics_frames, step_chart
+from resnet_core.explain import fmt_seconds, run_sentence
+from resnet_core.jobs import RECIPES, Job
 
 _ui.require_router()
 
-st.title("train")
+# Widgets for TrainConfig fields; a field not listed here gets a text/number box from its type.
+CHOICES = {
+    "dataset": ["cifar10", "synthetic"],
+    "device": ["auto", "cpu", "cuda"],
+    "precision": ["fp32", "bf16", "fp16"],
+}
+MAIN_FIELDS = ("model", "dataset", "epochs", "batch_size", "subset", "lr", "optimizer", "schedule", "device")
+HIDDEN_FIELDS = ("data_dir",)
+
+
+def _defaults() -> dict:
+    from resnet_core.train import TrainConfig
+
+    return TrainConfig().to_dict()
+
+
+def _field_choices(name: str, default) -> list | None:
+    if name == "model":
+        return list_presets()
+    if name in CHOICES:
+        return CHOICES[name] if default in CHOICES[name] or default is None else [default, *CHOICES[name]]
+    try:
+        from resnet_core import train
+
+        known = getattr(train, f"{name.upper()}S", None) or getattr(train, f"{name.upper()}_CHOICES", None)
+        return list(known) if known else None
+    except ImportError:
+        return None
+
+
+def _widget(container, name: str, value, default, prefix: str):
+    label = name.replace("_", " ")
+    key = f"train_f_{prefix}_{name}"  # a new ready choice refills the form
+    choices = _field_choices(name, default)
+    if choices:
+        return container.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key)
+    if isinstance(default, bool):
+        return container.toggle(label, bool(value), key=key)
+    if isinstance(default, int) or (default is None and name in ("subset", "eval_every", "grad_norm_every")):
+        return container.number_input(label, value=int(value) if value is not None else 0, step=1, key=key,
+                                      help="0 = off / all" if default is None else None)
+    if isinstance(default, float):
+        return container.number_input(label, value=float(value), format="%.4g", key=key)
+    return container.text_input(label, "" if value is None else str(value), key=key)
+
+
+def _form(base: dict, defaults: dict, prefix: str) -> dict | None:
+    """The form over TrainConfig; returns the config to start when submitted."""
+    found = _ui.cifar_found(_ui.data_dir()) is not None
+    values = dict(base)
+    with st.form("train_form"):
+        columns = st.columns(3)
+        main = [name for name in MAIN_FIELDS if name in defaults]
+        for index, name in enumerate(main):
+            values[name] = _widget(columns[index % 3], name, base.get(name), defaults[name], prefix)
+        with st.expander("More settings"):
+            more = st.columns(3)
+            rest = [n for n in defaults if n not in main and n not in HIDDEN_FIELDS]
+            for index, name in enumerate(rest):
+                values[name] = _widget(more[index % 3], name, base.get(name), defaults[name], prefix)
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    if not found:
+        st.info("CIFAR-10 is not here yet, so runs use the **synthetic** stand-in set (coloured "
+                "patterns, clearly not CIFAR-10). Name the folder in the sidebar to train on the real one.")
+    if not submitted:
+        return None
+    for name, default in defaults.items():
+        if default is None and values.get(name) in (0, ""):
+            values[name] = None  # 0 / empty means "off" for optional numbers
+    if not found and values.get("dataset") == "cifar10":
+        values["dataset"] = "synthetic"
+    values["data_dir"] = str(_ui.data_dir())
+    return values
+
+
+def _start(configs: list[dict], label: str) -> None:
+    queue = _ui.job_queue()
+    try:
+        for config in configs:
+            queue.validate(config)  # check them all before queueing any
+        for config in configs:
+            job = queue.submit(config, label=f"{config.get('model')} ({label})" if label else "")
+            st.session_state["train_watch"] = job.job_id
+    except (ValueError, TypeError) as error:
+        _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
+        return
+    st.toast(f"Queued {len(configs)} run(s).", icon=":material/schedule:")
+
+
+def _status_line(job: Job, queue) -> str:
+    if job.state == "queued":
+        position = queue.position(job.job_id)
+        return f"waiting: number {position} in line for {job.device}"
+    if job.state in ("starting", "running"):
+        return f"{job.state} on {job.device}"
+    return job.state + (f": {job.message}" if job.message else "")
+
+
+def _progress(job: Job, events: list[dict]) -> None:
+    config = job.config
+    steps = [e for e in events if event_kind(e) == "step"]
+    epochs_done = sum(1 for e in events if event_kind(e) == "epoch")
+    total_epochs = int(config.get("epochs") or 1)
+    start = next((e for e in events if event_kind(e) == "start"), {})
+    total_steps = start.get("total_steps") or start.get("steps")
+    if steps and total_steps:
+        fraction = min(1.0, steps[-1]["step"] / float(total_steps))
+    else:
+        fraction = min(1.0, epochs_done / total_epochs)
+    eta = steps[-1].get("eta_s") if steps else None
+    speed = steps[-1].get("images_per_s") if steps else None
+    text = f"{fraction:.0%}: epoch {min(epochs_done + 1, total_epochs)} of {total_epochs}, ETA {fmt_seconds(eta)}"
+    if speed:
+        text += f", {speed:,.0f} images/s"
+    st.progress(fraction, text=text)
+
+
+def _charts(job: Job, events: list[dict]) -> None:
+    steps, epochs = metrics_frames(events)
+    name = job.run_id
+    left, right = st.columns(2)
+    with left:
+        if len(steps) and "loss" in steps:
+            _ui.show_chart(step_chart(steps, "loss", "Training loss per step", "loss"), f"{name}-loss", steps)
+        else:
+            st.caption("The loss curve appears after the first steps.")
+        if len(steps) and "lr" in steps:
+            _ui.show_chart(step_chart(steps, "lr", "Learning rate", "learning rate", height=180), f"{name}-lr")
+    with right:
+        if len(epochs):
+            _ui.show_chart(epoch_chart(epochs), f"{name}-accuracy", epochs)
+        else:
+            st.caption("Accuracy appears after the first epoch.")
+        if len(steps) and "images_per_s" in steps:
+            _ui.show_chart(step_chart(steps, "images_per_s", "Throughput", "images / s", height=180),
+                           f"{name}-throughput")
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    """Redraws every second from the files on disk, so any browser sees the same runs."""
+    queue = _ui.job_queue()
+    all_jobs = queue.jobs()
+    if not all_jobs:
+        st.caption("No runs started from this app yet.")
+        return
+    recent = [job for job in all_jobs if job.active] + [job for job in reversed(all_jobs) if not job.active][:5]
+    table = pd.DataFrame([{"run": job.label or job.run_id, "status": _status_line(job, queue),
+                           "device": job.device, "run folder": job.run_id} for job in recent])
+    st.dataframe(table, hide_index=True, width="stretch")
+    ids = [job.job_id for job in recent]
+    watched = st.session_state.get("train_watch")
+    if watched not in ids:
+        watched = ids[0]
+    by_id = {job.job_id: job for job in recent}
+    job = by_id[st.selectbox("Watch", ids, index=ids.index(watched),
+                             format_func=lambda i: f"{by_id[i].label or by_id[i].run_id}: {by_id[i].state}")]
+    st.session_state["train_watch"] = job.job_id
+    events = _ui.read_events(queue.run_dir(job))
+    if job.config.get("dataset") == "synthetic":
+        st.caption("Trained on the **synthetic** stand-in set, not CIFAR-10.")
+    if job.active:
+        if job.state == "queued":
+            st.info(_status_line(job, queue).capitalize() + ".", icon=":material/schedule:")
+        else:
+            _progress(job, events)
+        if st.button("Cancel this run", key=f"cancel_{job.job_id}", icon=":material/stop_circle:"):
+            queue.cancel(job.job_id)
+            st.toast("Asked the run to stop; it stops after the current step.")
+    elif job.state == "failed":
+        _ui.error_box(RuntimeError(job.message or "the run failed"), job.advice)
+    elif job.state in ("cancelled", "interrupted"):
+        st.warning(f"This run was {job.state}. {job.advice}".strip())
+    else:
+        info = _ui.run_info(job.run_id)
+        if info:
+            st.success(run_sentence(info["model"], info["state"], info["best_test_acc"], info["epochs"], info["seconds"]))
+    _charts(job, events)
+
+
+st.title("Train")
+st.caption("Runs go to a queue on disk: one run per device at a time, the rest wait their turn. "
+           "They keep running if you switch pages, reload, or close the browser.")
+try:
+    defaults = _defaults()
+except ImportError:
+    st.error("The training engine (resnet_core.train) is not installed in this checkout.")
+    st.stop()
+recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")
+planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
+if len(planned) > 1:
+    st.caption(f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
+               "settings below (model aside); they queue on the same device and share the Runs chart.")
+config = _form(planned[-1], defaults, str(list(RECIPES).index(recipe)) if recipe else "own")
+if config is not None:
+    changed = {k: v for k, v in config.items() if v != planned[-1].get(k) and k != "model"}
+    configs = [{**c, **changed} for c in planned] if len(planned) > 1 else [config]
+    _start(configs, recipe.split(":")[0] if recipe and len(planned) > 1 else "")
+st.subheader("Runs")
+live()

@@ -27,6 +27,8 @@ __all__ = [
     "epoch_chart",
     "runs_compare_chart",
     "per_layer_long",
+    "event_kind",
+    "metrics_frames",
 ]
 
 THEME = "resnet_explorer"
@@ -225,3 +227,34 @@ def per_layer_long(frames: dict[str, pd.DataFrame], value: str) -> pd.DataFrame:
         part["position"] = part.index / max(len(part) - 1, 1)
         parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["net", "layer", value, "position"])
+
+
+def event_kind(event: dict) -> str:
+    """The kind of a metrics event ('start', 'step', 'epoch', ...), whichever key holds it."""
+    return str(event.get("event") or event.get("type") or event.get("kind") or "")
+
+
+def _percent(values: pd.Series) -> pd.Series:
+    """Accuracies as percentages, whether they were logged as fractions or percents."""
+    return values * 100 if len(values) and values.max() <= 1.0 else values
+
+
+def metrics_frames(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a run's events into a per-step table and a long per-epoch accuracy table.
+
+    Returns:
+        (steps with columns step, epoch, loss, lr, images_per_s, eta_s where logged;
+         epochs with columns epoch, split ("train" | "test"), accuracy in percent)
+    """
+    steps = pd.DataFrame([e for e in events if event_kind(e) == "step"])
+    epochs = pd.DataFrame([e for e in events if event_kind(e) == "epoch"])
+    parts = []
+    for split in ("train", "test"):
+        column = f"{split}_acc"
+        if column in epochs.columns:
+            part = epochs[["epoch", column]].dropna().rename(columns={column: "accuracy"})
+            part["accuracy"] = _percent(part["accuracy"].astype(float))
+            part.insert(1, "split", split)
+            parts.append(part)
+    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["epoch", "split", "accuracy"])
+    return steps, long

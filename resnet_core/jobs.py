@@ -42,11 +42,28 @@ __all__ = [
     "checkpoints_root",
     "resolve_device",
     "advice_for",
+    "RECIPES",
 ]
 
 CHECKPOINTS_ENV = "RESNET_EXPLORER_CHECKPOINTS"
 ACTIVE = ("queued", "starting", "running")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
+
+
+# Ready-made choices for the Train page: name -> the runs it starts (TrainConfig field overrides).
+RECIPES: dict[str, list[dict[str, Any]]] = {
+    "Quick CPU demo: ResNet-20 on 10,000 images, 1 epoch": [
+        {"model": "resnet20", "epochs": 1, "subset": 10_000, "batch_size": 128, "device": "auto"},
+    ],
+    "plain-20 vs ResNet-20 side by side": [
+        {"model": "plain20", "epochs": 2, "subset": 10_000, "batch_size": 128, "device": "auto"},
+        {"model": "resnet20", "epochs": 2, "subset": 10_000, "batch_size": 128, "device": "auto"},
+    ],
+    "GPU: ResNet-18 to 94%": [
+        {"model": "resnet18", "epochs": 30, "batch_size": 512, "device": "cuda", "precision": "bf16",
+         "channels_last": True, "label_smoothing": 0.1},
+    ],
+}
 
 
 def checkpoints_root() -> Path:
