@@ -1,0 +1,474 @@
+"""Run directories: everything a training run leaves behind, readable while it runs.
+
+Layout of `<root>/<run_id>/` (root: argument, else $RESNET_EXPLORER_CHECKPOINTS, else
+`checkpoints/runs` under the current directory)::
+
+    spec.json      the ArchSpec (model.spec.to_dict())
+    config.json    the TrainConfig (TrainConfig.to_dict())
+    metrics.jsonl  one JSON object per event ("event" key), flushed as written
+    status.json    {"state": running|done|failed|cancelled, pid, started, updated, ...}
+    last.pt        model + optimizer state after the last finished epoch
+    best.pt        the same, for the epoch with the best test accuracy
+
+A viewer polls status.json and metrics.jsonl. Every file but metrics.jsonl is replaced
+atomically (temp file + os.replace), so a reader never sees half a file and a killed run
+leaves the previous checkpoint intact. Checkpoints load with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import build_model
+from .spec import ArchSpec, SpecError, spec_label
+
+__all__ = [
+    "CHECKPOINTS_ENV",
+    "RunError",
+    "RunInfo",
+    "RunWriter",
+    "default_root",
+    "validate_run_id",
+    "resolve_run",
+    "new_run_dir",
+    "list_runs",
+    "run_info",
+    "load_run",
+    "load_checkpoint",
+    "delete_run",
+    "read_metrics",
+    "read_status",
+    "write_json_atomic",
+]
+
+CHECKPOINTS_ENV = "RESNET_EXPLORER_CHECKPOINTS"
+CHECKPOINT_FORMAT = "resnet_explorer.checkpoint"
+CHECKPOINT_VERSION = 1
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+STEP_WRITE_INTERVAL_S = 0.25  # step events reach metrics.jsonl at most this often
+STATUS_WRITE_INTERVAL_S = 1.0
+
+
+class RunError(ValueError):
+    """A run or one of its files cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run, as a table row.
+
+    Attributes:
+        id: folder name under the runs root.
+        path: the run folder.
+        model: model label (preset name or custom description).
+        state: running | done | failed | cancelled | interrupted (status said running but
+            its process is gone) | unknown (status.json missing or unreadable).
+        best_test_acc: best test accuracy so far (fraction) or None.
+        final_test_acc: test accuracy after the last evaluated epoch, or None.
+        seconds: elapsed time of the run.
+        device: where it ran, e.g. "cpu (2 threads)".
+        started: ISO-8601 start time.
+        synthetic: trained on the synthetic stand-in dataset.
+        epoch: epochs finished.
+        epochs: epochs planned.
+        message: the last message (error, cancel reason), or "".
+    """
+
+    id: str
+    path: str
+    model: str
+    state: str
+    best_test_acc: float | None
+    final_test_acc: float | None
+    seconds: float | None
+    device: str
+    started: str
+    synthetic: bool
+    epoch: int
+    epochs: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# Paths -------------------------------------------------------------------------------------
+def default_root() -> Path:
+    """$RESNET_EXPLORER_CHECKPOINTS, else ./checkpoints/runs."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or Path("checkpoints") / "runs")
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return run_id if it is a safe folder name, else raise RunError."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise RunError(
+            f"run id {run_id!r} is not valid; use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, no '..')"
+        )
+    return run_id
+
+
+def resolve_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A run folder from a path to it, or from a run id under root."""
+    path = Path(run)
+    if path.is_dir() and ((path / "status.json").exists() or (path / "config.json").exists()):
+        return path
+    base = Path(root) if root is not None else default_root()
+    candidate = base / validate_run_id(str(run))
+    if not candidate.resolve().is_relative_to(base.resolve()):
+        raise RunError(f"run id {run!r} points outside {base}")
+    if not candidate.is_dir():
+        raise RunError(f"no run {str(run)!r} in {base}; 'python -m resnet_core runs' lists them")
+    return candidate
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:40] or "run"
+
+
+def new_run_dir(label: str = "run", root: str | os.PathLike | None = None) -> Path:
+    """Create and return a fresh `<root>/<YYYYmmdd-HHMMSS>-<label>[-n]` folder."""
+    base = Path(root) if root is not None else default_root()
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        suffix = f"-{attempt}" if attempt else ""
+        path = base / validate_run_id(f"{stamp}-{_slug(label)}{suffix}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"{base}: could not create a new run folder; remove old runs")
+
+
+# Atomic writes -----------------------------------------------------------------------------
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to path through a temp file and os.replace."""
+    _write_bytes_atomic(Path(path), (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# Writing a run -----------------------------------------------------------------------------
+class RunWriter:
+    """Records one run's events, status and checkpoints in its folder (used by `fit`)."""
+
+    def __init__(self, run_dir: str | os.PathLike, config: Any, spec: ArchSpec, data: Any,
+                 resumed: bool = False) -> None:  # fmt: skip
+        from . import __version__
+
+        self.path = Path(run_dir)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.spec = spec
+        self.config = config
+        self.versions = {"torch": str(torch.__version__), "resnet_core": str(__version__)}
+        write_json_atomic(self.path / "spec.json", spec.to_dict())
+        write_json_atomic(self.path / "config.json", config.to_dict())
+        previous = _read_json(self.path / "status.json") if resumed else None
+        self.status: dict[str, Any] = {
+            "state": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _now_iso(),
+            "updated": _now_iso(),
+            "model": config.label(),
+            "device": "",
+            "dataset": data.source,
+            "synthetic": bool(data.synthetic),
+            "epoch": 0,
+            "epochs": config.epochs,
+            "step": 0,
+            "total_steps": 0,
+            "best_test_acc": None,
+            "final_test_acc": None,
+            "seconds": 0.0,
+            "message": "",
+        }
+        if isinstance(previous, dict):
+            self.status["started"] = previous.get("started", self.status["started"])
+            self.status["resumed"] = _now_iso()
+        self._write_status()
+        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._last_step_write = 0.0
+        self._last_status_write = time.monotonic()
+
+    def _write_status(self) -> None:
+        self.status["updated"] = _now_iso()
+        write_json_atomic(self.path / "status.json", self.status)
+
+    def _append(self, event: dict) -> None:
+        if self._metrics.closed:
+            return
+        record = {"time": round(time.time(), 3), **event}
+        self._metrics.write(json.dumps(record, default=str) + "\n")
+        self._metrics.flush()
+
+    def handle(self, event: dict) -> None:
+        """Record an event: metrics line (steps throttled), status on milestones."""
+        kind = event["event"]
+        now = time.monotonic()
+        status = self.status
+        if kind == "step":
+            status.update(step=event["step"], seconds=event["elapsed"], eta_s=event["eta_s"])
+            if now - self._last_step_write >= STEP_WRITE_INTERVAL_S:
+                self._last_step_write = now
+                self._append(event)
+            if now - self._last_status_write >= STATUS_WRITE_INTERVAL_S:
+                self._last_status_write = now
+                self._write_status()
+            return
+        self._append(event)
+        if kind == "start":
+            status.update(device=event["device"], total_steps=event["total_steps"],
+                          epoch=event["start_epoch"])  # fmt: skip
+        elif kind == "epoch":
+            status.update(epoch=event["epoch"], step=event["step"], seconds=event["elapsed"],
+                          best_test_acc=event["best_test_acc"])  # fmt: skip
+            if event["test_acc"] is not None:
+                status["final_test_acc"] = event["test_acc"]
+        elif kind == "done":
+            status.update(state="done", seconds=event["seconds"], message="",
+                          best_test_acc=event["best_test_acc"],
+                          final_test_acc=event["final_test_acc"])  # fmt: skip
+            status.pop("eta_s", None)
+        elif kind in ("failed", "cancelled"):
+            status.update(state=kind, seconds=event["seconds"], message=event["message"])
+            status.pop("eta_s", None)
+        else:
+            return
+        self._last_status_write = now
+        self._write_status()
+
+    def save_checkpoints(self, state: dict, improved: bool) -> None:
+        """Write last.pt (and best.pt when `improved`) atomically."""
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "spec": self.spec.to_dict(),
+            "config": self.config.to_dict(),
+            "versions": self.versions,
+            "synthetic": self.status["synthetic"],
+            **state,
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        data = buffer.getvalue()
+        _write_bytes_atomic(self.path / "last.pt", data)
+        if improved:
+            _write_bytes_atomic(self.path / "best.pt", data)
+
+    def close(self) -> None:
+        if not self._metrics.closed:
+            self._metrics.close()
+
+
+# Reading runs ------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_status(run_dir: str | os.PathLike) -> dict:
+    """status.json as a dict; raises RunError naming the file if it is missing or broken."""
+    path = Path(run_dir) / "status.json"
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: missing or not a JSON object; is this a run folder?")
+    return data
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """Events from metrics.jsonl; a partly written (or otherwise broken) line is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    events = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record:
+            events.append(record)
+    return events
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def run_info(run_dir: str | os.PathLike) -> RunInfo:
+    """A RunInfo for one folder; never raises for broken files (state "unknown")."""
+    path = Path(run_dir)
+    status = _read_json(path / "status.json")
+    status = status if isinstance(status, dict) else {}
+    state = str(status.get("state", "unknown"))
+    if state == "running" and status.get("host") in (None, socket.gethostname()):
+        if not _pid_alive(status.get("pid")):
+            state = "interrupted"
+    model = status.get("model")
+    if not model:
+        spec = _read_json(path / "spec.json")
+        try:
+            model = spec_label(ArchSpec.from_dict(spec))
+        except (SpecError, TypeError):
+            model = "?"
+
+    def number(key: str) -> float | None:
+        value = status.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    return RunInfo(
+        id=path.name,
+        path=str(path),
+        model=str(model),
+        state=state,
+        best_test_acc=number("best_test_acc"),
+        final_test_acc=number("final_test_acc"),
+        seconds=number("seconds"),
+        device=str(status.get("device", "")),
+        started=str(status.get("started", "")),
+        synthetic=bool(status.get("synthetic", False)),
+        epoch=int(number("epoch") or 0),
+        epochs=int(number("epochs") or 0),
+        message=str(status.get("message", "")),
+    )
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """All runs under root, newest first."""
+    base = Path(root) if root is not None else default_root()
+    if not base.is_dir():
+        return []
+    infos = []
+    for entry in os.scandir(base):
+        if not entry.is_dir() or not _RUN_ID.match(entry.name):
+            continue
+        path = Path(entry.path)
+        if (path / "status.json").exists() or (path / "config.json").exists():
+            infos.append(run_info(path))
+    return sorted(infos, key=lambda info: (info.started, info.id), reverse=True)
+
+
+def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
+    """Delete a run folder; refuses ids that escape root and runs still in progress."""
+    base = Path(root) if root is not None else default_root()
+    path = base / validate_run_id(run_id)
+    if not path.resolve().is_relative_to(base.resolve()) or path.is_symlink():
+        raise RunError(f"run id {run_id!r} points outside {base}")
+    if not path.is_dir():
+        raise RunError(f"no run {run_id!r} in {base}")
+    if run_info(path).state == "running":
+        raise RunError(f"run {run_id!r} is still running; cancel it before deleting")
+    shutil.rmtree(path)
+
+
+def _one_line(error: BaseException) -> str:
+    """The most telling line of an error message, without terminal escapes, <= 200 chars."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    telling = [line for line in lines if "Unsupported global" in line or "error:" in line.lower()]
+    text = (telling or lines or [type(error).__name__])[0]
+    return text[:200]
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Read a checkpoint with weights_only=True; any problem is a one-line RunError."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: no such checkpoint; the run may not have finished an epoch yet")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        raise RunError(
+            f"{path}: not a readable checkpoint ({type(error).__name__}: {_one_line(error)}); "
+            "it may be truncated or foreign; delete it or use the other checkpoint"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: not a ResNet Explorer checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    if not isinstance(data.get("model"), dict) or not isinstance(data.get("epoch"), int):
+        raise RunError(f"{path}: checkpoint lacks model weights or epoch; it is damaged")
+    return data
+
+
+def load_run(
+    path: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu",
+    root: str | os.PathLike | None = None,
+) -> tuple[nn.Module, RunInfo]:  # fmt: skip
+    """Rebuild a run's model from spec.json and best.pt or last.pt.
+
+    Args:
+        path: a run folder, or a run id under root.
+        which: "best" or "last".
+        device: where to put the model.
+        root: runs root for ids (default `default_root()`).
+
+    Returns:
+        (model in eval mode, RunInfo).
+
+    Raises:
+        RunError: missing, truncated or foreign files (one line naming the file).
+    """
+    if which not in ("best", "last"):
+        raise RunError(f"which: {which!r} is not allowed; choose best or last")
+    run_dir = resolve_run(path, root)
+    spec_path = run_dir / "spec.json"
+    spec_data = _read_json(spec_path)
+    try:
+        spec = ArchSpec.from_dict(spec_data)
+    except (SpecError, TypeError) as error:
+        raise RunError(f"{spec_path}: not a valid spec ({_one_line(error)})") from None
+    checkpoint = load_checkpoint(run_dir / f"{which}.pt")
+    model = build_model(spec)
+    if checkpoint.get("config", {}).get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        raise RunError(
+            f"{run_dir / (which + '.pt')}: weights do not fit spec.json ({_one_line(error)})"
+        ) from None
+    return model.to(device).eval(), run_info(run_dir)
