@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a network on CIFAR-10 and record the run",
         description="Train a network; the run is recorded under checkpoints/runs/ "
-        "(or $RESNET_EXPLORER_CHECKPOINTS, or --runs-root) unless --run-dir is given.",
+        "($RESNET_EXPLORER_CHECKPOINTS/runs, or --runs-root) unless --run-dir is given.",
     )
     train.add_argument("--arch", "--model", dest="arch", default=None,
                        help="preset name (default resnet20) or a path to an ArchSpec .json")  # fmt: skip
@@ -81,7 +81,7 @@ def register(subparsers: Any) -> None:
 
     listing = subparsers.add_parser("runs", help="list recorded training runs")
     listing.add_argument("--root", "--runs-root", dest="root", default=None,
-                         help="runs folder (default $RESNET_EXPLORER_CHECKPOINTS or checkpoints/runs)")  # fmt: skip
+                         help="runs folder (default $RESNET_EXPLORER_CHECKPOINTS/runs, else checkpoints/runs)")  # fmt: skip
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.add_argument("--delete", metavar="RUN_ID", default=None, help="delete one run")
     listing.set_defaults(func=cmd_runs)

@@ -150,7 +150,8 @@ def _read_batches_py(folder: Path) -> dict:
     classes = CIFAR10_CLASSES
     if (folder / "batches.meta").is_file():
         meta = _read_batch(folder / "batches.meta")
-        classes = tuple(str(name) for name in meta.get("label_names", CIFAR10_CLASSES))
+        names = meta.get("label_names", CIFAR10_CLASSES)
+        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     train_images, train_labels = read([f"data_batch_{i}" for i in range(1, 6)])
     test_images, test_labels = read(["test_batch"])
     return {

@@ -1,7 +1,8 @@
 """Run directories: everything a training run leaves behind, readable while it runs.
 
-Layout of `<root>/<run_id>/` (root: argument, else $RESNET_EXPLORER_CHECKPOINTS, else
-`checkpoints/runs` under the current directory)::
+Layout of `<root>/<run_id>/` (root: argument, else `$RESNET_EXPLORER_CHECKPOINTS/runs`, else
+`checkpoints/runs` under the current directory; the checkpoints folder also holds the
+app's job queue, see `resnet_core.jobs`)::
 
     spec.json      the ArchSpec (model.spec.to_dict())
     config.json    the TrainConfig (TrainConfig.to_dict())
@@ -108,8 +109,8 @@ class RunInfo:
 
 # Paths -------------------------------------------------------------------------------------
 def default_root() -> Path:
-    """$RESNET_EXPLORER_CHECKPOINTS, else ./checkpoints/runs."""
-    return Path(os.environ.get(CHECKPOINTS_ENV) or Path("checkpoints") / "runs")
+    """The runs folder: $RESNET_EXPLORER_CHECKPOINTS/runs, else ./checkpoints/runs."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or "checkpoints") / "runs"
 
 
 def validate_run_id(run_id: str) -> str:
