@@ -15,7 +15,16 @@ import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
-from resnet_core import ArchSpec, SpecError, build_model, charts, jobs, trace_blocks, trace_shapes
+from resnet_core import (
+    ArchSpec,
+    SpecError,
+    build_model,
+    charts,
+    jobs,
+    runs,
+    trace_blocks,
+    trace_shapes,
+)
 from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 
 _router_ran = False
@@ -152,7 +161,7 @@ def large_fonts() -> bool:
 def show_chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None) -> None:
     """Render a chart (themed) with PNG / SVG / CSV downloads generated only when clicked."""
     chart = charts.themed(chart, large_fonts())
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(chart, width="stretch", theme=None)  # distinct colours on a projector
     downloads(name, chart=chart, data=data)
 
 
@@ -189,97 +198,35 @@ def job_queue() -> jobs.JobQueue:
     return queue
 
 
-def read_events(run_dir: Path) -> list[dict]:
-    """Every event a run has logged so far (metrics.jsonl), skipping a half-written last line."""
-    path = Path(run_dir) / "metrics.jsonl"
-    events = []
-    try:
-        with open(path) as stream:
-            for line in stream:
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    continue
-    except OSError:
-        return []
-    return events
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def runs_dir() -> Path:
     return job_queue().runs_dir
 
 
+def run_list() -> list[runs.RunInfo]:
+    """Every run on disk, newest first."""
+    return runs.list_runs(runs_dir())
+
+
 def run_ids() -> list[str]:
-    """Ids of every run on disk, newest first."""
-    root = runs_dir()
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+    return [info.id for info in run_list()]
 
 
-def run_info(run_id: str) -> dict | None:
-    """What the Runs and Gradient pages show about one run, or None if it is gone."""
-    folder = runs_dir() / run_id
-    if not folder.is_dir():
-        return None
-    config = _read_json(folder / "config.json")
-    status = _read_json(folder / "status.json")
-    try:
-        spec = ArchSpec.from_dict(_read_json(folder / "spec.json"))
-    except SpecError:
-        spec = None
-    events = read_events(folder)
-    epochs = [e for e in events if charts.event_kind(e) == "epoch"]
-    accuracies = [float(e["test_acc"]) for e in epochs if e.get("test_acc") is not None]
-    best = max(accuracies, default=None)
-    if best is not None and best <= 1.0:
-        best *= 100
-    start = next((e for e in events if charts.event_kind(e) == "start"), {})
-    return {
-        "run_id": run_id,
-        "folder": folder,
-        "model": config.get("model") or (spec_label(spec) if spec else "?"),
-        "spec": spec,
-        "dataset": config.get("dataset", "?"),
-        "state": status.get("state", "unknown"),
-        "best_test_acc": best,
-        "epochs": len(epochs),
-        "seconds": sum(float(e.get("seconds", 0)) for e in epochs) or None,
-        "device": status.get("device") or start.get("device") or config.get("device", "?"),
-        "events": events,
-        "config": config,
-    }
+def run_events(run_id: str) -> list[dict]:
+    """Every event a run has logged so far."""
+    return runs.read_metrics(runs_dir() / run_id)
 
 
-def run_weights(run_id: str) -> dict | None:
-    """The best (else last) weights of a run, loaded safely (tensors only, no code)."""
-    import torch
+@st.cache_resource(max_entries=8, show_spinner="Loading the run's weights ...")
+def _trained(run_id: str, mtime: float) -> tuple[ArchSpec, dict]:
+    model, _ = runs.load_run(run_id, which="best", root=runs_dir())
+    return model.spec, {k: v.contiguous() for k, v in model.state_dict().items()}
 
-    folder = runs_dir() / run_id
-    for name in ("best.pt", "last.pt"):
-        path = folder / name
-        if path.is_file():
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
-                return data["model"]
-            return data
-    return None
+
+def run_model(run_id: str) -> tuple[ArchSpec, dict]:
+    """(spec, trained weights) of a run's best checkpoint; raises runs.RunError if unreadable."""
+    best = runs_dir() / run_id / "best.pt"
+    return _trained(run_id, best.stat().st_mtime if best.exists() else 0.0)
 
 
 def delete_run(run_id: str) -> None:
-    """Remove one run folder (only a direct child of the runs folder)."""
-    import shutil
-
-    root = runs_dir().resolve()
-    folder = (root / run_id).resolve()
-    if folder.parent != root or not folder.is_dir():
-        raise ValueError(f"run {run_id!r} is not a run folder under {root}")
-    shutil.rmtree(folder)
+    runs.delete_run(run_id, root=runs_dir())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui
-from resnet_core import ArchSpec
+from resnet_core import ArchSpec, runs
 from resnet_core.charts import layer_norms_chart, per_layer_long
 from resnet_core.explain import (
     gradient_sentence,
@@ -30,7 +30,7 @@ def measure(spec_json: str, source: str, data_dir: str, batch: int, seed: int, r
         data = _ui.cifar10(data_dir)
         images, labels = data.test_images, data.test_labels
     inputs, targets = sample_batch(images, labels, batch, seed)
-    state = _ui.run_weights(run) if run else None
+    state = _ui.run_model(run)[1] if run else None
     return measure_net(ArchSpec.from_json(spec_json), inputs, targets, seed, state)
 
 
@@ -44,10 +44,15 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
                 f"{base} with skips": (spec.replace(residual=True), "")}
     if mode == "A trained run":
         run = st.session_state.get("grad_run")
-        info = _ui.run_info(run) if run else None
-        if info is None:
+        if not run:
             return {}
-        return {f"{info['model']} at init": (info["spec"], ""), f"{info['model']} trained": (info["spec"], run)}
+        try:
+            spec, _ = _ui.run_model(run)
+        except runs.RunError as error:
+            _ui.error_box(error, "Pick another run; this one has no readable checkpoint yet.")
+            return {}
+        label = spec_label(spec)
+        return {f"{label} at init": (spec, ""), f"{label} trained": (spec, run)}
     depth = st.session_state.get("grad_depth", 56)
     return {f"plain{depth}": (resolve_spec("plain20").replace(depths=((depth - 2) // 6,) * 3), ""),
             f"resnet{depth}": (resolve_spec("resnet20").replace(depths=((depth - 2) // 6,) * 3), "")}
@@ -57,14 +62,17 @@ st.title("Gradient flow: plain vs residual")
 st.caption("One forward and backward pass on one batch, at initialisation unless a trained run is "
            "chosen. The numbers below are measured now, not quoted from a book.")
 controls = st.columns([3, 2, 2, 1, 1])
-runs = _ui.run_ids()
+run_ids = _ui.run_ids()
+runs_available = bool(run_ids)
 controls[0].radio("Compare", ["Preset pair", "Current net: skips off vs on", "A trained run"],
                   key="grad_mode", horizontal=False)
 mode = st.session_state["grad_mode"]
 if mode == "Preset pair":
     controls[1].select_slider("Depth (layers)", DEPTHS, value=56, key="grad_depth")
 elif mode == "A trained run":
-    controls[1].selectbox("Run", runs, key="grad_run", placeholder="no runs yet" if not runs else "pick a run")
+    st.session_state.setdefault("grad_run", None)  # the Runs page may have chosen one
+    controls[1].selectbox("Run", run_ids, key="grad_run",
+                          placeholder="pick a run" if run_ids else "no runs yet")
 else:
     controls[1].markdown(f"Current net: **{_ui.current_label()}**")
 found = _ui.cifar_found(_ui.data_dir()) is not None
@@ -76,7 +84,8 @@ show_bn = st.toggle("Include BatchNorm layers in the gradient chart", key="grad_
 
 nets = _pairs()
 if not nets:
-    st.info("No trained runs yet: start one on the Train page, or compare a preset pair.")
+    if mode == "A trained run" and not runs_available:
+        st.info("No trained runs yet: start one on the Train page, or compare a preset pair.")
     st.stop()
 grads, responses = {}, {}
 progress = st.progress(0.0, text="Measuring ...")

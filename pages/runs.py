@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from pages import _ui
 from resnet_core.charts import epoch_chart, metrics_frames, runs_compare_chart, step_chart
 from resnet_core.explain import fmt_seconds
+from resnet_core.runs import RunError, RunInfo
 
 _ui.require_router()
 
 
-def _table(infos: list[dict]) -> pd.DataFrame:
+def _table(infos: list[RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "run": info["run_id"],
-                "model": info["model"],
-                "data": "synthetic" if info["dataset"] == "synthetic" else info["dataset"],
-                "status": info["state"],
-                "best test acc (%)": None if info["best_test_acc"] is None else round(info["best_test_acc"], 2),
-                "epochs": info["epochs"],
-                "time": fmt_seconds(info["seconds"]) if info["seconds"] else "",
-                "device": info["device"],
+                "run": info.id,
+                "model": info.model,
+                "data": "synthetic" if info.synthetic else "CIFAR-10",
+                "status": info.state,
+                "best test acc (%)": None if info.best_test_acc is None else round(100 * info.best_test_acc, 2),
+                "epochs": f"{info.epoch} of {info.epochs}",
+                "time": fmt_seconds(info.seconds) if info.seconds else "",
+                "device": info.device,
+                "started": info.started.replace("T", " ")[:19],
             }
             for info in infos
         ]
     )
 
 
-def _compare(infos: dict[str, dict], chosen: list[str]) -> None:
+def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
     epochs, losses = [], []
     for run_id in chosen:
-        steps, long = metrics_frames(infos[run_id]["events"])
-        name = f"{infos[run_id]['model']} ({run_id[-6:]})"
+        steps, long = metrics_frames(_ui.run_events(run_id))
+        name = f"{infos[run_id].model} ({run_id[:15]})"
         test = long[long["split"] == "test"].rename(columns={"accuracy": "test_acc"})
         if len(test):
             epochs.append(test.assign(run=name)[["run", "epoch", "test_acc"]])
@@ -66,7 +70,7 @@ def _delete(run_id: str) -> None:
         if st.button("Yes, delete it", type="primary", key="runs_delete_confirm"):
             try:
                 _ui.delete_run(run_id)
-            except (OSError, ValueError) as error:
+            except (OSError, RunError) as error:
                 _ui.error_box(error)
                 return
             st.toast(f"Deleted {run_id}.")
@@ -74,32 +78,33 @@ def _delete(run_id: str) -> None:
 
 
 st.title("Runs")
-ids = _ui.run_ids()
-if not ids:
+if not _ui.run_ids():
     st.info("No runs yet. Start one on the Train page; it appears here while it runs.")
     st.stop()
-infos = {run_id: info for run_id in ids if (info := _ui.run_info(run_id)) is not None}
+infos = {info.id: info for info in _ui.run_list()}
 _ui.show_table(_table(list(infos.values())), "runs")
 
 st.subheader("Compare")
 chosen = st.multiselect("Runs to compare", list(infos), default=list(infos)[:2], key="runs_compare",
-                        format_func=lambda i: f"{infos[i]['model']}: {i}")
+                        format_func=lambda i: f"{infos[i].model}: {i}")
 if chosen:
     _compare(infos, chosen)
 
 st.subheader("One run")
-run_id = st.selectbox("Run", list(infos), key="runs_one", format_func=lambda i: f"{infos[i]['model']}: {i}")
+run_id = st.selectbox("Run", list(infos), key="runs_one", format_func=lambda i: f"{infos[i].model}: {i}")
 info = infos[run_id]
-columns = st.columns([2, 2, 6])
-if columns[0].button("Open in Gradient flow", icon=":material/trending_down:", disabled=info["spec"] is None):
+if info.message:
+    st.caption(f"Last message: {info.message}")
+row = st.container(horizontal=True)
+has_weights = (Path(info.path) / "best.pt").exists()
+if row.button("Open in Gradient flow", icon=":material/trending_down:", disabled=not has_weights,
+              help=None if has_weights else "No checkpoint yet: a run saves one after each epoch"):
     _open_in_gradients(run_id)
-with columns[1]:
-    if info["state"] in ("running", "queued", "starting"):
+with row:
+    if info.state == "running":
         st.caption("Cancel it on the Train page before deleting.")
     else:
         _delete(run_id)
-steps, epochs = metrics_frames(info["events"])
+steps, epochs = metrics_frames(_ui.run_events(run_id))
 if len(epochs):
-    _ui.show_chart(epoch_chart(epochs, title=f"{info['model']}: accuracy per epoch"), f"{run_id}-accuracy", epochs)
-with st.expander("Settings of this run"):
-    st.json(info["config"])
+    _ui.show_chart(epoch_chart(epochs, title=f"{info.model}: accuracy per epoch"), f"{run_id}-accuracy", epochs)

@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui
-from resnet_core import list_presets
+from resnet_core import list_presets, runs
 from resnet_core.charts import epoch_chart, event_kind, metrics_frames, step_chart
 from resnet_core.explain import fmt_seconds, run_sentence
-from resnet_core.jobs import RECIPES, Job
+from resnet_core.jobs import CPU_OVERRIDES, RECIPES, Job
 
 _ui.require_router()
 
@@ -26,12 +26,17 @@ HIDDEN_FIELDS = ("data_dir",)
 def _defaults() -> dict:
     from resnet_core.train import TrainConfig
 
-    return TrainConfig().to_dict()
+    defaults = TrainConfig().to_dict()
+    if _ui.device_name() == "CPU only":
+        defaults.update(CPU_OVERRIDES)
+    return defaults
 
 
 def _field_choices(name: str, default) -> list | None:
     if name == "model":
         return list_presets()
+    if name == "dataset" and default == "synthetic":
+        return ["synthetic"]  # CIFAR-10 is not there (the sidebar says how to get it)
     if name in CHOICES:
         return CHOICES[name] if default in CHOICES[name] or default is None else [default, *CHOICES[name]]
     try:
@@ -62,6 +67,9 @@ def _widget(container, name: str, value, default, prefix: str):
 def _form(base: dict, defaults: dict, prefix: str) -> dict | None:
     """The form over TrainConfig; returns the config to start when submitted."""
     found = _ui.cifar_found(_ui.data_dir()) is not None
+    if not found:
+        base = {**base, "dataset": "synthetic"}
+        defaults = {**defaults, "dataset": "synthetic"}
     values = dict(base)
     with st.form("train_form"):
         columns = st.columns(3)
@@ -82,8 +90,6 @@ def _form(base: dict, defaults: dict, prefix: str) -> dict | None:
     for name, default in defaults.items():
         if default is None and values.get(name) in (0, ""):
             values[name] = None  # 0 / empty means "off" for optional numbers
-    if not found and values.get("dataset") == "cifar10":
-        values["dataset"] = "synthetic"
     values["data_dir"] = str(_ui.data_dir())
     return values
 
@@ -137,6 +143,9 @@ def _charts(job: Job, events: list[dict]) -> None:
     with left:
         if len(steps) and "loss" in steps:
             _ui.show_chart(step_chart(steps, "loss", "Training loss per step", "loss"), f"{name}-loss", steps)
+            total = next((e.get("total_steps") for e in events if event_kind(e) == "start"), None)
+            st.caption(f"At step {int(steps['step'].max())}" + (f" of {total}" if total else "") +
+                       f" ({len(steps)} points logged).")
         else:
             st.caption("The loss curve appears after the first steps.")
         if len(steps) and "lr" in steps:
@@ -171,7 +180,7 @@ def live() -> None:
     job = by_id[st.selectbox("Watch", ids, index=ids.index(watched),
                              format_func=lambda i: f"{by_id[i].label or by_id[i].run_id}: {by_id[i].state}")]
     st.session_state["train_watch"] = job.job_id
-    events = _ui.read_events(queue.run_dir(job))
+    events = runs.read_metrics(queue.run_dir(job))
     if job.config.get("dataset") == "synthetic":
         st.caption("Trained on the **synthetic** stand-in set, not CIFAR-10.")
     if job.active:
@@ -187,9 +196,9 @@ def live() -> None:
     elif job.state in ("cancelled", "interrupted"):
         st.warning(f"This run was {job.state}. {job.advice}".strip())
     else:
-        info = _ui.run_info(job.run_id)
-        if info:
-            st.success(run_sentence(info["model"], info["state"], info["best_test_acc"], info["epochs"], info["seconds"]))
+        info = runs.run_info(queue.run_dir(job))
+        best = None if info.best_test_acc is None else 100 * info.best_test_acc
+        st.success(run_sentence(info.model, info.state, best, info.epoch, info.seconds))
     _charts(job, events)
 
 
@@ -201,15 +210,17 @@ try:
 except ImportError:
     st.error("The training engine (resnet_core.train) is not installed in this checkout.")
     st.stop()
-recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")
-planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
-if len(planned) > 1:
-    st.caption(f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
-               "settings below (model aside); they queue on the same device and share the Runs chart.")
-config = _form(planned[-1], defaults, str(list(RECIPES).index(recipe)) if recipe else "own")
-if config is not None:
-    changed = {k: v for k, v in config.items() if v != planned[-1].get(k) and k != "model"}
-    configs = [{**c, **changed} for c in planned] if len(planned) > 1 else [config]
-    _start(configs, recipe.split(":")[0] if recipe and len(planned) > 1 else "")
+busy = bool(_ui.job_queue().active())
+with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"):
+    recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")
+    planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
+    if len(planned) > 1:
+        st.caption(f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
+                   "settings below (model aside); they queue on the same device and share the Runs chart.")
+    config = _form(planned[-1], defaults, str(list(RECIPES).index(recipe)) if recipe else "own")
+    if config is not None:
+        changed = {k: v for k, v in config.items() if v != planned[-1].get(k) and k != "model"}
+        configs = [{**c, **changed} for c in planned] if len(planned) > 1 else [config]
+        _start(configs, recipe.split(":")[0] if recipe and len(planned) > 1 else "")
 st.subheader("Runs")
 live()

@@ -168,7 +168,7 @@ def step_chart(frame: pd.DataFrame, value: str, title: str, value_title: str,
         frame: columns step, value and (optionally) run.
     """
     encoding: dict[str, Any] = {
-        "x": alt.X("step:Q", title="step"),
+        "x": alt.X("step:Q", title="step", axis=alt.Axis(format="d", tickMinStep=1)),
         "y": alt.Y(f"{value}:Q", title=value_title,
                    scale=alt.Scale(type="log") if log else alt.Scale(zero=False)),
         "tooltip": ["step", alt.Tooltip(f"{value}:Q", format=".4g")],
