@@ -11,10 +11,29 @@ PAGES = ["pages/build.py", "pages/shapes.py", "pages/gradients.py", "pages/train
 
 
 def app_test(timeout: float = 120) -> AppTest:
-    """An AppTest of the whole app (router + sidebar), not yet run."""
+    """An AppTest of the whole app (router + sidebar), not yet run.
+
+    Cached resources (the job queue, which reads $RESNET_EXPLORER_CHECKPOINTS once) live for
+    the whole process, so each test starts from a clean cache.
+    """
+    import streamlit as st
+
+    st.cache_resource.clear()
     return AppTest.from_file(str(APP), default_timeout=timeout)
 
 
 def no_exceptions(at: AppTest) -> list[str]:
     """The messages of every exception element the last run showed."""
     return [e.value for e in at.exception]
+
+
+def tiny_run(checkpoints: Path, model: str = "resnet20") -> Path:
+    """Train a few steps on the synthetic set into checkpoints/runs/<id>; returns the run dir."""
+    from resnet_core.runs import new_run_dir
+    from resnet_core.train import fit
+
+    run_dir = new_run_dir(model, root=Path(checkpoints) / "runs")
+    fit({"model": model, "dataset": "synthetic", "subset": 200, "epochs": 1, "batch_size": 50,
+         "precision": "fp32", "channels_last": False, "device": "cpu", "eval_batch_size": 500},
+        run_dir=run_dir)
+    return run_dir

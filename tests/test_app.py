@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_helpers import PAGES, app_test, no_exceptions
+from app_helpers import PAGES, app_test, no_exceptions, tiny_run
 
 
 def _param(at, name: str) -> str:
@@ -101,3 +101,43 @@ def test_gradient_page_says_what_it_measured(app):
     app.radio(key="grad_mode").set_value("Current net: skips off vs on").run()
     assert no_exceptions(app) == []
     assert "resnet20 without skips" in " ".join(m.value for m in app.markdown)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoints folder holding one finished (tiny, synthetic) run."""
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    return checkpoints, tiny_run(checkpoints)
+
+
+def test_train_page_offers_ready_choices_and_synthetic_data(app):
+    app.switch_page("pages/train.py").run()
+    assert no_exceptions(app) == []
+    assert "Quick CPU demo" in str(app.button_group[0].proto)  # the ready choices
+    assert app.selectbox(key="train_f_own_dataset").options == ["synthetic"]  # no CIFAR-10 here
+    assert [b.label for b in app.button if b.label == "Start training"]
+
+
+def test_bad_training_setting_is_a_message_and_nothing_starts(app, tmp_path):
+    app.switch_page("pages/train.py").run()
+    app.number_input(key="train_f_own_epochs").set_value(0)
+    [b for b in app.button if b.label == "Start training"][0].click().run()
+    assert no_exceptions(app) == []
+    assert any("epochs" in e.value for e in app.error)
+    assert not (tmp_path / "checkpoints" / "queue").exists() or not list((tmp_path / "checkpoints" / "queue").glob("*.json"))
+
+
+def test_runs_page_lists_and_opens_a_run_in_gradient_flow(trained, monkeypatch, tmp_path):
+    checkpoints, run_dir = trained
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(checkpoints))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert no_exceptions(at) == []
+    assert at.selectbox(key="runs_one").value == run_dir.name
+    [b for b in at.button if b.label == "Open in Gradient flow"][0].click().run()
+    assert no_exceptions(at) == []
+    assert at.radio(key="grad_mode").value == "A trained run"
+    text = " ".join(m.value for m in at.markdown)
+    assert "resnet20 at init" in text and "resnet20 trained" in text
