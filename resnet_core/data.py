@@ -505,21 +505,15 @@ class DeviceLoader:
         return ((images.float() - self.mean) * self.scale).to(self.dtype)
 
     def _crop(self, batch: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """Per-image random crop: pad, then copy each shift group (airbench's batch_crop)."""
+        """Per-image random crop of the reflect-padded batch, as one gather (no host sync)."""
         pad = self.crop_padding
-        height, width = batch.shape[-2:]
+        count, _channels, height, width = batch.shape
         padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")  # (N, C, H+2p, W+2p)
-        rows = torch.empty(
-            (*batch.shape[:2], height, width + 2 * pad), device=batch.device, dtype=batch.dtype
-        )
-        for shift in range(2 * pad + 1):
-            mask = shifts[:, 0] == shift
-            rows[mask] = padded[mask, :, shift : shift + height, :]
-        out = torch.empty_like(batch)
-        for shift in range(2 * pad + 1):
-            mask = shifts[:, 1] == shift
-            out[mask] = rows[mask, :, :, shift : shift + width]
-        return out
+        rows = shifts[:, :1] + torch.arange(height, device=batch.device)  # (N, H)
+        cols = shifts[:, 1:] + torch.arange(width, device=batch.device)  # (N, W)
+        images = torch.arange(count, device=batch.device).view(-1, 1, 1)
+        out = padded[images, :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+        return out.permute(0, 3, 1, 2)  # (N, C, H, W), stored channels-last
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.images)
@@ -542,4 +536,6 @@ class DeviceLoader:
                 labels = self.labels[start:stop]
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
+            else:
+                batch = batch.contiguous()
             yield batch, labels

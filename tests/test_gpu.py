@@ -1,0 +1,84 @@
+"""CUDA checks of the training engine; skipped where no GPU is visible.
+
+Run on a GPU box with `pytest -m gpu tests/test_gpu.py` (benchmarks/gpu_check.sh does).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from resnet_core.data import DeviceLoader, load_cifar10, synthetic_cifar10
+from resnet_core.train import TrainConfig, fit, iter_fit
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+TINY = dict(model="resnet20", dataset="synthetic", subset=1280, batch_size=128, epochs=2,
+            device="cuda", seed=0)  # fmt: skip
+
+
+def test_cuda_fit_on_synthetic_learns():
+    events = []
+    result = fit(TrainConfig(**{**TINY, "epochs": 4}), on_event=events.append)
+    assert events[0]["device"].startswith("cuda")
+    assert result.state == "done" and result.final_test_acc > 0.5
+    assert next(result.model.parameters()).is_cuda
+
+
+def test_cuda_few_real_steps(cifar_root):
+    config = TrainConfig(model="resnet20", data_dir=str(cifar_root), subset=5000, epochs=2,
+                         batch_size=256, device="cuda", precision="bf16", channels_last=True)  # fmt: skip
+    result = fit(config)
+    assert result.final_test_acc > 0.25
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
+def test_autocast_precisions_train(precision):
+    losses = [e["loss"] for e in iter_fit(TrainConfig(**{**TINY, "precision": precision, "epochs": 1}))
+              if e["event"] == "step"]  # fmt: skip
+    assert len(losses) == 10 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_bf16_autocast_runs_convs_in_bf16():
+    from resnet_core import build_model
+
+    model = build_model("resnet20").cuda().to(memory_format=torch.channels_last)
+    inputs = torch.randn(8, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model.conv1(inputs)
+    assert out.dtype == torch.bfloat16
+
+
+def test_loader_keeps_data_on_device():
+    data = synthetic_cifar10(512, 64)
+    loader = DeviceLoader(data.train_images, data.train_labels, 128, "cuda", channels_last=True)
+    assert loader.images.is_cuda
+    batch, labels = next(iter(loader))
+    assert batch.is_cuda and labels.is_cuda
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    cpu = DeviceLoader(data.train_images, data.train_labels, 128, "cpu", channels_last=True)
+    cpu_batch, cpu_labels = next(iter(cpu))
+    torch.testing.assert_close(labels.cpu(), cpu_labels)  # same order on every device
+    torch.testing.assert_close(batch.cpu(), cpu_batch)
+
+
+def test_same_seed_same_first_steps_on_cuda():
+    def losses():
+        stream = iter_fit(TrainConfig(**{**TINY, "epochs": 1, "precision": "fp32"}))
+        return [e["loss"] for e in stream if e["event"] == "step"][:3]
+
+    torch.backends.cudnn.deterministic = True
+    try:
+        first, second = losses(), losses()
+    finally:
+        torch.backends.cudnn.deterministic = False
+    torch.testing.assert_close(torch.tensor(first), torch.tensor(second), rtol=1e-4, atol=1e-4)
+
+
+def test_real_data_loads_to_gpu(cifar_root):
+    data = load_cifar10(cifar_root, subset=1000)
+    loader = DeviceLoader(data.train_images, data.train_labels, 500, "cuda")
+    assert sum(len(labels) for _batch, labels in loader) == 1000
