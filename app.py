@@ -49,7 +49,11 @@ def sidebar() -> None:
             )
             if not found and st.button("Download CIFAR-10 (170 MB)", key="download_cifar"):
                 download(root)
-        st.toggle("Large fonts (projector)", key="large_fonts")
+        st.toggle("Large fonts (projector)", key="large_fonts",
+                  help="Bigger text and chart labels for the back of a lecture room")
+    if st.session_state.get("large_fonts"):
+        st.html("<style>[data-testid=stMain] p, [data-testid=stMain] li, [data-testid=stMain] label "
+                "{font-size: 1.3rem !important;}</style>")
 
 
 def download(root) -> None:

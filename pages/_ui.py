@@ -166,9 +166,11 @@ def show_chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = 
 
 
 def show_table(frame: pd.DataFrame, name: str, **kwargs) -> None:
-    """Render a table with a CSV download."""
-    st.dataframe(frame, width="stretch", hide_index=True, **kwargs)
-    downloads(name, data=frame.data if isinstance(frame, Styler) else frame)
+    """Render a table with a CSV download; big counts read as 40.6M rather than 40632064."""
+    data = frame.data if isinstance(frame, Styler) else frame
+    compact = {c: st.column_config.NumberColumn(format="compact") for c in ("params", "mult_adds") if c in data}
+    st.dataframe(frame, width="stretch", hide_index=True, column_config=compact, **kwargs)
+    downloads(name, data=data)
 
 
 def downloads(name: str, chart: alt.TopLevelMixin | None = None, data: pd.DataFrame | None = None) -> None:

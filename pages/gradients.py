@@ -61,7 +61,7 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
 st.title("Gradient flow: plain vs residual")
 st.caption("One forward and backward pass on one batch, at initialisation unless a trained run is "
            "chosen. The numbers below are measured now, not quoted from a book.")
-controls = st.columns([3, 2, 2, 1, 1])
+controls = st.columns([3, 3, 2, 1, 1])
 run_ids = _ui.run_ids()
 runs_available = bool(run_ids)
 controls[0].radio("Compare", ["Preset pair", "Current net: skips off vs on", "A trained run"],

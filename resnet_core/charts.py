@@ -68,9 +68,16 @@ def _large_theme() -> alt.theme.ThemeConfig:
 def themed(chart: alt.TopLevelMixin, large: bool = False) -> alt.TopLevelMixin:
     """The chart with the app's fonts applied (per chart, so one user's choice is theirs alone)."""
     config = theme_config(large)
-    return chart.configure_axis(**config["axis"]).configure_legend(**config["legend"]).configure_title(
-        **config["title"]
-    ).configure_header(**config["header"])
+    if large and isinstance(chart, alt.Chart) and isinstance(chart.height, int):
+        chart = chart.properties(height=int(chart.height * 1.5))  # room for the bigger labels
+    return (
+        chart.configure_axis(**config["axis"])
+        .configure_legend(**config["legend"])
+        .configure_title(**config["title"])
+        .configure_header(**config["header"])
+        .configure_line(**config["line"])
+        .configure_point(**config["point"])
+    )
 
 
 def to_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
