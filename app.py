@@ -14,7 +14,8 @@ from pages import _ui
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
 
-# To add a page, add one st.Page here (the order is the order in the sidebar).
+# To add a page, add one st.Page here (the order is the order in the sidebar) and call
+# _ui.require_router() at the top of the page file.
 PAGES = [
     st.Page("pages/build.py", title="Build", icon=":material/construction:", default=True),
     st.Page("pages/shapes.py", title="Shapes", icon=":material/straighten:", url_path="shapes"),
@@ -71,5 +72,4 @@ def download(root) -> None:
 page = st.navigation(PAGES)
 _ui.sync_net_with_url()
 sidebar()
-_ui.router_runs()
 page.run()

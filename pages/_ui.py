@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 from pathlib import Path
 
 import altair as alt
@@ -27,27 +28,23 @@ from resnet_core import (
 )
 from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 
-_router_ran = False
-
-
-def router_runs() -> None:
-    """Called by app.py just before it runs a page."""
-    global _router_ran
-    _router_ran = True
-
 
 def require_router() -> None:
-    """Call first in every page: makes deep links work on a freshly started server.
+    """Call first in every page (before drawing anything): runs the page inside app.py's router.
 
-    Streamlit treats a folder named pages/ as an old-style multipage app until app.py has
-    called st.navigation once, so the first visitor of e.g. /shapes would get that page
-    without the router and sidebar. Switch to the router and rerun (once per server).
+    A folder named pages/ makes Streamlit run a page file on its own (no router, no
+    sidebar) until app.py has called st.navigation: on a freshly started server, and in
+    every AppTest run. Then run app.py here, which draws the sidebar and runs this page
+    through st.navigation, and stop the outer run. No rerun, so no click is lost.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory and not _router_ran:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if not PagesManager.uses_pages_directory:
+        return
+    PagesManager.uses_pages_directory = False
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    st.stop()
+
 
 NET_KEY = "net"  # session_state and query-param key of the current net
 DEFAULT_NET = "resnet20"

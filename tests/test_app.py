@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from app_helpers import PAGES, app_test, no_exceptions, tiny_run
 
@@ -141,3 +143,34 @@ def test_runs_page_lists_and_opens_a_run_in_gradient_flow(trained, monkeypatch, 
     assert at.radio(key="grad_mode").value == "A trained run"
     text = " ".join(m.value for m in at.markdown)
     assert "resnet20 at init" in text and "resnet20 trained" in text
+
+
+def test_train_page_shows_queue_positions(tmp_path, monkeypatch):
+    from resnet_core.jobs import JobQueue
+
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(checkpoints))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    queue = JobQueue(checkpoints)
+    config = {"model": "resnet20", "dataset": "synthetic", "device": "cpu"}
+    running = queue.submit(config, label="first")
+    queue.update(running.job_id, state="running", pid=os.getpid())  # "alive": keeps the cpu busy
+    queue.submit(config, label="second")
+    queue.submit(config, label="third")
+    at = app_test()
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert no_exceptions(at) == []
+    statuses = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"], strict=True))
+    assert statuses == {"first": "running on cpu", "second": "waiting: number 1 in line for cpu",
+                        "third": "waiting: number 2 in line for cpu"}
+    assert [b.label for b in at.button if b.label == "Cancel this run"]
+    queue.update(running.job_id, state="cancelled")
+
+
+def test_naming_the_data_folder_finds_cifar10(cifar_root, app):  # cifar_root first: app changes the env
+    app.sidebar.text_input(key="data_dir").set_value(str(cifar_root)).run()
+    assert no_exceptions(app) == []
+    assert any("CIFAR-10:** found" in c.value for c in app.sidebar.caption)
+    app.switch_page("pages/train.py").run()
+    assert "cifar10" in app.selectbox(key="train_f_own_dataset").options
