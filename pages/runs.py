@@ -23,7 +23,7 @@ def _table(infos: list[RunInfo]) -> pd.DataFrame:
                 "model": info.model,
                 "data": "synthetic" if info.synthetic else "CIFAR-10",
                 "status": info.state,
-                "best test acc (%)": None if info.best_test_acc is None else round(100 * info.best_test_acc, 2),
+                "best test acc (%)": "" if info.best_test_acc is None else f"{100 * info.best_test_acc:.2f}",
                 "epochs": f"{info.epoch} of {info.epochs}",
                 "time": fmt_seconds(info.seconds) if info.seconds else "",
                 "device": info.device,
@@ -52,6 +52,8 @@ def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
         frame = pd.concat(epochs, ignore_index=True)
         with left:
             _ui.show_chart(runs_compare_chart(frame), "runs-test-accuracy", frame)
+    else:
+        left.caption("No test accuracy yet: a run is evaluated after each epoch.")
     if losses:
         frame = pd.concat(losses, ignore_index=True)
         with right:

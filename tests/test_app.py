@@ -174,3 +174,19 @@ def test_naming_the_data_folder_finds_cifar10(cifar_root, app):  # cifar_root fi
     assert any("CIFAR-10:** found" in c.value for c in app.sidebar.caption)
     app.switch_page("pages/train.py").run()
     assert "cifar10" in app.selectbox(key="train_f_own_dataset").options
+
+
+def test_delete_a_run_after_confirming(tmp_path, monkeypatch):
+    checkpoints = tmp_path / "checkpoints"
+    run_dir = tiny_run(checkpoints, "plain20")
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(checkpoints))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert no_exceptions(at) == []
+    assert run_dir.is_dir()  # nothing goes before the confirmation
+    [b for b in at.button if b.label == "Yes, delete it"][0].click().run()
+    assert no_exceptions(at) == []
+    assert not run_dir.exists()
+    assert any("No runs yet" in i.value for i in at.info)
