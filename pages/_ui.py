@@ -26,6 +26,7 @@ from resnet_core import (
     trace_blocks,
     trace_shapes,
 )
+from resnet_core.data import DATA_ENV
 from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 
 
@@ -48,7 +49,6 @@ def require_router() -> None:
 
 NET_KEY = "net"  # session_state and query-param key of the current net
 DEFAULT_NET = "resnet20"
-DATA_ENV = "RESNET_EXPLORER_DATA"
 
 
 # The current net -------------------------------------------------------------------------
@@ -135,7 +135,10 @@ def data_dir() -> Path:
 
 
 def cifar_found(root: Path) -> str | None:
-    """Which CIFAR-10 layout `root` holds ('cifar-10-batches-py' or 'image-folder'), or None."""
+    """Which CIFAR-10 layout `root` holds ('cifar-10-batches-py' or 'image-folder'), or None.
+
+    The same two places `resnet_core.data.load_cifar10` reads, checked without decoding.
+    """
     if (root / "cifar-10-batches-py").is_dir():
         return "cifar-10-batches-py"
     if (root / "train").is_dir() and (root / "test").is_dir():

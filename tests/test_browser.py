@@ -126,6 +126,12 @@ def _no_exception(page) -> None:
 
 
 def test_every_page_renders_within_budget(page, server):
+    # First request to a fresh server: a shared deep link must open its page, with the router.
+    _open(page, server, "shapes?net=resnet32")
+    _no_exception(page)
+    text = page.inner_text("[data-testid=stApp]")
+    assert "Shapes, layer by layer" in text and "Net: resnet32" in text and "Page not found" not in text
+    assert page.locator("[data-testid=stSidebarNav]").count() == 1
     for path in PAGES.values():  # warm-up: imports, first traces, first measurements
         _open(page, server, path)
         _no_exception(page)
