@@ -27,6 +27,7 @@ from resnet_core import (
     trace_shapes,
 )
 from resnet_core.data import DATA_ENV
+from resnet_core.diagram import check_buildable
 from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 
 
@@ -61,9 +62,9 @@ def net_to_param(spec: ArchSpec) -> str:
 def net_from_param(text: str) -> ArchSpec:
     """Inverse of `net_to_param`; raises SpecError on anything that is not a valid net."""
     text = text.strip()
-    if text.startswith("{"):
-        return ArchSpec.from_json(text)
-    return resolve_spec(text)
+    spec = ArchSpec.from_json(text) if text.startswith("{") else resolve_spec(text)
+    check_buildable(spec)
+    return spec
 
 
 def sync_net_with_url() -> None:

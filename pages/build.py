@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
-from resnet_core.diagram import block_diagram, stage_summary
+from resnet_core.diagram import block_diagram, check_buildable, stage_summary
 from resnet_core.explain import build_sentence, fmt_count
 from resnet_core.spec import PRESET_INFO, PRESETS, spec_label
 
@@ -60,6 +60,7 @@ def _custom(spec: ArchSpec) -> None:
             new = ArchSpec(stem=stem, block=block, depths=_int_list(depths), widths=_int_list(widths),
                            residual=residual, shortcut=shortcut, num_classes=int(classes),
                            in_channels=spec.in_channels)
+            check_buildable(new)
         except SpecError as error:
             _ui.error_box(error, "Nothing was changed; fix the field and build again.")
             return
@@ -70,10 +71,13 @@ def _custom(spec: ArchSpec) -> None:
                             placeholder='{"block": "basic", "depths": [3, 3, 3], "widths": [16, 32, 64]}')
         if st.button("Load this spec", key="build_load_json"):
             try:
-                _ui.set_net(ArchSpec.from_json(text))
-                st.rerun()
+                new = ArchSpec.from_json(text)
+                check_buildable(new)
             except SpecError as error:
                 _ui.error_box(error)
+            else:
+                _ui.set_net(new)
+                st.rerun()
 
 
 def _overview(spec: ArchSpec) -> None:

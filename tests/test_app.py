@@ -190,3 +190,13 @@ def test_delete_a_run_after_confirming(tmp_path, monkeypatch):
     assert no_exceptions(at) == []
     assert not run_dir.exists()
     assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_huge_custom_net_is_refused_with_a_message(app):
+    app.segmented_control(key="build_mode").set_value("Custom").run()
+    app.text_input(key="build_depths").set_value("64, 64, 64, 64")
+    app.text_input(key="build_widths").set_value("2048, 2048, 4096, 8192")
+    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    assert no_exceptions(app) == []
+    assert any("too big to build" in e.value for e in app.error)
+    assert next(m.value for m in app.metric if m.label == "Parameters") == "270 k"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_core import build_model, trace_blocks, trace_shapes
+from resnet_core import ArchSpec, SpecError, build_model, list_presets, trace_blocks, trace_shapes
 from resnet_core.diagram import (
     block_diagram,
+    check_buildable,
+    estimate_params,
     fmt_shape,
     mark_shape_changes,
     shape_profile,
@@ -79,3 +81,17 @@ def test_shape_profile_follows_main_path():
     assert profile["channels"].iloc[0] == 16 and profile["channels"].iloc[-1] == 64
     assert profile["side"].iloc[0] == 32 and profile["side"].iloc[-1] == 1  # after avgpool
     assert not profile["layer"].str.contains("downsample").any()
+
+
+def test_estimate_params_matches_every_preset():
+    for name in list_presets():
+        model = build_model(name)
+        real = sum(p.numel() for p in model.parameters())
+        assert 0.99 * real <= estimate_params(model.spec) <= real, name  # BN weights left out
+
+
+def test_too_big_nets_are_refused_before_building():
+    huge = ArchSpec(depths=(64, 64, 64, 64), widths=(2048, 2048, 4096, 8192))
+    with pytest.raises(SpecError, match="too big to build"):
+        check_buildable(huge)
+    check_buildable(build_model("resnet152-imagenet").spec)  # the biggest preset is fine
