@@ -29,9 +29,9 @@ from resnet_core.train import TrainConfig, fit  # noqa: E402
 
 # Recipes: one-cycle SGD with Nesterov momentum, label smoothing, batch 512, bf16.
 PRESETS = {
-    "resnet20": dict(target=0.9125, model="resnet20", epochs=30, batch_size=512, lr=0.4,
+    "resnet20": dict(target=0.9125, model="resnet20", epochs=60, batch_size=512, lr=0.4,
                      weight_decay=5e-4, label_smoothing=0.1, warmup=0.15),
-    "resnet18": dict(target=0.94, model="resnet18", epochs=16, batch_size=512, lr=0.4,
+    "resnet18": dict(target=0.94, model="resnet18", epochs=40, batch_size=512, lr=0.4,
                      weight_decay=5e-4, label_smoothing=0.1, warmup=0.2),
 }  # fmt: skip
 

@@ -63,6 +63,8 @@ def register(subparsers: Any) -> None:
     train.add_argument("--run-dir", default=None, help="record the run in exactly this folder")
     train.add_argument("--runs-root", default=None, help="folder holding run folders")
     train.add_argument("--resume", default=None, metavar="RUN", help="continue a run from last.pt")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
     train.set_defaults(func=cmd_train)
@@ -152,6 +154,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainingFailed, fit
 
     config = _config_from_args(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads: {args.threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.resume is not None:
         resume = runs.resolve_run(args.resume, args.runs_root)
         saved = runs._read_json(resume / "config.json")  # noqa: SLF001 - same package

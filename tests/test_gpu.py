@@ -29,8 +29,8 @@ def test_cuda_fit_on_synthetic_learns():
 
 
 def test_cuda_few_real_steps(cifar_root):
-    config = TrainConfig(model="resnet20", data_dir=str(cifar_root), subset=5000, epochs=2,
-                         batch_size=256, device="cuda", precision="bf16", channels_last=True)  # fmt: skip
+    config = TrainConfig(model="resnet20", data_dir=str(cifar_root), subset=5000, epochs=3,
+                         batch_size=128, device="cuda", precision="bf16", channels_last=True)  # fmt: skip
     result = fit(config)
     assert result.final_test_acc > 0.25
 
