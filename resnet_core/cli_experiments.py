@@ -1,0 +1,50 @@
+"""`python -m resnet_core experiment NAME`: run one of the lecture's experiments."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+__all__ = ["register"]
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import get_experiment, run_experiment
+
+    experiment = get_experiment(args.name)  # unknown names fail before anything starts
+    sys.stderr.write(f"{experiment.name}: {experiment.title}\n")
+
+    def report(event: dict) -> None:
+        result = event.get("result", {})
+        best = result.get("best_test_acc")
+        best_text = f"{best:.3f}" if isinstance(best, float) else "n/a"
+        sys.stderr.write(
+            f"  {event['label']}: {result.get('event', '?')}, best test acc {best_text}\n"
+        )
+
+    folder = run_experiment(
+        args.name,
+        args.out,
+        epochs=args.epochs,
+        device=args.device,
+        data_dir=args.data_dir,
+        jobs=args.jobs,
+        on_event=report,
+        command=" ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])]),
+    )
+    sys.stdout.write(f"{folder}\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from .experiments import list_experiments
+
+    parser = subparsers.add_parser("experiment", help="run a lecture experiment into run folders")
+    parser.add_argument("name", choices=list_experiments())
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--out", default="checkpoints/experiments", help="folder for <name>/")
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (GPU)")
+    parser.set_defaults(func=_cmd_experiment)

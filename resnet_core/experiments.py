@@ -1,0 +1,463 @@
+"""The lecture's experiments, defined as data and run with the ordinary training engine.
+
+- degradation: deeper plain nets train worse, residual nets do not (He et al. 2016, Fig. 6,
+  https://arxiv.org/abs/1512.03385).
+- cnn_vs_resnet: the small CNN baseline against ResNet-18.
+- weight_decay: weight decay 5e-4 vs 1e-4 and the train-test generalisation gap.
+- layer_responses: std of each BN output of the trained degradation nets (He et al. Fig. 7).
+
+Every experiment writes ordinary run directories (as `python -m resnet_core train` does)
+under one folder, plus `experiment.json` with the command, hardware, date, versions, wall
+time and the recipe that produced the numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .runs import load_checkpoint, read_metrics, write_json_atomic
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "RunPlan",
+    "ExperimentError",
+    "list_experiments",
+    "get_experiment",
+    "run_experiment",
+    "load_experiment",
+    "shipped_root",
+    "final_train_errors",
+]
+
+SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+MAX_SHIPPED_PARAMS = 2_000_000  # ship weights of CIFAR ResNet-20..110-sized nets only
+RESPONSES_FILE = "responses.csv"
+
+
+class ExperimentError(ValueError):
+    """Unknown experiment, or results that are missing or incomplete."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One training run of an experiment: a label, a model and config changes."""
+
+    label: str
+    model: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment: runs that share a recipe, and the recipes for GPU and CPU.
+
+    `gpu_recipe` is the full recipe (full CIFAR-10); `cpu_recipe` is the reduced one used
+    where no GPU is present. Both are TrainConfig fields.
+    """
+
+    name: str
+    title: str
+    claim: str
+    runs: tuple[RunPlan, ...]
+    gpu_recipe: dict[str, Any]
+    cpu_recipe: dict[str, Any]
+    analysis_of: str | None = None  # reuses another experiment's trained runs
+
+
+_SGD = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "label_smoothing": 0.0}
+_DEGRADATION_RUNS = (
+    RunPlan("plain20", "plain20"),
+    RunPlan("plain56", "plain56"),
+    RunPlan("resnet20", "resnet20"),
+    RunPlan("resnet56", "resnet56"),
+)
+
+EXPERIMENTS: dict[str, Experiment] = {
+    experiment.name: experiment
+    for experiment in (
+        Experiment(
+            name="degradation",
+            title="Deeper plain nets train worse; residual nets do not",
+            claim="final training error: plain56 > plain20, resnet56 < plain56",
+            runs=_DEGRADATION_RUNS,
+            gpu_recipe={
+                **_SGD,
+                "epochs": 16,
+                "batch_size": 128,
+                "lr": 0.1,
+                "weight_decay": 1e-4,
+                "schedule": "cosine",
+                "warmup": 0.05,
+                "precision": "bf16",
+                "channels_last": True,
+            },
+            cpu_recipe={
+                **_SGD,
+                "epochs": 4,
+                "batch_size": 128,
+                "lr": 0.1,
+                "weight_decay": 1e-4,
+                "schedule": "cosine",
+                "warmup": 0.05,
+                "subset": 10_000,
+                "precision": "bf16",
+            },
+        ),
+        Experiment(
+            name="cnn_vs_resnet",
+            title="A small CNN against ResNet-18",
+            claim="resnet18 reaches a higher test accuracy than simple_cnn",
+            runs=(RunPlan("simple_cnn", "simple_cnn"), RunPlan("resnet18", "resnet18")),
+            gpu_recipe={
+                **_SGD,
+                "epochs": 15,
+                "batch_size": 256,
+                "lr": 0.2,
+                "weight_decay": 5e-4,
+                "schedule": "onecycle",
+                "label_smoothing": 0.1,
+                "precision": "bf16",
+                "channels_last": True,
+            },
+            cpu_recipe={
+                **_SGD,
+                "epochs": 2,
+                "batch_size": 128,
+                "lr": 0.1,
+                "weight_decay": 5e-4,
+                "schedule": "onecycle",
+                "subset": 5_000,
+                "precision": "bf16",
+            },
+        ),
+        Experiment(
+            name="weight_decay",
+            title="Weight decay 5e-4 vs 1e-4: accuracy and the generalisation gap",
+            claim="the train-test gap per epoch and the best test accuracy of each",
+            runs=(
+                RunPlan("wd5e-4", "resnet18", {"weight_decay": 5e-4}),
+                RunPlan("wd1e-4", "resnet18", {"weight_decay": 1e-4}),
+            ),
+            gpu_recipe={
+                **_SGD,
+                "epochs": 15,
+                "batch_size": 256,
+                "lr": 0.2,
+                "schedule": "onecycle",
+                "precision": "bf16",
+                "channels_last": True,
+            },
+            cpu_recipe={
+                **_SGD,
+                "model": "resnet20",
+                "epochs": 4,
+                "batch_size": 128,
+                "lr": 0.1,
+                "schedule": "onecycle",
+                "subset": 10_000,
+                "precision": "bf16",
+            },
+        ),
+        Experiment(
+            name="layer_responses",
+            title="Residual nets have smaller layer responses (He et al. Fig. 7)",
+            claim="std of BN outputs: resnets' responses are smaller than plain nets'",
+            runs=_DEGRADATION_RUNS,
+            gpu_recipe={},
+            cpu_recipe={},
+            analysis_of="degradation",
+        ),
+    )
+}
+
+
+def list_experiments() -> list[str]:
+    return list(EXPERIMENTS)
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ExperimentError(
+            f"experiment: unknown name {name!r}; choose one of {', '.join(EXPERIMENTS)}"
+        )
+    return EXPERIMENTS[name]
+
+
+def shipped_root() -> Path:
+    """Where the results that ship with the app live (checkpoints/demo)."""
+    return SHIPPED_ROOT
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def member_configs(
+    experiment: Experiment,
+    device: str,
+    epochs: int | None = None,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[str, list[tuple[RunPlan, dict[str, Any]]]]:
+    """The recipe name and each run's TrainConfig dict for this device."""
+    recipe_name = "gpu-full" if device.startswith("cuda") else "cpu-reduced"
+    recipe = dict(experiment.gpu_recipe if recipe_name == "gpu-full" else experiment.cpu_recipe)
+    if epochs is not None:
+        recipe["epochs"] = epochs
+    members = []
+    for plan in experiment.runs:
+        config = {"seed": 0, **recipe, "model": plan.model, **plan.overrides, "device": device}
+        if recipe_name == "cpu-reduced" and "model" in experiment.cpu_recipe:
+            config["model"] = experiment.cpu_recipe["model"]
+        if data_dir is not None:
+            config["data_dir"] = data_dir
+        config.update(overrides or {})
+        members.append((plan, config))
+    return recipe_name, members
+
+
+def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Train one run (in this process or a worker); return its last event.
+
+    A run that fails is reported as its "failed" event rather than raised, so one broken
+    run does not lose the others' results.
+    """
+    from .train import TrainConfig, fit
+
+    last: dict[str, Any] = {}
+
+    def keep(event: dict[str, Any]) -> None:
+        if event.get("event") in ("done", "failed", "cancelled"):
+            last.clear()
+            last.update(
+                {
+                    k: v
+                    for k, v in event.items()
+                    if isinstance(v, (str, int, float, bool, type(None)))
+                }
+            )
+
+    try:
+        fit(TrainConfig.from_dict(config), on_event=keep, run_dir=run_dir)
+    except Exception as error:  # noqa: BLE001 - recorded in experiment.json instead
+        if last.get("event") != "failed":
+            last.clear()
+            last.update({"event": "failed", "message": f"{type(error).__name__}: {error}"})
+    return last
+
+
+def _hardware(device: str) -> dict[str, Any]:
+    info = {
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_experiment(
+    name: str,
+    out_dir: str | os.PathLike,
+    epochs: int | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    jobs: int = 1,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    command: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Run an experiment and write its folder.
+
+    Args:
+        name: an experiment from `list_experiments()`.
+        out_dir: the folder that receives `<name>/` with one run directory per run.
+        epochs: override the recipe's epochs.
+        device: "auto", "cpu", "cuda" ...; picks the GPU or the reduced CPU recipe.
+        data_dir: CIFAR-10 folder (see `resnet_core.data.load_cifar10`).
+        jobs: runs trained at once in worker processes (useful on a GPU).
+        on_event: called with {"event": "member", ...} as each run finishes.
+        command: the command line to record (defaults to this process's argv).
+        overrides: TrainConfig fields applied to every run (e.g. a synthetic dataset in tests).
+
+    Returns:
+        The experiment folder.
+    """
+    experiment = get_experiment(name)
+    folder = Path(out_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(device)
+    started = time.time()
+    if experiment.analysis_of:
+        source = Path(out_dir) / experiment.analysis_of
+        if not (source / "experiment.json").is_file():
+            run_experiment(
+                experiment.analysis_of,
+                out_dir,
+                epochs,
+                device,
+                data_dir,
+                jobs,
+                on_event,
+                command,
+                overrides,
+            )
+        recipe_name = json.loads((source / "experiment.json").read_text())["recipe_name"]
+        recipe = {"analysis_of": experiment.analysis_of}
+        frame = _responses(source, data_dir, device)
+        frame.to_csv(folder / RESPONSES_FILE, index=False)
+        members: list[dict[str, Any]] = [
+            {"label": plan.label, "run": f"../{experiment.analysis_of}/{plan.label}"}
+            for plan in experiment.runs
+        ]
+    else:
+        recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
+        recipe = {k: v for k, v in configs[0][1].items() if k not in ("model", "device")}
+        members = []
+        if jobs > 1:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+                futures = [
+                    (plan, pool.submit(_train_member, config, str(folder / plan.label)))
+                    for plan, config in configs
+                ]
+                results = [(plan, future.result()) for plan, future in futures]
+        else:
+            results = [
+                (plan, _train_member(config, str(folder / plan.label))) for plan, config in configs
+            ]
+        for plan, last in results:
+            member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
+            members.append(member)
+            if on_event:
+                on_event({"event": "member", **member})
+        for plan, _ in configs:
+            slim_run(folder / plan.label)
+    record = {
+        "name": name,
+        "title": experiment.title,
+        "claim": experiment.claim,
+        "command": command or " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "hardware": _hardware(device),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "wall_seconds": round(time.time() - started, 1),
+        "recipe_name": recipe_name,
+        "recipe": recipe,
+        "runs": members,
+    }
+    write_json_atomic(folder / "experiment.json", record)
+    return folder
+
+
+def slim_run(run_dir: Path) -> None:
+    """Make a run fit to ship: model weights only (fp16) in best.pt, no last.pt; big nets none."""
+    last = run_dir / "last.pt"
+    best = run_dir / "best.pt"
+    if last.exists():
+        last.unlink()
+    if best.exists():
+        if not slim_checkpoint(best, MAX_SHIPPED_PARAMS):
+            best.unlink()
+
+
+def slim_checkpoint(path: Path, max_params: int) -> bool:
+    """Rewrite a checkpoint with fp16 weights and no optimizer state; False if too big to ship."""
+    from .runs import _write_bytes_atomic
+
+    checkpoint = load_checkpoint(path)
+    weights = checkpoint["model"]
+    if sum(t.numel() for t in weights.values() if t.is_floating_point()) > max_params:
+        return False
+    checkpoint["model"] = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    checkpoint.pop("optimizer", None)
+    checkpoint.pop("scaler", None)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    _write_bytes_atomic(path, buffer.getvalue())
+    return True
+
+
+def _responses(source: Path, data_dir: str | None, device: str) -> pd.DataFrame:
+    """Layer responses of each trained run in `source` on a fixed test batch."""
+    from .probes import layer_responses
+    from .runs import load_run
+
+    images = _probe_batch(data_dir, json.loads((source / "experiment.json").read_text()))
+    frames = []
+    for plan in _DEGRADATION_RUNS:
+        model, _ = load_run(source / plan.label, which="best")
+        model = model.to(device)
+        frame = layer_responses(model, images.to(device))
+        frame.insert(0, "model", plan.label)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _probe_batch(data_dir: str | None, record: dict[str, Any], size: int = 256) -> torch.Tensor:
+    """Normalised test images (first `size`), or synthetic ones if the runs were synthetic."""
+    from .data import DeviceLoader, load_dataset
+
+    dataset_name = record.get("recipe", {}).get("dataset", "cifar10")
+    dataset = load_dataset(dataset_name, data_dir)
+    loader = DeviceLoader(dataset.test_images[:size], dataset.test_labels[:size], size, train=False)
+    return next(iter(loader))[0]
+
+
+def load_experiment(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read an experiment folder: its record plus each run's metrics as DataFrames.
+
+    Returns:
+        {"record": experiment.json, "epochs": DataFrame (run, epoch, train_loss, train_acc,
+        test_loss, test_acc, seconds), "responses": DataFrame or None}
+
+    Raises:
+        ExperimentError: the folder or a file in it is missing or unreadable.
+    """
+    folder = Path(folder)
+    path = folder / "experiment.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ExperimentError(f"{path}: cannot read experiment record ({error})") from None
+    rows = []
+    for member in record["runs"]:
+        run_dir = (folder / member["run"]).resolve()
+        if not (run_dir / "metrics.jsonl").is_file():
+            raise ExperimentError(f"{run_dir / 'metrics.jsonl'}: missing")
+        for event in read_metrics(run_dir):
+            if event.get("event") == "epoch":
+                rows.append(
+                    {"run": member["label"], **{k: v for k, v in event.items() if k != "event"}}
+                )
+    epochs = pd.DataFrame(rows)
+    responses_path = folder / RESPONSES_FILE
+    responses = pd.read_csv(responses_path) if responses_path.is_file() else None
+    return {"record": record, "epochs": epochs, "responses": responses}
+
+
+def final_train_errors(folder: str | os.PathLike) -> dict[str, float]:
+    """Final-epoch training error (1 - train_acc) of each run in an experiment folder."""
+    epochs = load_experiment(folder)["epochs"]
+    last = epochs.sort_values("epoch").groupby("run").tail(1).set_index("run")
+    return {run: float(1 - acc) for run, acc in last["train_acc"].items()}

@@ -1,0 +1,105 @@
+"""Lecture experiments: defined as data, written as ordinary runs; shipped results complete."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_core.cli import main
+from resnet_core.experiments import (
+    EXPERIMENTS,
+    ExperimentError,
+    final_train_errors,
+    get_experiment,
+    load_experiment,
+    member_configs,
+    run_experiment,
+    shipped_root,
+)
+from resnet_core.runs import load_run, read_status
+from resnet_core.train import TrainConfig
+
+TINY = {
+    "dataset": "synthetic",
+    "subset": 128,
+    "epochs": 1,
+    "batch_size": 64,
+    "eval_batch_size": 256,
+}
+RUN_FILES = ("metrics.jsonl", "spec.json", "config.json", "status.json")
+
+
+def test_every_recipe_is_a_valid_train_config():
+    for experiment in EXPERIMENTS.values():
+        for device in ("cpu", "cuda"):
+            _, members = member_configs(experiment, device)
+            for _, config in members:
+                TrainConfig.from_dict(config)  # raises ConfigError on a bad recipe
+
+
+def test_unknown_experiment_is_a_clear_error(capsys):
+    with pytest.raises(ExperimentError, match="degradation"):
+        get_experiment("degredation")
+    assert main(["experiment", "nope"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_layer_responses_runs_degradation_and_writes_runs(tmp_path):
+    folder = run_experiment(
+        "layer_responses", tmp_path, device="cpu", overrides=TINY, command="test"
+    )
+    record = json.loads((folder / "experiment.json").read_text())
+    assert record["recipe_name"] == "cpu-reduced" and record["command"] == "test"
+    assert {"hardware", "date", "torch", "wall_seconds"} <= set(record)
+    responses = load_experiment(folder)["responses"]
+    assert set(responses["model"]) == {"plain20", "plain56", "resnet20", "resnet56"}
+    degradation = tmp_path / "degradation"
+    for label in ("plain20", "plain56", "resnet20", "resnet56"):
+        run = degradation / label
+        assert all((run / name).is_file() for name in RUN_FILES)
+        assert not (run / "last.pt").exists(), "shipped runs keep only best.pt"
+        checkpoint = torch.load(run / "best.pt", weights_only=True)
+        assert "optimizer" not in checkpoint
+        model, info = load_run(run)
+        assert info.synthetic and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert set(final_train_errors(degradation)) == {"plain20", "plain56", "resnet20", "resnet56"}
+
+
+SHIPPED = shipped_root()
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_shipped_results_are_complete_and_loadable(name):
+    folder = SHIPPED / name
+    data = load_experiment(folder)
+    record = data["record"]
+    assert record["name"] == name
+    assert {"command", "hardware", "date", "torch", "wall_seconds", "recipe_name", "recipe"} <= set(
+        record
+    )
+    for member in record["runs"]:
+        run = (folder / member["run"]).resolve()
+        for file in RUN_FILES:
+            assert (run / file).is_file(), run / file
+        assert read_status(run)["state"] == "done"
+        if (run / "best.pt").exists():
+            model, _ = load_run(run)
+            assert "optimizer" not in torch.load(run / "best.pt", weights_only=True)
+    if name == "layer_responses":
+        assert data["responses"] is not None and len(data["responses"]) > 0
+    else:
+        assert len(data["epochs"]) > 0
+
+
+def test_shipped_degradation_shows_the_effect():
+    errors = final_train_errors(SHIPPED / "degradation")
+    assert errors["plain56"] > errors["plain20"], errors
+    assert errors["resnet56"] < errors["plain56"], errors
+    for label in ("plain20", "plain56", "resnet20", "resnet56"):
+        assert (SHIPPED / "degradation" / label / "best.pt").is_file()
+
+
+def test_shipped_folder_is_small():
+    size = sum(path.stat().st_size for path in Path(SHIPPED).rglob("*") if path.is_file())
+    assert size < 12 * 2**20, f"checkpoints/demo is {size / 2**20:.1f} MiB"
