@@ -64,7 +64,7 @@ def _widget(container, name: str, value, default, prefix: str):
     return container.text_input(label, "" if value is None else str(value), key=key)
 
 
-def _form(base: dict, defaults: dict, prefix: str) -> dict | None:
+def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ()) -> dict | None:
     """The form over TrainConfig; returns the config to start when submitted."""
     found = _ui.cifar_found(_ui.data_dir()) is not None
     if not found:
@@ -73,12 +73,12 @@ def _form(base: dict, defaults: dict, prefix: str) -> dict | None:
     values = dict(base)
     with st.form("train_form"):
         columns = st.columns(3)
-        main = [name for name in MAIN_FIELDS if name in defaults]
+        main = [name for name in MAIN_FIELDS if name in defaults and name not in locked]
         for index, name in enumerate(main):
             values[name] = _widget(columns[index % 3], name, base.get(name), defaults[name], prefix)
         with st.expander("More settings"):
             more = st.columns(3)
-            rest = [n for n in defaults if n not in main and n not in HIDDEN_FIELDS]
+            rest = [n for n in defaults if n not in MAIN_FIELDS and n not in HIDDEN_FIELDS]
             for index, name in enumerate(rest):
                 values[name] = _widget(more[index % 3], name, base.get(name), defaults[name], prefix)
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
@@ -94,14 +94,15 @@ def _form(base: dict, defaults: dict, prefix: str) -> dict | None:
     return values
 
 
-def _start(configs: list[dict], label: str) -> None:
+def _start(configs: list[dict]) -> None:
     queue = _ui.job_queue()
     try:
         for config in configs:
             queue.validate(config)  # check them all before queueing any
-        for config in configs:
-            job = queue.submit(config, label=f"{config.get('model')} ({label})" if label else "")
-            st.session_state["train_watch"] = job.job_id
+        count = len(configs)
+        jobs = [queue.submit(config, label=f"{config.get('model')}" + (f" ({i} of {count})" if count > 1 else ""))
+                for i, config in enumerate(configs, start=1)]
+        st.session_state["train_watch"] = jobs[0].job_id  # the one that starts first
     except (ValueError, TypeError) as error:
         _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
         return
@@ -171,7 +172,8 @@ def live() -> None:
     recent = [job for job in all_jobs if job.active] + [job for job in reversed(all_jobs) if not job.active][:5]
     table = pd.DataFrame([{"run": job.label or job.run_id, "status": _status_line(job, queue),
                            "device": job.device, "run folder": job.run_id} for job in recent])
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"status": st.column_config.TextColumn(width="large")})
     ids = [job.job_id for job in recent]
     watched = st.session_state.get("train_watch")
     if watched not in ids:
@@ -217,10 +219,11 @@ with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"
     if len(planned) > 1:
         st.caption(f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
                    "settings below (model aside); they queue on the same device and share the Runs chart.")
-    config = _form(planned[-1], defaults, str(list(RECIPES).index(recipe)) if recipe else "own")
+    prefix = str(list(RECIPES).index(recipe)) if recipe else "own"
+    config = _form(planned[-1], defaults, prefix, locked=("model",) if len(planned) > 1 else ())
     if config is not None:
         changed = {k: v for k, v in config.items() if v != planned[-1].get(k) and k != "model"}
         configs = [{**c, **changed} for c in planned] if len(planned) > 1 else [config]
-        _start(configs, recipe.split(":")[0] if recipe and len(planned) > 1 else "")
+        _start(configs)
 st.subheader("Runs")
 live()

@@ -192,7 +192,7 @@ def epoch_chart(frame: pd.DataFrame, title: str = "Accuracy per epoch", height: 
         frame: long table with columns epoch, split ("train" | "test"), accuracy, optional run.
     """
     encoding: dict[str, Any] = {
-        "x": alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        "x": alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
         "y": alt.Y("accuracy:Q", title="accuracy (%)", scale=alt.Scale(domain=[0, 100])),
         "color": alt.Color("split:N", title="split", legend=alt.Legend(orient="top")),
         "tooltip": ["epoch", "split", alt.Tooltip("accuracy:Q", format=".2f")],
@@ -213,7 +213,7 @@ def runs_compare_chart(frame: pd.DataFrame, height: int = 320) -> alt.Chart:
         alt.Chart(frame, title="Test accuracy per epoch", height=height)
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("test_acc:Q", title="test accuracy (%)", scale=alt.Scale(zero=False)),
             color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top", columns=2)),
             tooltip=["run", "epoch", alt.Tooltip("test_acc:Q", format=".2f")],
