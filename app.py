@@ -22,6 +22,7 @@ PAGES = [
     st.Page("pages/gradients.py", title="Gradient flow", icon=":material/trending_down:", url_path="gradients"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("pages/lecture.py", title="Lecture", icon=":material/co_present:", url_path="lecture"),
 ]
 
 

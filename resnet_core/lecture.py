@@ -1,0 +1,236 @@
+"""Lecture material: the slides' order and the tables and curves behind them.
+
+Everything here reads the experiment results shipped in `checkpoints/demo` (see
+`resnet_core.experiments`); nothing is trained or recomputed, so a slide appears at once.
+Reference numbers: He et al. 2016, "Deep Residual Learning for Image Recognition",
+Table 6 (CIFAR-10 test error), https://arxiv.org/abs/1512.03385.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .experiments import load_experiment, shipped_root
+
+__all__ = [
+    "SLIDES",
+    "Slide",
+    "HE_TABLE6",
+    "HE_RECIPE",
+    "slide_index",
+    "degradation_curves",
+    "degradation_summary",
+    "results_table",
+    "comparison_table",
+    "weight_decay_gap",
+    "trained_responses",
+    "recipe_text",
+    "residual_block_dot",
+]
+
+
+@dataclass(frozen=True)
+class Slide:
+    key: str
+    title: str
+
+
+SLIDES: tuple[Slide, ...] = (
+    Slide("problem", "1. The problem: deeper plain nets train worse"),
+    Slide("block", "2. The residual block"),
+    Slide("shapes", "3. Shapes through ResNet-18"),
+    Slide("gradients", "4. Gradients at initialisation"),
+    Slide("results", "5. The results"),
+)
+
+# He et al. 2016, Table 6: CIFAR-10 test error (%) of the residual nets (best of 5 runs;
+# ResNet-110 also reported as 6.61 +- 0.16 mean). Plain nets appear only in Fig. 6.
+HE_TABLE6 = {
+    "resnet20": 8.75,
+    "resnet32": 7.51,
+    "resnet44": 7.17,
+    "resnet56": 6.97,
+    "resnet110": 6.43,
+}
+HE_RECIPE = (
+    "He et al.: 64k iterations (~164 epochs), batch 128, SGD momentum 0.9, weight decay 1e-4, "
+    "lr 0.1 divided by 10 at 32k and 48k iterations, fp32, original CIFAR-10 images."
+)
+
+
+def slide_index(value: Any) -> int:
+    """A slide number from a URL (1-based, as people count) -> 0-based index, clamped."""
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        number = 1
+    return min(max(number, 1), len(SLIDES)) - 1
+
+
+def _folder(name: str, root: str | os.PathLike | None) -> Path:
+    return Path(root or shipped_root()) / name
+
+
+def degradation_curves(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Training and test error (%) per epoch of plain20/56 and resnet20/56.
+
+    Returns:
+        Long table: run, family ("plain" | "residual"), epoch, split ("train" | "test"),
+        error (percent).
+    """
+    epochs = load_experiment(_folder("degradation", root))["epochs"]
+    rows = []
+    for _, row in epochs.iterrows():
+        family = "plain" if row["run"].startswith("plain") else "residual"
+        rows.append({"run": row["run"], "family": family, "epoch": int(row["epoch"]),
+                     "split": "train", "error": 100 * (1 - row["train_acc"])})  # fmt: skip
+        if pd.notna(row.get("test_acc")):
+            rows.append({"run": row["run"], "family": family, "epoch": int(row["epoch"]),
+                         "split": "test", "error": 100 * (1 - row["test_acc"])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def degradation_summary(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Final training error and final/best test error (%) of each degradation run."""
+    curves = degradation_curves(root)
+    last_epoch = curves.groupby("run")["epoch"].transform("max")
+    final = curves[curves["epoch"] == last_epoch].pivot_table(
+        index="run", columns="split", values="error"
+    )
+    best_test = curves[curves["split"] == "test"].groupby("run")["error"].min()
+    table = pd.DataFrame(
+        {
+            "final train error (%)": final["train"],
+            "final test error (%)": final["test"],
+            "best test error (%)": best_test,
+        }
+    )
+    order = [run for run in ("plain20", "plain56", "resnet20", "resnet56") if run in table.index]
+    return table.loc[order].round(2).reset_index().rename(columns={"run": "network"})
+
+
+def recipe_text(name: str, root: str | os.PathLike | None = None) -> str:
+    """One line saying which recipe and hardware produced an experiment's numbers."""
+    record = load_experiment(_folder(name, root))["record"]
+    recipe = record.get("recipe", {})
+    if "analysis_of" in recipe:
+        return recipe_text(recipe["analysis_of"], root)
+    hardware = record.get("hardware", {})
+    where = hardware.get("gpu") or f"{hardware.get('cpu', 'CPU')} CPU"
+    data = (
+        f"subset of {recipe['subset']:,} images"
+        if recipe.get("subset")
+        else "full CIFAR-10 (50,000 images)"
+    )
+    parts = [
+        f"{recipe.get('epochs')} epochs on {data}",
+        f"batch {recipe.get('batch_size')}",
+        f"{recipe.get('optimizer', 'sgd').upper()} lr {recipe.get('lr')} ({recipe.get('schedule')})",
+        f"weight decay {recipe.get('weight_decay')}",
+        f"label smoothing {recipe.get('label_smoothing')}",
+        f"{recipe.get('precision')}",
+    ]
+    return (
+        f"Our recipe ({record.get('recipe_name')}): "
+        + ", ".join(parts)
+        + f"; {where}, torch {record.get('torch')}, {record.get('date', '')[:10]}, "
+        f"{record.get('wall_seconds', 0):.0f} s wall. Command: `{record.get('command')}`"
+    )
+
+
+def results_table(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Our test errors beside He et al. Table 6 for the nets both have."""
+    summary = degradation_summary(root).set_index("network")
+    rows = []
+    for network in summary.index:
+        rows.append(
+            {
+                "network": network,
+                "our best test error (%)": summary.loc[network, "best test error (%)"],
+                "our final train error (%)": summary.loc[network, "final train error (%)"],
+                "He et al. test error (%)": HE_TABLE6.get(network),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _params(run_dir: Path) -> int | None:
+    from .model import build_model
+    from .spec import ArchSpec
+
+    try:
+        spec = ArchSpec.from_json((run_dir / "spec.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return sum(p.numel() for p in build_model(spec).parameters())
+
+
+def comparison_table(
+    name: str = "cnn_vs_resnet", root: str | os.PathLike | None = None
+) -> pd.DataFrame:
+    """Parameters, best test accuracy and training time of each run of an experiment."""
+    folder = _folder(name, root)
+    data = load_experiment(folder)
+    epochs = data["epochs"]
+    rows = []
+    for member in data["record"]["runs"]:
+        mine = epochs[epochs["run"] == member["label"]]
+        rows.append(
+            {
+                "network": member["label"],
+                "parameters": _params((folder / member["run"]).resolve()),
+                "best test accuracy (%)": round(100 * float(mine["test_acc"].max()), 2),
+                "training time (s)": round(float(mine["seconds"].sum()), 1),
+                "epochs": int(mine["epoch"].max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def weight_decay_gap(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Per epoch and run: train accuracy minus test accuracy (percentage points)."""
+    epochs = load_experiment(_folder("weight_decay", root))["epochs"]
+    frame = epochs[["run", "epoch", "train_acc", "test_acc"]].dropna().copy()
+    frame["gap"] = 100 * (frame["train_acc"] - frame["test_acc"])
+    frame["train"] = 100 * frame.pop("train_acc")
+    frame["test"] = 100 * frame.pop("test_acc")
+    return frame.reset_index(drop=True)
+
+
+def trained_responses(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Layer-response std of the trained degradation nets (He et al. Fig. 7), with position."""
+    responses = load_experiment(_folder("layer_responses", root))["responses"]
+    frame = responses.rename(columns={"model": "net"}).copy()
+    frame["position"] = frame.groupby("net")["index"].transform(lambda s: s / max(s.max(), 1))
+    return frame
+
+
+def residual_block_dot(residual: bool = True) -> str:
+    """Graphviz source of one basic block, with the skip drawn beside the two convs."""
+    add = (
+        '  add [label="+", shape=circle, style=filled, fillcolor="#1f77b4", fontcolor=white, fontsize=20];\n'
+        '  x -> add [label="  identity x", color="#1f77b4", penwidth=3, fontcolor="#1f77b4"];\n'
+        if residual
+        else ""
+    )
+    last = "add" if residual else "bn2"
+    return (
+        "digraph block {\n"
+        "  rankdir=TB; node [shape=box, style=rounded, fontsize=16, fontname=Helvetica];\n"
+        '  x [label="x  (C x H x W)", shape=plaintext];\n'
+        '  conv1 [label="3x3 conv"]; bn1 [label="BatchNorm"]; relu1 [label="ReLU"];\n'
+        '  conv2 [label="3x3 conv"]; bn2 [label="BatchNorm"];\n'
+        + add
+        + '  relu2 [label="ReLU"]; y [label="'
+        + ("F(x) + x" if residual else "F(x)")
+        + '", shape=plaintext];\n'
+        "  x -> conv1 -> bn1 -> relu1 -> conv2 -> bn2;\n"
+        + ('  bn2 -> add [label=" F(x)"];\n' if residual else "")
+        + f"  {last} -> relu2 -> y;\n"
+        "}\n"
+    )

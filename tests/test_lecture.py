@@ -1,0 +1,63 @@
+"""Lecture material: slide order, numbers read from the shipped results, every slide renders."""
+
+import pytest
+from app_helpers import app_test, no_exceptions
+
+from resnet_core import lecture
+from resnet_core.experiments import final_train_errors, shipped_root
+
+
+def test_slide_index_from_url():
+    assert lecture.slide_index("3") == 2
+    assert lecture.slide_index(None) == 0
+    assert lecture.slide_index("banana") == 0
+    assert lecture.slide_index("0") == 0
+    assert lecture.slide_index("99") == len(lecture.SLIDES) - 1
+
+
+def test_degradation_summary_matches_the_runs():
+    summary = lecture.degradation_summary().set_index("network")
+    errors = final_train_errors(shipped_root() / "degradation")
+    for run, error in errors.items():
+        assert summary.loc[run, "final train error (%)"] == pytest.approx(100 * error, abs=0.01)
+    curves = lecture.degradation_curves()
+    assert set(curves["split"]) == {"train", "test"}
+    assert set(curves["family"]) == {"plain", "residual"}
+
+
+def test_results_table_sits_beside_he_table6():
+    table = lecture.results_table().set_index("network")
+    assert table.loc["resnet56", "He et al. test error (%)"] == 6.97
+    assert table.loc["resnet20", "He et al. test error (%)"] == 8.75
+    assert (table["our best test error (%)"] > 0).all()
+
+
+def test_comparison_table_and_gap():
+    comparison = lecture.comparison_table("cnn_vs_resnet").set_index("network")
+    assert comparison.loc["resnet18", "parameters"] == 11_173_962
+    assert comparison.loc["simple_cnn", "parameters"] < comparison.loc["resnet18", "parameters"]
+    gap = lecture.weight_decay_gap()
+    assert set(gap["run"]) == {"wd5e-4", "wd1e-4"}
+    assert gap["gap"].tolist() == pytest.approx((gap["train"] - gap["test"]).tolist())
+
+
+def test_recipe_text_names_hardware_and_command():
+    text = lecture.recipe_text("degradation")
+    assert "epochs" in text and "Command:" in text and "python -m resnet_core experiment" in text
+    assert lecture.recipe_text("layer_responses") == text
+
+
+def test_block_dot_draws_the_skip_only_when_residual():
+    assert "identity" in lecture.residual_block_dot(True)
+    assert "identity" not in lecture.residual_block_dot(False)
+
+
+@pytest.mark.parametrize("number", range(1, len(lecture.SLIDES) + 1))
+def test_every_slide_renders(number):
+    at = app_test()
+    at.query_params["slide"] = str(number)
+    at.switch_page("pages/lecture.py")
+    at.run()
+    assert not no_exceptions(at)
+    assert at.title[0].value == lecture.SLIDES[number - 1].title
+    assert not at.error

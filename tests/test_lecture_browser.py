@@ -1,0 +1,73 @@
+"""The Lecture page in headless Chromium: every slide by URL and by button, and downloads."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_browser import ARTIFACTS, _settled, _shot, browser, page, server  # noqa: F401
+
+from resnet_core.lecture import SLIDES
+
+pytestmark = pytest.mark.browser
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _charts_drawn(tab) -> None:
+    """Wait until every Vega chart on the slide has drawn its marks."""
+    tab.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+                 .every(c => c.querySelector('svg.marks, canvas.marks'))""",
+        timeout=60_000,
+    )
+
+
+def _no_exception(tab) -> None:
+    assert tab.locator("[data-testid=stException]").count() == 0, tab.inner_text("body")[:2000]
+
+
+def test_walk_every_slide_and_download_figures(page, server):  # noqa: F811
+    page.goto(f"{server['url']}/lecture?slide=1")
+    _settled(page)
+    timings = []
+    for number, slide in enumerate(SLIDES, start=1):
+        page.get_by_role("heading", name=slide.title).wait_for(timeout=90_000)
+        _settled(page)
+        _charts_drawn(page)
+        _no_exception(page)
+        assert f"slide={number}" in page.url
+        assert page.get_by_text(f"Slide {number} of {len(SLIDES)}").count() == 1
+        _shot(page, f"lecture-{number}-{slide.key}")
+        if number < len(SLIDES):
+            started = time.perf_counter()
+            page.get_by_role("button", name="Next").click()
+            page.get_by_role("heading", name=SLIDES[number].title).wait_for(timeout=90_000)
+            _settled(page)
+            timings.append((SLIDES[number].key, time.perf_counter() - started))
+    print("\nslide render times (s):", ", ".join(f"{k} {t:.2f}" for k, t in timings))
+
+    # A link opens the right slide; out-of-range numbers clamp.
+    page.goto(f"{server['url']}/lecture?slide=99")
+    _settled(page)
+    page.get_by_role("heading", name=SLIDES[-1].title).wait_for()
+    assert f"slide={len(SLIDES)}" in page.url
+
+    page.goto(f"{server['url']}/lecture?slide=1")
+    _settled(page)
+    _charts_drawn(page)
+    for label, check in (
+        ("PNG", lambda b: b.startswith(PNG_MAGIC)),
+        ("SVG", lambda b: b"<svg" in b[:2000]),
+    ):
+        with page.expect_download(timeout=60_000) as info:
+            page.locator("[data-testid=stDownloadButton] button", has_text=label).first.click()
+        path = info.value.path()
+        data = open(path, "rb").read()
+        assert check(data), f"{label} download is not a valid image: {data[:80]!r}"
+        (ARTIFACTS / f"lecture-download.{label.lower()}").write_bytes(data)
+    if True:  # the PNG really decodes as an image
+        from PIL import Image
+
+        with Image.open(ARTIFACTS / "lecture-download.png") as image:
+            assert image.width > 100 and image.height > 100
