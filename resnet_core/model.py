@@ -67,7 +67,34 @@ def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """What every block shares: the optional skip connection and the add at the end.
+
+    Subclasses build their main path, then call `_add_shortcut` last so that `downsample`
+    follows the main path in registration (and so forward) order.
+    """
+
+    expansion = 1
+
+    def _add_shortcut(
+        self, in_channels: int, out_channels: int, stride: int, residual: bool, shortcut: str
+    ) -> None:
+        self.residual = residual
+        self.stride = stride
+        self.shortcut_kind = shortcut if residual else "none"
+        self.downsample = (
+            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        )
+
+    def _join(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """out + shortcut(x) for residual blocks (not in place: probes read BN outputs), then ReLU."""
+        if self.residual:
+            identity = x if self.downsample is None else self.downsample(x)
+            out = out + identity
+        return self.relu(out)
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 conv-BN stanzas; with `residual`, the input is added back before the last ReLU."""
 
     expansion = 1
@@ -87,25 +114,15 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.conv2 = conv3x3(width, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.residual = residual
-        self.shortcut_kind = shortcut if residual else "none"
-        self.downsample = (
-            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
-        )
-        self.stride = stride
+        self._add_shortcut(in_channels, out_channels, stride, residual, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity  # not in place: probes read the BN output
-        return self.relu(out)
+        return self._join(out, x)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3 (carries the stride, as torchvision's v1.5), 1x1 expand by 4."""
 
     expansion = 4
@@ -127,23 +144,13 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(width, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
-        self.residual = residual
-        self.shortcut_kind = shortcut if residual else "none"
-        self.downsample = (
-            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
-        )
-        self.stride = stride
+        self._add_shortcut(in_channels, out_channels, stride, residual, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity
-        return self.relu(out)
+        return self._join(out, x)
 
 
 BLOCK_TYPES: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
