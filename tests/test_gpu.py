@@ -1,6 +1,6 @@
 """CUDA checks of the training engine; skipped where no GPU is visible.
 
-Run on a GPU box with `pytest -m gpu tests/test_gpu.py` (benchmarks/gpu_check.sh does).
+Run on a GPU box with `pytest -m gpu tests/test_gpu.py` (benchmarks/device_run.sh does).
 """
 
 from __future__ import annotations
