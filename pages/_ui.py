@@ -205,31 +205,55 @@ def runs_dir() -> Path:
     return job_queue().runs_dir
 
 
-def run_list() -> list[runs.RunInfo]:
-    """Every run on disk, newest first."""
-    return runs.list_runs(runs_dir())
+YOUR_RUNS = "Your runs"
 
 
-def run_ids() -> list[str]:
-    return [info.id for info in run_list()]
+def run_collections() -> dict[str, Path]:
+    """Where runs are: this app's runs folder, then each experiment shipped in checkpoints/demo."""
+    from resnet_core.experiments import shipped_root
+
+    collections = {YOUR_RUNS: runs_dir()}
+    root = shipped_root()
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            title = json.loads((folder / "experiment.json").read_text())["title"]
+        except (OSError, ValueError, KeyError):
+            continue
+        collections[f"Shipped: {title}"] = folder
+    return collections
 
 
-def run_events(run_id: str) -> list[dict]:
+def run_list(root: Path | None = None) -> list[runs.RunInfo]:
+    """Every run in one collection (default: yours), newest first."""
+    return runs.list_runs(root or runs_dir())
+
+
+def all_runs() -> dict[str, str]:
+    """run folder path -> a label naming its collection, over every collection (for pickers)."""
+    labels = {}
+    for name, root in run_collections().items():
+        for info in runs.list_runs(root):
+            labels[info.path] = f"{info.model}: {info.id}" if name == YOUR_RUNS else f"{info.model}: {name}"
+    return labels
+
+
+def run_events(run_path: str) -> list[dict]:
     """Every event a run has logged so far."""
-    return runs.read_metrics(runs_dir() / run_id)
+    return runs.read_metrics(run_path)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the run's weights ...")
-def _trained(run_id: str, mtime: float) -> tuple[ArchSpec, dict]:
-    model, _ = runs.load_run(run_id, which="best", root=runs_dir())
+def _trained(run_path: str, mtime: float) -> tuple[ArchSpec, dict]:
+    model, _ = runs.load_run(run_path, which="best")
     return model.spec, {k: v.contiguous() for k, v in model.state_dict().items()}
 
 
-def run_model(run_id: str) -> tuple[ArchSpec, dict]:
+def run_model(run_path: str) -> tuple[ArchSpec, dict]:
     """(spec, trained weights) of a run's best checkpoint; raises runs.RunError if unreadable."""
-    best = runs_dir() / run_id / "best.pt"
-    return _trained(run_id, best.stat().st_mtime if best.exists() else 0.0)
+    best = Path(run_path) / "best.pt"
+    return _trained(run_path, best.stat().st_mtime if best.exists() else 0.0)
 
 
 def delete_run(run_id: str) -> None:
+    """Delete one of your runs (shipped ones are read-only)."""
     runs.delete_run(run_id, root=runs_dir())

@@ -62,8 +62,8 @@ st.title("Gradient flow: plain vs residual")
 st.caption("One forward and backward pass on one batch, at initialisation unless a trained run is "
            "chosen. The numbers below are measured now, not quoted from a book.")
 controls = st.columns([3, 3, 2, 1, 1])
-run_ids = _ui.run_ids()
-runs_available = bool(run_ids)
+trained_runs = _ui.all_runs()  # path -> label, yours and the shipped demo runs
+runs_available = bool(trained_runs)
 controls[0].radio("Compare", ["Preset pair", "Current net: skips off vs on", "A trained run"],
                   key="grad_mode", horizontal=False)
 mode = st.session_state["grad_mode"]
@@ -71,8 +71,8 @@ if mode == "Preset pair":
     controls[1].select_slider("Depth (layers)", DEPTHS, value=56, key="grad_depth")
 elif mode == "A trained run":
     st.session_state.setdefault("grad_run", None)  # the Runs page may have chosen one
-    controls[1].selectbox("Run", run_ids, key="grad_run",
-                          placeholder="pick a run" if run_ids else "no runs yet")
+    controls[1].selectbox("Run", list(trained_runs), key="grad_run", format_func=lambda p: trained_runs.get(p, p),
+                          placeholder="pick a run" if trained_runs else "no runs yet")
 else:
     controls[1].markdown(f"Current net: **{_ui.current_label()}**")
 found = _ui.cifar_found(_ui.data_dir()) is not None

@@ -37,8 +37,9 @@ def _table(infos: list[RunInfo]) -> pd.DataFrame:
 def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
     epochs, losses = [], []
     for run_id in chosen:
-        steps, long = metrics_frames(_ui.run_events(run_id))
-        name = f"{infos[run_id].model} ({run_id[:15]})"
+        steps, long = metrics_frames(_ui.run_events(infos[run_id].path))
+        info = infos[run_id]
+        name = info.model if run_id == info.model else f"{info.model} ({run_id[:15]})"
         test = long[long["split"] == "test"].rename(columns={"accuracy": "test_acc"})
         if len(test):
             epochs.append(test.assign(run=name)[["run", "epoch", "test_acc"]])
@@ -60,9 +61,9 @@ def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
             _ui.show_chart(step_chart(frame, "loss", "Training loss per step", "loss"), "runs-loss", frame)
 
 
-def _open_in_gradients(run_id: str) -> None:
+def _open_in_gradients(run_path: str) -> None:
     st.session_state["grad_mode"] = "A trained run"
-    st.session_state["grad_run"] = run_id
+    st.session_state["grad_run"] = run_path
     st.switch_page("pages/gradients.py")
 
 
@@ -80,33 +81,41 @@ def _delete(run_id: str) -> None:
 
 
 st.title("Runs")
-if not _ui.run_ids():
-    st.info("No runs yet. Start one on the Train page; it appears here while it runs.")
+collections = _ui.run_collections()
+collection = st.selectbox("Collection", list(collections), key="runs_collection",
+                          help="Your runs, or results that ship with the app (trained on a GPU, "
+                          "see each experiment's experiment.json)")
+yours = collection == _ui.YOUR_RUNS
+infos = {info.id: info for info in _ui.run_list(collections[collection])}
+if not infos:
+    st.info("No runs yet. Start one on the Train page; it appears here while it runs. "
+            "Meanwhile the shipped collections above hold runs trained on a GPU.")
     st.stop()
-infos = {info.id: info for info in _ui.run_list()}
 _ui.show_table(_table(list(infos.values())), "runs")
 
 st.subheader("Compare")
-chosen = st.multiselect("Runs to compare", list(infos), default=list(infos)[:2], key="runs_compare",
+chosen = st.multiselect("Runs to compare", list(infos), default=list(infos)[:4], key=f"runs_compare_{collection}",
                         format_func=lambda i: f"{infos[i].model}: {i}")
 if chosen:
     _compare(infos, chosen)
 
 st.subheader("One run")
-run_id = st.selectbox("Run", list(infos), key="runs_one", format_func=lambda i: f"{infos[i].model}: {i}")
+run_id = st.selectbox("Run", list(infos), key=f"runs_one_{collection}", format_func=lambda i: f"{infos[i].model}: {i}")
 info = infos[run_id]
 if info.message:
     st.caption(f"Last message: {info.message}")
 row = st.container(horizontal=True)
 has_weights = (Path(info.path) / "best.pt").exists()
 if row.button("Open in Gradient flow", icon=":material/trending_down:", disabled=not has_weights,
-              help=None if has_weights else "No checkpoint yet: a run saves one after each epoch"):
-    _open_in_gradients(run_id)
+              help=None if has_weights else "No weights saved for this run (a run saves them after each epoch)"):
+    _open_in_gradients(info.path)
 with row:
-    if info.state == "running":
+    if not yours:
+        st.caption("Shipped runs are read-only.")
+    elif info.state == "running":
         st.caption("Cancel it on the Train page before deleting.")
     else:
         _delete(run_id)
-steps, epochs = metrics_frames(_ui.run_events(run_id))
+steps, epochs = metrics_frames(_ui.run_events(info.path))
 if len(epochs):
     _ui.show_chart(epoch_chart(epochs, title=f"{info.model}: accuracy per epoch"), f"{run_id}-accuracy", epochs)

@@ -137,7 +137,7 @@ def test_runs_page_lists_and_opens_a_run_in_gradient_flow(trained, monkeypatch, 
     at.run()
     at.switch_page("pages/runs.py").run()
     assert no_exceptions(at) == []
-    assert at.selectbox(key="runs_one").value == run_dir.name
+    assert at.selectbox(key="runs_one_Your runs").value == run_dir.name
     [b for b in at.button if b.label == "Open in Gradient flow"][0].click().run()
     assert no_exceptions(at) == []
     assert at.radio(key="grad_mode").value == "A trained run"
@@ -200,3 +200,22 @@ def test_huge_custom_net_is_refused_with_a_message(app):
     assert no_exceptions(app) == []
     assert any("too big to build" in e.value for e in app.error)
     assert next(m.value for m in app.metric if m.label == "Parameters") == "270 k"
+
+
+def test_shipped_demo_runs_open_in_gradient_flow(app):
+    from resnet_core.experiments import shipped_root
+
+    if not (shipped_root() / "degradation").is_dir():
+        pytest.skip("no shipped demo runs in this checkout")
+    app.switch_page("pages/runs.py").run()
+    shipped = [c for c in app.selectbox(key="runs_collection").options if c.startswith("Shipped: Deeper plain")]
+    app.selectbox(key="runs_collection").set_value(shipped[0]).run()
+    assert no_exceptions(app) == []
+    key = f"runs_one_{shipped[0]}"
+    assert {"plain56: plain56", "resnet56: resnet56"} <= set(app.selectbox(key=key).options)
+    assert not [b for b in app.button if b.label == "Yes, delete it"]  # shipped runs are read-only
+    app.selectbox(key=key).set_value("resnet56").run()
+    [b for b in app.button if b.label == "Open in Gradient flow"][0].click().run()
+    assert no_exceptions(app) == []
+    text = " ".join(m.value for m in app.markdown)
+    assert "resnet56 at init" in text and "resnet56 trained" in text
