@@ -10,22 +10,23 @@ from resnet_core import list_presets, runs
 from resnet_core.charts import epoch_chart, event_kind, metrics_frames, step_chart
 from resnet_core.explain import fmt_seconds, run_sentence
 from resnet_core.jobs import CPU_OVERRIDES, RECIPES, Job
+from resnet_core.train import DATASETS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 
 _ui.require_router()
 
 # Widgets for TrainConfig fields; a field not listed here gets a text/number box from its type.
 CHOICES = {
-    "dataset": ["cifar10", "synthetic"],
-    "device": ["auto", "cpu", "cuda"],
-    "precision": ["fp32", "bf16", "fp16"],
+    "dataset": DATASETS,
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "optimizer": OPTIMIZERS,
+    "precision": PRECISIONS,
+    "schedule": SCHEDULES,
 }
 MAIN_FIELDS = ("model", "dataset", "epochs", "batch_size", "subset", "lr", "optimizer", "schedule", "device")
 HIDDEN_FIELDS = ("data_dir",)
 
 
 def _defaults() -> dict:
-    from resnet_core.train import TrainConfig
-
     defaults = TrainConfig().to_dict()
     if _ui.device_name() == "CPU only":
         defaults.update(CPU_OVERRIDES)
@@ -38,14 +39,9 @@ def _field_choices(name: str, default) -> list | None:
     if name == "dataset" and default == "synthetic":
         return ["synthetic"]  # CIFAR-10 is not there (the sidebar says how to get it)
     if name in CHOICES:
-        return CHOICES[name] if default in CHOICES[name] or default is None else [default, *CHOICES[name]]
-    try:
-        from resnet_core import train
-
-        known = getattr(train, f"{name.upper()}S", None) or getattr(train, f"{name.upper()}_CHOICES", None)
-        return list(known) if known else None
-    except ImportError:
-        return None
+        choices = list(CHOICES[name])
+        return choices if default in choices else [default, *choices]  # e.g. device "cuda:1"
+    return None
 
 
 def _widget(container, name: str, value, default, prefix: str):
@@ -207,11 +203,7 @@ def live() -> None:
 st.title("Train")
 st.caption("Runs go to a queue on disk: one run per device at a time, the rest wait their turn. "
            "They keep running if you switch pages, reload, or close the browser.")
-try:
-    defaults = _defaults()
-except ImportError:
-    st.error("The training engine (resnet_core.train) is not installed in this checkout.")
-    st.stop()
+defaults = _defaults()
 busy = bool(_ui.job_queue().active())
 with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"):
     recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")

@@ -78,16 +78,14 @@ def checkpoints_root() -> Path:
 
 
 def resolve_device(requested: str | None) -> str:
-    """'auto' -> 'cuda:0' when a GPU is present, else 'cpu'; 'cuda' -> 'cuda:0'. The queue
-    runs one job per resolved device at a time."""
+    """The queue's key for a config's device: 'auto' as training would pick it (cuda, mps,
+    cpu), 'cuda' as 'cuda:0'. The queue runs one job per key at a time."""
     requested = (requested or "auto").strip().lower()
     if requested == "auto":
-        import torch
+        from .train import resolve_device as pick
 
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested in ("cuda", "gpu"):
-        return "cuda:0"
-    return requested
+        requested = pick("auto").type
+    return "cuda:0" if requested == "cuda" else requested
 
 
 def advice_for(message: str) -> str:
@@ -344,9 +342,13 @@ class JobRunner:
 
 # The worker process ------------------------------------------------------------------------
 def _validate_config(config: dict) -> Any:
+    """A bad field or a device this machine lacks raises here, before anything is queued."""
     from .train import TrainConfig
+    from .train import resolve_device as check_device
 
-    return TrainConfig.from_dict(config)
+    parsed = TrainConfig.from_dict(config)
+    check_device(parsed.device)
+    return parsed
 
 
 class _CancelFile:

@@ -158,3 +158,12 @@ def test_real_job_with_bad_setting_fails_with_advice(tmp_path):
     assert _wait(queue, job.job_id, ("failed", "interrupted"), timeout=120) == "failed"
     failed = queue.get(job.job_id)
     assert "CIFAR-10 not found" in failed.message and "synthetic" in failed.advice
+
+
+def test_default_validation_refuses_a_missing_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="not available"):
+        JobQueue(tmp_path).submit({"model": "resnet20", "device": "cuda"})
