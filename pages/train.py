@@ -9,7 +9,7 @@ from pages import _ui
 from resnet_core import list_presets, runs
 from resnet_core.charts import epoch_chart, event_kind, metrics_frames, step_chart
 from resnet_core.explain import fmt_seconds, run_sentence
-from resnet_core.jobs import CPU_OVERRIDES, RECIPES, Job
+from resnet_core.jobs import RECIPES, Job
 from resnet_core.train import DATASETS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 
 _ui.require_router()
@@ -27,10 +27,7 @@ HIDDEN_FIELDS = ("data_dir",)
 
 
 def _defaults() -> dict:
-    defaults = TrainConfig().to_dict()
-    if _ui.device_name() == "CPU only":
-        defaults.update(CPU_OVERRIDES)
-    return defaults
+    return TrainConfig().to_dict()
 
 
 def _field_choices(name: str, default) -> list | None:
