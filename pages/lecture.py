@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import altair as alt
@@ -81,20 +82,19 @@ def _warm_probe() -> threading.Thread:
 
 
 def error_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
+    """Training (solid) and test (dashed) error per epoch; both families share one y scale."""
     part = curves[(curves["family"] == family)]
     colour = charts.PLAIN_COLOUR if family == "plain" else charts.RESIDUAL_COLOUR
+    top = 10 * math.ceil(curves["error"].max() / 10)
     return (
-        alt.Chart(part, title=f"{family} nets", height=360)
-        .mark_line(color=colour)
+        alt.Chart(part, title=f"{family} nets", height=380)
+        .mark_line(color=colour, clip=True)
         .encode(
             x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y("error:Q", title="error (%)", scale=alt.Scale(domain=[0, 60])),
-            strokeDash=alt.StrokeDash(
-                "split:N", sort=["train", "test"], legend=alt.Legend(orient="top")
-            ),
-            strokeWidth=alt.StrokeWidth(
-                "run:N", legend=alt.Legend(orient="top"), scale=alt.Scale(range=[1.5, 4])
-            ),
+            y=alt.Y("error:Q", title="error (%)", scale=alt.Scale(domain=[0, top])),
+            strokeDash=alt.StrokeDash("split:N", sort=["train", "test"], legend=alt.Legend(orient="bottom")),
+            strokeWidth=alt.StrokeWidth("run:N", legend=alt.Legend(orient="bottom"),
+                                        scale=alt.Scale(range=[1.5, 4])),
             tooltip=["run", "epoch", "split", alt.Tooltip("error:Q", format=".2f")],
         )
     )

@@ -15,10 +15,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _charts_drawn(tab) -> None:
-    """Wait until every Vega chart on the slide has drawn its marks."""
+    """Wait until no element is still loading and every Vega chart has drawn its marks."""
     tab.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
-                 .every(c => c.querySelector('svg.marks, canvas.marks'))""",
+        """() => !document.querySelector('[data-testid=stSkeleton], [data-testid=stSkeletonElement]')
+                 && [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+                    .every(c => c.querySelector('svg.marks, canvas.marks'))""",
         timeout=60_000,
     )
 
