@@ -275,9 +275,3 @@ def trace_blocks(
     frame = pd.DataFrame(rows)
     frame.insert(0, "index", range(len(frame)))
     return frame
-
-
-def layer_rows_of_block(trace: pd.DataFrame, block_name: str) -> pd.DataFrame:
-    """Rows of a `trace_shapes` frame that belong to one block (for expanding a diagram node)."""
-    mask = trace["layer"].str.startswith(block_name + ".")
-    return trace[mask]
