@@ -19,7 +19,12 @@ st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", lay
 PAGES = [
     st.Page("pages/build.py", title="Build", icon=":material/construction:", default=True),
     st.Page("pages/shapes.py", title="Shapes", icon=":material/straighten:", url_path="shapes"),
-    st.Page("pages/gradients.py", title="Gradient flow", icon=":material/trending_down:", url_path="gradients"),
+    st.Page(
+        "pages/gradients.py",
+        title="Gradient flow",
+        icon=":material/trending_down:",
+        url_path="gradients",
+    ),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
     st.Page("pages/lecture.py", title="Lecture", icon=":material/co_present:", url_path="lecture"),
@@ -51,11 +56,16 @@ def sidebar() -> None:
             )
             if not found and st.button("Download CIFAR-10 (170 MB)", key="download_cifar"):
                 download(root)
-        st.toggle("Large fonts (projector)", key="large_fonts",
-                  help="Bigger text and chart labels for the back of a lecture room")
+        st.toggle(
+            "Large fonts (projector)",
+            key="large_fonts",
+            help="Bigger text and chart labels for the back of a lecture room",
+        )
     if st.session_state.get("large_fonts"):
-        st.html("<style>[data-testid=stMain] p, [data-testid=stMain] li, [data-testid=stMain] label "
-                "{font-size: 1.3rem !important;}</style>")
+        st.html(
+            "<style>[data-testid=stMain] p, [data-testid=stMain] li, [data-testid=stMain] label "
+            "{font-size: 1.3rem !important;}</style>"
+        )
 
 
 def download(root) -> None:

@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         "time_to_target_train_s": reached.get("train_seconds"),
         "time_to_target_wall_s": reached.get("wall_seconds"),
         "epoch_reached": reached.get("epoch"),
-        "best_test_acc": max((r["test_acc"] for r in rows if r["test_acc"] is not None), default=None),
+        "best_test_acc": max(
+            (r["test_acc"] for r in rows if r["test_acc"] is not None), default=None
+        ),
         "epochs_run": len(rows),
         "state": result.state,
         "wall_s_including_startup": round(wall, 2),

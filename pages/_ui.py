@@ -75,7 +75,9 @@ def sync_net_with_url() -> None:
         try:
             st.session_state[NET_KEY] = net_to_param(net_from_param(wanted))
         except SpecError as error:
-            st.warning(f"The link names a net that cannot be built ({error}); showing {current_label()}.")
+            st.warning(
+                f"The link names a net that cannot be built ({error}); showing {current_label()}."
+            )
     st.session_state.setdefault(NET_KEY, DEFAULT_NET)
     st.query_params[NET_KEY] = st.session_state[NET_KEY]
     st.session_state["_net_from_url"] = st.session_state[NET_KEY]
@@ -169,22 +171,49 @@ def show_chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = 
 def show_table(frame: pd.DataFrame, name: str, **kwargs) -> None:
     """Render a table with a CSV download; big counts read as 40.6M rather than 40632064."""
     data = frame.data if isinstance(frame, Styler) else frame
-    compact = {c: st.column_config.NumberColumn(format="compact") for c in ("params", "mult_adds") if c in data}
+    compact = {
+        c: st.column_config.NumberColumn(format="compact")
+        for c in ("params", "mult_adds")
+        if c in data
+    }
     st.dataframe(frame, width="stretch", hide_index=True, column_config=compact, **kwargs)
     downloads(name, data=data)
 
 
-def downloads(name: str, chart: alt.TopLevelMixin | None = None, data: pd.DataFrame | None = None) -> None:
+def downloads(
+    name: str, chart: alt.TopLevelMixin | None = None, data: pd.DataFrame | None = None
+) -> None:
     """A row of small download buttons; the files are made on click, not on every rerun."""
     row = st.container(horizontal=True, gap="small")
     if chart is not None:
-        row.download_button("PNG", lambda: charts.to_png(chart), f"{name}.png", "image/png",
-                            key=f"dl_png_{name}", on_click="ignore", icon=":material/download:")
-        row.download_button("SVG", lambda: charts.to_svg(chart), f"{name}.svg", "image/svg+xml",
-                            key=f"dl_svg_{name}", on_click="ignore", icon=":material/download:")
+        row.download_button(
+            "PNG",
+            lambda: charts.to_png(chart),
+            f"{name}.png",
+            "image/png",
+            key=f"dl_png_{name}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        row.download_button(
+            "SVG",
+            lambda: charts.to_svg(chart),
+            f"{name}.svg",
+            "image/svg+xml",
+            key=f"dl_svg_{name}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
     if data is not None:
-        row.download_button("CSV", lambda: charts.to_csv(data), f"{name}.csv", "text/csv",
-                            key=f"dl_csv_{name}", on_click="ignore", icon=":material/download:")
+        row.download_button(
+            "CSV",
+            lambda: charts.to_csv(data),
+            f"{name}.csv",
+            "text/csv",
+            key=f"dl_csv_{name}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
 
 
 def error_box(error: Exception, advice: str = "") -> None:
@@ -233,7 +262,9 @@ def all_runs() -> dict[str, str]:
     labels = {}
     for name, root in run_collections().items():
         for info in runs.list_runs(root):
-            labels[info.path] = f"{info.model}: {info.id}" if name == YOUR_RUNS else f"{info.model}: {name}"
+            labels[info.path] = (
+                f"{info.model}: {info.id}" if name == YOUR_RUNS else f"{info.model}: {name}"
+            )
     return labels
 
 

@@ -42,24 +42,50 @@ def _int_list(text: str) -> list:
 def _custom(spec: ArchSpec) -> None:
     with st.form("build_custom"):
         left, middle, right = st.columns(3)
-        block = left.selectbox("Block", ["basic", "bottleneck"], index=["basic", "bottleneck"].index(spec.block))
-        stem = left.selectbox("Stem", ["cifar", "imagenet"], index=["cifar", "imagenet"].index(spec.stem),
-                              help="cifar: 3x3 conv for 32x32 images; imagenet: 7x7 stride-2 conv + max-pool")
-        depths = middle.text_input("Blocks per stage", ", ".join(map(str, spec.depths)), key="build_depths",
-                                   help="e.g. 3, 3, 3 for ResNet-20; every stage after the first halves the image")
-        widths = middle.text_input("Width per stage", ", ".join(map(str, spec.widths)), key="build_widths",
-                                   help="channels per stage (bottleneck: inner width, output is 4x)")
+        block = left.selectbox(
+            "Block", ["basic", "bottleneck"], index=["basic", "bottleneck"].index(spec.block)
+        )
+        stem = left.selectbox(
+            "Stem",
+            ["cifar", "imagenet"],
+            index=["cifar", "imagenet"].index(spec.stem),
+            help="cifar: 3x3 conv for 32x32 images; imagenet: 7x7 stride-2 conv + max-pool",
+        )
+        depths = middle.text_input(
+            "Blocks per stage",
+            ", ".join(map(str, spec.depths)),
+            key="build_depths",
+            help="e.g. 3, 3, 3 for ResNet-20; every stage after the first halves the image",
+        )
+        widths = middle.text_input(
+            "Width per stage",
+            ", ".join(map(str, spec.widths)),
+            key="build_widths",
+            help="channels per stage (bottleneck: inner width, output is 4x)",
+        )
         residual = right.toggle("Skip connections (residual)", spec.residual)
-        shortcut = right.selectbox("Shortcut where the shape changes", ["projection", "zero_pad"],
-                                   index=["projection", "zero_pad"].index(spec.shortcut),
-                                   help="projection: 1x1 conv + BN (option B); zero_pad: no parameters (option A)")
-        classes = right.number_input("Classes", min_value=1, max_value=100_000, value=spec.num_classes)
+        shortcut = right.selectbox(
+            "Shortcut where the shape changes",
+            ["projection", "zero_pad"],
+            index=["projection", "zero_pad"].index(spec.shortcut),
+            help="projection: 1x1 conv + BN (option B); zero_pad: no parameters (option A)",
+        )
+        classes = right.number_input(
+            "Classes", min_value=1, max_value=100_000, value=spec.num_classes
+        )
         submitted = st.form_submit_button("Build this net", type="primary")
     if submitted:
         try:
-            new = ArchSpec(stem=stem, block=block, depths=_int_list(depths), widths=_int_list(widths),
-                           residual=residual, shortcut=shortcut, num_classes=int(classes),
-                           in_channels=spec.in_channels)
+            new = ArchSpec(
+                stem=stem,
+                block=block,
+                depths=_int_list(depths),
+                widths=_int_list(widths),
+                residual=residual,
+                shortcut=shortcut,
+                num_classes=int(classes),
+                in_channels=spec.in_channels,
+            )
             check_buildable(new)
         except SpecError as error:
             _ui.error_box(error, "Nothing was changed; fix the field and build again.")
@@ -67,8 +93,12 @@ def _custom(spec: ArchSpec) -> None:
         _ui.set_net(new)
         st.rerun()
     with st.expander("Paste a spec (JSON)"):
-        text = st.text_area("Spec JSON", key="build_json", height=160,
-                            placeholder='{"block": "basic", "depths": [3, 3, 3], "widths": [16, 32, 64]}')
+        text = st.text_area(
+            "Spec JSON",
+            key="build_json",
+            height=160,
+            placeholder='{"block": "basic", "depths": [3, 3, 3], "widths": [16, 32, 64]}',
+        )
         if st.button("Load this spec", key="build_load_json"):
             try:
                 new = ArchSpec.from_json(text)
@@ -95,33 +125,50 @@ def _overview(spec: ArchSpec) -> None:
 
     st.subheader("Diagram")
     options = st.columns(3)
-    every = options[0].toggle("Show every block", key="build_every",
-                              help="Off: long stages show their first blocks, a '... N more' node, and the last")
+    every = options[0].toggle(
+        "Show every block",
+        key="build_every",
+        help="Off: long stages show their first blocks, a '... N more' node, and the last",
+    )
     expand = options[1].toggle("Show layers inside blocks", key="build_expand")
     layouts = {"one row per stage": "rows", "one line": "LR", "one column": "TB"}
     direction = options[2].radio("Layout", list(layouts), horizontal=True, key="build_dir")
     layers = _ui.shapes_of(spec.to_json(), side) if expand else None
-    dot = block_diagram(blocks, label, keep=None if every else 2, layers=layers,
-                        direction=layouts[direction])
+    dot = block_diagram(
+        blocks, label, keep=None if every else 2, layers=layers, direction=layouts[direction]
+    )
     st.graphviz_chart(dot, width="stretch" if direction == "one line" else "content")
-    st.caption("Blue **+** nodes add the block's input back (the skip connection); "
-               "a plain net has none. Colours mark stages.")
+    st.caption(
+        "Blue **+** nodes add the block's input back (the skip connection); "
+        "a plain net has none. Colours mark stages."
+    )
 
     st.subheader("Stages")
     _ui.show_table(stage_summary(blocks), f"{label}-stages".replace(" ", "_"))
 
     st.subheader("Spec")
-    st.caption("Copy it (icon at the top right of the box), download it, or share this page's "
-               "link: the URL holds the net, so it reopens exactly this one.")
+    st.caption(
+        "Copy it (icon at the top right of the box), download it, or share this page's "
+        "link: the URL holds the net, so it reopens exactly this one."
+    )
     st.code(spec.to_json(), language="json")
-    st.download_button("Download spec.json", spec.to_json(), "spec.json", "application/json",
-                       on_click="ignore", icon=":material/download:", key="build_dl_spec")
+    st.download_button(
+        "Download spec.json",
+        spec.to_json(),
+        "spec.json",
+        "application/json",
+        on_click="ignore",
+        icon=":material/download:",
+        key="build_dl_spec",
+    )
 
 
 st.title("Build a network")
 spec = _ui.current_spec()
 default_mode = "Preset" if spec_label(spec) in PRESETS else "Custom"
-mode = st.segmented_control("Start from", ["Preset", "Custom"], default=default_mode, key="build_mode")
+mode = st.segmented_control(
+    "Start from", ["Preset", "Custom"], default=default_mode, key="build_mode"
+)
 if mode == "Custom":
     _custom(spec)
 else:

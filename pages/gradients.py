@@ -40,8 +40,10 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
     if mode == "Current net: skips off vs on":
         spec = _ui.current_spec()
         base = spec_label(spec.replace(residual=True))
-        return {f"{base} without skips": (spec.replace(residual=False), ""),
-                f"{base} with skips": (spec.replace(residual=True), "")}
+        return {
+            f"{base} without skips": (spec.replace(residual=False), ""),
+            f"{base} with skips": (spec.replace(residual=True), ""),
+        }
     if mode == "A trained run":
         run = st.session_state.get("grad_run")
         if not run:
@@ -54,30 +56,47 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
         label = spec_label(spec)
         return {f"{label} at init": (spec, ""), f"{label} trained": (spec, run)}
     depth = st.session_state.get("grad_depth", 56)
-    return {f"plain{depth}": (resolve_spec("plain20").replace(depths=((depth - 2) // 6,) * 3), ""),
-            f"resnet{depth}": (resolve_spec("resnet20").replace(depths=((depth - 2) // 6,) * 3), "")}
+    return {
+        f"plain{depth}": (resolve_spec("plain20").replace(depths=((depth - 2) // 6,) * 3), ""),
+        f"resnet{depth}": (resolve_spec("resnet20").replace(depths=((depth - 2) // 6,) * 3), ""),
+    }
 
 
 st.title("Gradient flow: plain vs residual")
-st.caption("One forward and backward pass on one batch, at initialisation unless a trained run is "
-           "chosen. The numbers below are measured now, not quoted from a book.")
+st.caption(
+    "One forward and backward pass on one batch, at initialisation unless a trained run is "
+    "chosen. The numbers below are measured now, not quoted from a book."
+)
 controls = st.columns([3, 3, 2, 1, 1])
 trained_runs = _ui.all_runs()  # path -> label, yours and the shipped demo runs
 runs_available = bool(trained_runs)
-controls[0].radio("Compare", ["Preset pair", "Current net: skips off vs on", "A trained run"],
-                  key="grad_mode", horizontal=False)
+controls[0].radio(
+    "Compare",
+    ["Preset pair", "Current net: skips off vs on", "A trained run"],
+    key="grad_mode",
+    horizontal=False,
+)
 mode = st.session_state["grad_mode"]
 if mode == "Preset pair":
     controls[1].select_slider("Depth (layers)", DEPTHS, value=56, key="grad_depth")
 elif mode == "A trained run":
     st.session_state.setdefault("grad_run", None)  # the Runs page may have chosen one
-    controls[1].selectbox("Run", list(trained_runs), key="grad_run", format_func=lambda p: trained_runs.get(p, p),
-                          placeholder="pick a run" if trained_runs else "no runs yet")
+    controls[1].selectbox(
+        "Run",
+        list(trained_runs),
+        key="grad_run",
+        format_func=lambda p: trained_runs.get(p, p),
+        placeholder="pick a run" if trained_runs else "no runs yet",
+    )
 else:
     controls[1].markdown(f"Current net: **{_ui.current_label()}**")
 found = _ui.cifar_found(_ui.data_dir()) is not None
-controls[2].radio("Batch", ["CIFAR-10", "random"] if found else ["random"], key="grad_source",
-                  help=None if found else "CIFAR-10 not found: see the sidebar")
+controls[2].radio(
+    "Batch",
+    ["CIFAR-10", "random"] if found else ["random"],
+    key="grad_source",
+    help=None if found else "CIFAR-10 not found: see the sidebar",
+)
 controls[3].number_input("Seed", 0, 10_000, 0, key="grad_seed")
 controls[4].selectbox("Batch size", [8, 16, 32, 64], index=1, key="grad_batch")
 show_bn = st.toggle("Include BatchNorm layers in the gradient chart", key="grad_bn")
@@ -91,9 +110,14 @@ grads, responses = {}, {}
 progress = st.progress(0.0, text="Measuring ...")
 for done, (name, (spec, run)) in enumerate(nets.items()):
     progress.progress(done / len(nets), text=f"Measuring {name} (forward + backward) ...")
-    grads[name], responses[name] = measure(spec.to_json(), st.session_state["grad_source"],
-                                           str(_ui.data_dir()), int(st.session_state["grad_batch"]),
-                                           int(st.session_state["grad_seed"]), run)
+    grads[name], responses[name] = measure(
+        spec.to_json(),
+        st.session_state["grad_source"],
+        str(_ui.data_dir()),
+        int(st.session_state["grad_batch"]),
+        int(st.session_state["grad_seed"]),
+        run,
+    )
 progress.empty()
 residual = {name: spec.residual for name, (spec, _) in nets.items()}
 
@@ -110,10 +134,28 @@ kinds = ("conv", "linear", "bn") if show_bn else ("conv", "linear")
 shown = {n: f[f["kind"].isin(kinds)] for n, f in grads.items()}
 long = per_layer_long(shown, "grad_norm")
 with left:
-    _ui.show_chart(layer_norms_chart(long, "grad_norm", "Gradient norm per layer (log scale)",
-                                     "weight-gradient norm", residual=residual), "gradient-norms", long)
+    _ui.show_chart(
+        layer_norms_chart(
+            long,
+            "grad_norm",
+            "Gradient norm per layer (log scale)",
+            "weight-gradient norm",
+            residual=residual,
+        ),
+        "gradient-norms",
+        long,
+    )
 long_std = per_layer_long(responses, "std")
 with right:
-    _ui.show_chart(layer_norms_chart(long_std, "std", "Layer responses (He et al. Fig. 7)",
-                                     "std of BatchNorm output", residual=residual), "layer-responses", long_std)
+    _ui.show_chart(
+        layer_norms_chart(
+            long_std,
+            "std",
+            "Layer responses (He et al. Fig. 7)",
+            "std of BatchNorm output",
+            residual=residual,
+        ),
+        "layer-responses",
+        long_std,
+    )
 st.markdown(response_sentence(responses, residual))

@@ -92,9 +92,12 @@ def error_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
         .encode(
             x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("error:Q", title="error (%)", scale=alt.Scale(domain=[0, top])),
-            strokeDash=alt.StrokeDash("split:N", sort=["train", "test"], legend=alt.Legend(orient="bottom")),
-            strokeWidth=alt.StrokeWidth("run:N", legend=alt.Legend(orient="bottom"),
-                                        scale=alt.Scale(range=[1.5, 4])),
+            strokeDash=alt.StrokeDash(
+                "split:N", sort=["train", "test"], legend=alt.Legend(orient="bottom")
+            ),
+            strokeWidth=alt.StrokeWidth(
+                "run:N", legend=alt.Legend(orient="bottom"), scale=alt.Scale(range=[1.5, 4])
+            ),
             tooltip=["run", "epoch", "split", alt.Tooltip("error:Q", format=".2f")],
         )
     )

@@ -23,7 +23,9 @@ def _table(infos: list[RunInfo]) -> pd.DataFrame:
                 "model": info.model,
                 "data": "synthetic" if info.synthetic else "CIFAR-10",
                 "status": info.state,
-                "best test acc (%)": "" if info.best_test_acc is None else f"{100 * info.best_test_acc:.2f}",
+                "best test acc (%)": ""
+                if info.best_test_acc is None
+                else f"{100 * info.best_test_acc:.2f}",
                 "epochs": f"{info.epoch} of {info.epochs}",
                 "time": fmt_seconds(info.seconds) if info.seconds else "",
                 "device": info.device,
@@ -58,7 +60,9 @@ def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
     if losses:
         frame = pd.concat(losses, ignore_index=True)
         with right:
-            _ui.show_chart(step_chart(frame, "loss", "Training loss per step", "loss"), "runs-loss", frame)
+            _ui.show_chart(
+                step_chart(frame, "loss", "Training loss per step", "loss"), "runs-loss", frame
+            )
 
 
 def _open_in_gradients(run_path: str) -> None:
@@ -82,32 +86,51 @@ def _delete(run_id: str) -> None:
 
 st.title("Runs")
 collections = _ui.run_collections()
-collection = st.selectbox("Collection", list(collections), key="runs_collection",
-                          help="Your runs, or results that ship with the app (trained on a GPU, "
-                          "see each experiment's experiment.json)")
+collection = st.selectbox(
+    "Collection",
+    list(collections),
+    key="runs_collection",
+    help="Your runs, or results that ship with the app (trained on a GPU, "
+    "see each experiment's experiment.json)",
+)
 yours = collection == _ui.YOUR_RUNS
 infos = {info.id: info for info in _ui.run_list(collections[collection])}
 if not infos:
-    st.info("No runs yet. Start one on the Train page; it appears here while it runs. "
-            "Meanwhile the shipped collections above hold runs trained on a GPU.")
+    st.info(
+        "No runs yet. Start one on the Train page; it appears here while it runs. "
+        "Meanwhile the shipped collections above hold runs trained on a GPU."
+    )
     st.stop()
 _ui.show_table(_table(list(infos.values())), "runs")
 
 st.subheader("Compare")
-chosen = st.multiselect("Runs to compare", list(infos), default=list(infos)[:4], key=f"runs_compare_{collection}",
-                        format_func=lambda i: f"{infos[i].model}: {i}")
+chosen = st.multiselect(
+    "Runs to compare",
+    list(infos),
+    default=list(infos)[:4],
+    key=f"runs_compare_{collection}",
+    format_func=lambda i: f"{infos[i].model}: {i}",
+)
 if chosen:
     _compare(infos, chosen)
 
 st.subheader("One run")
-run_id = st.selectbox("Run", list(infos), key=f"runs_one_{collection}", format_func=lambda i: f"{infos[i].model}: {i}")
+run_id = st.selectbox(
+    "Run", list(infos), key=f"runs_one_{collection}", format_func=lambda i: f"{infos[i].model}: {i}"
+)
 info = infos[run_id]
 if info.message:
     st.caption(f"Last message: {info.message}")
 row = st.container(horizontal=True)
 has_weights = (Path(info.path) / "best.pt").exists()
-if row.button("Open in Gradient flow", icon=":material/trending_down:", disabled=not has_weights,
-              help=None if has_weights else "No weights saved for this run (a run saves them after each epoch)"):
+if row.button(
+    "Open in Gradient flow",
+    icon=":material/trending_down:",
+    disabled=not has_weights,
+    help=None
+    if has_weights
+    else "No weights saved for this run (a run saves them after each epoch)",
+):
     _open_in_gradients(info.path)
 with row:
     if not yours:
@@ -118,4 +141,6 @@ with row:
         _delete(run_id)
 steps, epochs = metrics_frames(_ui.run_events(info.path))
 if len(epochs):
-    _ui.show_chart(epoch_chart(epochs, title=f"{info.model}: accuracy per epoch"), f"{run_id}-accuracy", epochs)
+    _ui.show_chart(
+        epoch_chart(epochs, title=f"{info.model}: accuracy per epoch"), f"{run_id}-accuracy", epochs
+    )

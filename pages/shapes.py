@@ -56,20 +56,34 @@ except SpecError as error:
     st.stop()
 
 st.subheader("Channels grow as the picture shrinks")
-_ui.show_chart(shape_profile_chart(shape_profile(layers)), f"{label}-shape-profile", shape_profile(layers))
+_ui.show_chart(
+    shape_profile_chart(shape_profile(layers)), f"{label}-shape-profile", shape_profile(layers)
+)
 
 st.subheader("Blocks and their residual adds")
-st.caption("Each residual block computes `out + shortcut(x)`: identity where the shape is kept, "
-           "a projection or zero-padding where it changes. Plain blocks have no add.")
-block_view = _readable(blocks)[["name", "kind", "input", "output", "shortcut", "add", "downsamples",
-                                "params", "mult_adds"]]
-_ui.show_table(block_view.style.apply(
-    lambda row: ["background-color: #d6e6f5" if row["shortcut"] in ("projection", "zero_pad") else ""] * len(row),
-    axis=1), f"{label}-blocks")
+st.caption(
+    "Each residual block computes `out + shortcut(x)`: identity where the shape is kept, "
+    "a projection or zero-padding where it changes. Plain blocks have no add."
+)
+block_view = _readable(blocks)[
+    ["name", "kind", "input", "output", "shortcut", "add", "downsamples", "params", "mult_adds"]
+]
+_ui.show_table(
+    block_view.style.apply(
+        lambda row: (
+            ["background-color: #d6e6f5" if row["shortcut"] in ("projection", "zero_pad") else ""]
+            * len(row)
+        ),
+        axis=1,
+    ),
+    f"{label}-blocks",
+)
 
 st.subheader("Every layer")
-st.markdown("Highlighted: :blue-background[shortcut projects / zero-pads] "
-            ":orange-background[spatial size halves] :green-background[channels change]")
+st.markdown(
+    "Highlighted: :blue-background[shortcut projects / zero-pads] "
+    ":orange-background[spatial size halves] :green-background[channels change]"
+)
 only_changes = st.toggle("Only rows where the shape changes", key="shapes_only_changes")
 view = _readable(layers)
 if only_changes:

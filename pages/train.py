@@ -22,7 +22,17 @@ CHOICES = {
     "precision": PRECISIONS,
     "schedule": SCHEDULES,
 }
-MAIN_FIELDS = ("model", "dataset", "epochs", "batch_size", "subset", "lr", "optimizer", "schedule", "device")
+MAIN_FIELDS = (
+    "model",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "subset",
+    "lr",
+    "optimizer",
+    "schedule",
+    "device",
+)
 HIDDEN_FIELDS = ("data_dir",)
 
 
@@ -46,12 +56,21 @@ def _widget(container, name: str, value, default, prefix: str):
     key = f"train_f_{prefix}_{name}"  # a new ready choice refills the form
     choices = _field_choices(name, default)
     if choices:
-        return container.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key)
+        return container.selectbox(
+            label, choices, index=choices.index(value) if value in choices else 0, key=key
+        )
     if isinstance(default, bool):
         return container.toggle(label, bool(value), key=key)
-    if isinstance(default, int) or (default is None and name in ("subset", "eval_every", "grad_norm_every")):
-        return container.number_input(label, value=int(value) if value is not None else 0, step=1, key=key,
-                                      help="0 = off / all" if default is None else None)
+    if isinstance(default, int) or (
+        default is None and name in ("subset", "eval_every", "grad_norm_every")
+    ):
+        return container.number_input(
+            label,
+            value=int(value) if value is not None else 0,
+            step=1,
+            key=key,
+            help="0 = off / all" if default is None else None,
+        )
     if isinstance(default, float):
         return container.number_input(label, value=float(value), format="%.4g", key=key)
     return container.text_input(label, "" if value is None else str(value), key=key)
@@ -73,11 +92,17 @@ def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ())
             more = st.columns(3)
             rest = [n for n in defaults if n not in MAIN_FIELDS and n not in HIDDEN_FIELDS]
             for index, name in enumerate(rest):
-                values[name] = _widget(more[index % 3], name, base.get(name), defaults[name], prefix)
-        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+                values[name] = _widget(
+                    more[index % 3], name, base.get(name), defaults[name], prefix
+                )
+        submitted = st.form_submit_button(
+            "Start training", type="primary", icon=":material/play_arrow:"
+        )
     if not found:
-        st.info("CIFAR-10 is not here yet, so runs use the **synthetic** stand-in set (coloured "
-                "patterns, clearly not CIFAR-10). Name the folder in the sidebar to train on the real one.")
+        st.info(
+            "CIFAR-10 is not here yet, so runs use the **synthetic** stand-in set (coloured "
+            "patterns, clearly not CIFAR-10). Name the folder in the sidebar to train on the real one."
+        )
     if not submitted:
         return None
     for name, default in defaults.items():
@@ -93,8 +118,12 @@ def _start(configs: list[dict]) -> None:
         for config in configs:
             queue.validate(config)  # check them all before queueing any
         count = len(configs)
-        jobs = [queue.submit(config, label=f"{config.get('model')}" + (f" ({i} of {count})" if count > 1 else ""))
-                for i, config in enumerate(configs, start=1)]
+        jobs = [
+            queue.submit(
+                config, label=f"{config.get('model')}" + (f" ({i} of {count})" if count > 1 else "")
+            )
+            for i, config in enumerate(configs, start=1)
+        ]
         st.session_state["train_watch"] = jobs[0].job_id  # the one that starts first
     except (ValueError, TypeError) as error:
         _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
@@ -136,22 +165,31 @@ def _charts(job: Job, events: list[dict]) -> None:
     left, right = st.columns(2)
     with left:
         if len(steps) and "loss" in steps:
-            _ui.show_chart(step_chart(steps, "loss", "Training loss per step", "loss"), f"{name}-loss", steps)
+            _ui.show_chart(
+                step_chart(steps, "loss", "Training loss per step", "loss"), f"{name}-loss", steps
+            )
             total = next((e.get("total_steps") for e in events if event_kind(e) == "start"), None)
-            st.caption(f"At step {int(steps['step'].max())}" + (f" of {total}" if total else "") +
-                       f" ({len(steps)} points logged).")
+            st.caption(
+                f"At step {int(steps['step'].max())}"
+                + (f" of {total}" if total else "")
+                + f" ({len(steps)} points logged)."
+            )
         else:
             st.caption("The loss curve appears after the first steps.")
         if len(steps) and "lr" in steps:
-            _ui.show_chart(step_chart(steps, "lr", "Learning rate", "learning rate", height=180), f"{name}-lr")
+            _ui.show_chart(
+                step_chart(steps, "lr", "Learning rate", "learning rate", height=180), f"{name}-lr"
+            )
     with right:
         if len(epochs):
             _ui.show_chart(epoch_chart(epochs), f"{name}-accuracy", epochs)
         else:
             st.caption("Accuracy appears after the first epoch.")
         if len(steps) and "images_per_s" in steps:
-            _ui.show_chart(step_chart(steps, "images_per_s", "Throughput", "images / s", height=180),
-                           f"{name}-throughput")
+            _ui.show_chart(
+                step_chart(steps, "images_per_s", "Throughput", "images / s", height=180),
+                f"{name}-throughput",
+            )
 
 
 @st.fragment(run_every=1.0)
@@ -162,18 +200,39 @@ def live() -> None:
     if not all_jobs:
         st.caption("No runs started from this app yet.")
         return
-    recent = [job for job in all_jobs if job.active] + [job for job in reversed(all_jobs) if not job.active][:5]
-    table = pd.DataFrame([{"run": job.label or job.run_id, "status": _status_line(job, queue),
-                           "device": job.device, "run folder": job.run_id} for job in recent])
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"status": st.column_config.TextColumn(width="large")})
+    recent = [job for job in all_jobs if job.active] + [
+        job for job in reversed(all_jobs) if not job.active
+    ][:5]
+    table = pd.DataFrame(
+        [
+            {
+                "run": job.label or job.run_id,
+                "status": _status_line(job, queue),
+                "device": job.device,
+                "run folder": job.run_id,
+            }
+            for job in recent
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"status": st.column_config.TextColumn(width="large")},
+    )
     ids = [job.job_id for job in recent]
     watched = st.session_state.get("train_watch")
     if watched not in ids:
         watched = ids[0]
     by_id = {job.job_id: job for job in recent}
-    job = by_id[st.selectbox("Watch", ids, index=ids.index(watched),
-                             format_func=lambda i: f"{by_id[i].label or by_id[i].run_id}: {by_id[i].state}")]
+    job = by_id[
+        st.selectbox(
+            "Watch",
+            ids,
+            index=ids.index(watched),
+            format_func=lambda i: f"{by_id[i].label or by_id[i].run_id}: {by_id[i].state}",
+        )
+    ]
     st.session_state["train_watch"] = job.job_id
     events = runs.read_metrics(queue.run_dir(job))
     if job.config.get("dataset") == "synthetic":
@@ -198,16 +257,20 @@ def live() -> None:
 
 
 st.title("Train")
-st.caption("Runs go to a queue on disk: one run per device at a time, the rest wait their turn. "
-           "They keep running if you switch pages, reload, or close the browser.")
+st.caption(
+    "Runs go to a queue on disk: one run per device at a time, the rest wait their turn. "
+    "They keep running if you switch pages, reload, or close the browser."
+)
 defaults = _defaults()
 busy = bool(_ui.job_queue().active())
 with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"):
     recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")
     planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
     if len(planned) > 1:
-        st.caption(f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
-                   "settings below (model aside); they queue on the same device and share the Runs chart.")
+        st.caption(
+            f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
+            "settings below (model aside); they queue on the same device and share the Runs chart."
+        )
     prefix = str(list(RECIPES).index(recipe)) if recipe else "own"
     config = _form(planned[-1], defaults, prefix, locked=("model",) if len(planned) > 1 else ())
     if config is not None:

@@ -45,8 +45,12 @@ def theme_config(large: bool = False) -> dict[str, Any]:
     stroke = 4 if large else 2
     return {
         "axis": {"labelFontSize": label, "titleFontSize": title, "titlePadding": 8},
-        "legend": {"labelFontSize": label, "titleFontSize": title, "symbolSize": 140 if large else 80,
-                   "labelLimit": 400},
+        "legend": {
+            "labelFontSize": label,
+            "titleFontSize": title,
+            "symbolSize": 140 if large else 80,
+            "labelLimit": 400,
+        },
         "header": {"labelFontSize": label, "titleFontSize": title},
         "title": {"fontSize": heading, "anchor": "start"},
         "line": {"strokeWidth": stroke},
@@ -138,11 +142,18 @@ def layer_norms_chart(
         alt.Chart(frame, title=title, height=height)
         .mark_line(point=True)
         .encode(
-            x=alt.X("position:Q", title="depth (0 = input end, 1 = output end)",
-                    scale=alt.Scale(domain=[0, 1])),
+            x=alt.X(
+                "position:Q",
+                title="depth (0 = input end, 1 = output end)",
+                scale=alt.Scale(domain=[0, 1]),
+            ),
             y=alt.Y(f"{value}:Q", title=value_title, scale=y_scale),
-            color=alt.Color("net:N", title="network", scale=_colour_scale(names, residual),
-                            legend=alt.Legend(orient="top")),
+            color=alt.Color(
+                "net:N",
+                title="network",
+                scale=_colour_scale(names, residual),
+                legend=alt.Legend(orient="top"),
+            ),
             tooltip=["net", "layer", alt.Tooltip(f"{value}:Q", format=".3g")],
         )
     )
@@ -158,17 +169,29 @@ def shape_profile_chart(frame: pd.DataFrame, height: int = 260) -> alt.Chart:
         x=alt.X("position:Q", title="layer number (forward order)"),
         tooltip=["layer", "channels", "side"],
     )
-    channels = base.mark_line(interpolate="step-after", color=RESIDUAL_COLOUR).encode(
-        y=alt.Y("channels:Q", title="channels")
-    ).properties(title="Channels grow ...")
-    side = base.mark_line(interpolate="step-after", color=PLAIN_COLOUR).encode(
-        y=alt.Y("side:Q", title="height = width (pixels)", scale=alt.Scale(type="log", base=2))
-    ).properties(title="... while the picture shrinks")
+    channels = (
+        base.mark_line(interpolate="step-after", color=RESIDUAL_COLOUR)
+        .encode(y=alt.Y("channels:Q", title="channels"))
+        .properties(title="Channels grow ...")
+    )
+    side = (
+        base.mark_line(interpolate="step-after", color=PLAIN_COLOUR)
+        .encode(
+            y=alt.Y("side:Q", title="height = width (pixels)", scale=alt.Scale(type="log", base=2))
+        )
+        .properties(title="... while the picture shrinks")
+    )
     return alt.hconcat(channels, side).resolve_scale(y="independent")
 
 
-def step_chart(frame: pd.DataFrame, value: str, title: str, value_title: str,
-               log: bool = False, height: int = 260) -> alt.Chart:
+def step_chart(
+    frame: pd.DataFrame,
+    value: str,
+    title: str,
+    value_title: str,
+    log: bool = False,
+    height: int = 260,
+) -> alt.Chart:
     """A per-step curve (loss, learning rate, images/s), coloured by run when there are several.
 
     Args:
@@ -176,8 +199,11 @@ def step_chart(frame: pd.DataFrame, value: str, title: str, value_title: str,
     """
     encoding: dict[str, Any] = {
         "x": alt.X("step:Q", title="step", axis=alt.Axis(format="d", tickMinStep=1)),
-        "y": alt.Y(f"{value}:Q", title=value_title,
-                   scale=alt.Scale(type="log") if log else alt.Scale(zero=False)),
+        "y": alt.Y(
+            f"{value}:Q",
+            title=value_title,
+            scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
+        ),
         "tooltip": ["step", alt.Tooltip(f"{value}:Q", format=".4g")],
     }
     if "run" in frame.columns and frame["run"].nunique() > 1:
@@ -185,7 +211,9 @@ def step_chart(frame: pd.DataFrame, value: str, title: str, value_title: str,
     return alt.Chart(frame, title=title, height=height).mark_line().encode(**encoding)
 
 
-def epoch_chart(frame: pd.DataFrame, title: str = "Accuracy per epoch", height: int = 260) -> alt.Chart:
+def epoch_chart(
+    frame: pd.DataFrame, title: str = "Accuracy per epoch", height: int = 260
+) -> alt.Chart:
     """Train and test accuracy (percent) per epoch; colour = split, dash = run if several.
 
     Args:
@@ -233,7 +261,11 @@ def per_layer_long(frames: dict[str, pd.DataFrame], value: str) -> pd.DataFrame:
         part.insert(0, "net", name)
         part["position"] = part.index / max(len(part) - 1, 1)
         parts.append(part)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["net", "layer", value, "position"])
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["net", "layer", value, "position"])
+    )
 
 
 def event_kind(event: dict) -> str:
@@ -263,5 +295,9 @@ def metrics_frames(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
             part["accuracy"] = _percent(part["accuracy"].astype(float))
             part.insert(1, "split", split)
             parts.append(part)
-    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["epoch", "split", "accuracy"])
+    long = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["epoch", "split", "accuracy"])
+    )
     return steps, long

@@ -415,7 +415,7 @@ def load_dataset(
     subset: int | None = None,
     seed: int = 0,
 ) -> Cifar10:
-    """"cifar10" via `load_cifar10`, or "synthetic" via `synthetic_cifar10` (subset = train size)."""
+    """ "cifar10" via `load_cifar10`, or "synthetic" via `synthetic_cifar10` (subset = train size)."""
     if name == "synthetic":
         return synthetic_cifar10(num_train=subset or 5000, seed=seed)
     if name == "cifar10":
@@ -463,7 +463,9 @@ class DeviceLoader:
         std: tuple[float, ...] = CIFAR10_STD,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images: expected uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images: expected uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size: {batch_size} must be >= 1")
         self.device = torch.device(device)

@@ -23,8 +23,18 @@ __all__ = [
     "check_buildable",
 ]
 
-STAGE_COLOURS = ("#f2f2f2", "#dbe9f6", "#d9f0d3", "#fde0c5", "#e8dcf2", "#fbe3e8", "#e0f3f3",
-                 "#f6f0d0", "#e6e6e6", "#fff2cc")
+STAGE_COLOURS = (
+    "#f2f2f2",
+    "#dbe9f6",
+    "#d9f0d3",
+    "#fde0c5",
+    "#e8dcf2",
+    "#fbe3e8",
+    "#e0f3f3",
+    "#f6f0d0",
+    "#e6e6e6",
+    "#fff2cc",
+)
 SHORTCUT_TEXT = {"identity": "identity", "projection": "1x1 conv + BN", "zero_pad": "zero-pad"}
 
 
@@ -40,8 +50,14 @@ def _quote(text: str) -> str:
 
 
 def _block_label(row: pd.Series) -> str:
-    kind = {"basic": "basic block", "bottleneck": "bottleneck", "conv": "conv-BN-ReLU",
-            "pool": "max-pool", "stem": "stem", "head": "pool + fc"}.get(row["kind"], row["kind"])
+    kind = {
+        "basic": "basic block",
+        "bottleneck": "bottleneck",
+        "conv": "conv-BN-ReLU",
+        "pool": "max-pool",
+        "stem": "stem",
+        "head": "pool + fc",
+    }.get(row["kind"], row["kind"])
     out = fmt_shape(row["output_shape"])
     if row["downsamples"]:
         return f"{row['name']}\n{kind}, stride 2\n{fmt_shape(row['input_shape'])} -> {out}"
@@ -66,11 +82,15 @@ def _visible_rows(blocks: pd.DataFrame, keep: int | None) -> list[tuple[str, obj
     return items
 
 
-def _layer_nodes(lines: list[str], node: str, row: pd.Series, layers: pd.DataFrame) -> tuple[str, str]:
+def _layer_nodes(
+    lines: list[str], node: str, row: pd.Series, layers: pd.DataFrame
+) -> tuple[str, str]:
     """A cluster of the block's own layers; returns its (first, last) node ids."""
     inside = layers[layers["layer"].str.startswith(row["name"] + ".")]
     inside = inside[~inside["layer"].str.contains(r"\.downsample")]
-    lines.append(f"subgraph cluster_{node} {{ label={_quote(row['name'])}; style=rounded; color=grey60;")
+    lines.append(
+        f"subgraph cluster_{node} {{ label={_quote(row['name'])}; style=rounded; color=grey60;"
+    )
     ids = []
     for index, layer in inside.iterrows():
         short = layer["layer"][len(row["name"]) + 1 :]
@@ -125,11 +145,17 @@ def block_diagram(
         if what == "more":
             count, sample = item  # type: ignore[misc]
             colour = STAGE_COLOURS[int(sample["stage"]) % len(STAGE_COLOURS)]
-            label = f"... {count} more {sample['kind']} blocks ...\n{fmt_shape(sample['output_shape'])}"
-            lines.append(f"{node} [label={_quote(label)}, fillcolor={_quote(colour)}, style=\"dashed,rounded,filled\"];")
+            label = (
+                f"... {count} more {sample['kind']} blocks ...\n{fmt_shape(sample['output_shape'])}"
+            )
+            lines.append(
+                f'{node} [label={_quote(label)}, fillcolor={_quote(colour)}, style="dashed,rounded,filled"];'
+            )
             lines.append(f"{previous} -> {node}{wrap};")
             if sample["shortcut"] not in ("", "none"):
-                lines.append(f"{previous} -> {node} [style=dashed, color=\"#1f77b4\", label={_quote(f'{count} skips')}];")
+                lines.append(
+                    f'{previous} -> {node} [style=dashed, color="#1f77b4", label={_quote(f"{count} skips")}];'
+                )
             previous = node
             continue
         row = item
@@ -145,14 +171,16 @@ def block_diagram(
         shortcut = row["shortcut"]
         if shortcut in SHORTCUT_TEXT:
             add = f"{node}_add"
-            lines.append(f'{add} [label="+", shape=circle, style=filled, fillcolor="#1f77b4", '
-                         f'fontcolor=white, fontsize=16, width=0.4, fixedsize=true];')
+            lines.append(
+                f'{add} [label="+", shape=circle, style=filled, fillcolor="#1f77b4", '
+                f"fontcolor=white, fontsize=16, width=0.4, fixedsize=true];"
+            )
             lines.append(f"{body_end} -> {add};")
             # constraint=false keeps the skip edge from pushing the main path around.
             width = "2.5" if shortcut == "identity" else "1.5"
             lines.append(
-                f"{previous} -> {add} [color=\"#1f77b4\", penwidth={width}, constraint=false, "
-                f"label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor=\"#1f77b4\"];"
+                f'{previous} -> {add} [color="#1f77b4", penwidth={width}, constraint=false, '
+                f'label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor="#1f77b4"];'
             )
             stage_nodes[stage].append(add)
             previous = add
@@ -234,7 +262,9 @@ def shape_profile(layers: pd.DataFrame) -> pd.DataFrame:
         out = list(row["output_shape"])
         if len(out) != 4 or ".downsample" in row["layer"]:
             continue
-        rows.append({"position": len(rows), "layer": row["layer"], "channels": out[1], "side": out[2]})
+        rows.append(
+            {"position": len(rows), "layer": row["layer"], "channels": out[1], "side": out[2]}
+        )
     return pd.DataFrame(rows, columns=["position", "layer", "channels", "side"])
 
 

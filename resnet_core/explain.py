@@ -130,20 +130,30 @@ def response_sentence(frames: dict[str, pd.DataFrame], residual: dict[str, bool]
     medians = {name: float(frame["std"].median()) for name, frame in frames.items() if len(frame)}
     if not medians:
         return ""
-    text = "Median layer response std: " + ", ".join(f"{v:.2f} in {n}" for n, v in medians.items()) + "."
+    text = (
+        "Median layer response std: "
+        + ", ".join(f"{v:.2f} in {n}" for n, v in medians.items())
+        + "."
+    )
     plains = [v for n, v in medians.items() if not residual.get(n, False)]
     residuals = [v for n, v in medians.items() if residual.get(n, False)]
     if plains and residuals:
         if min(residuals) < min(plains):
-            text += (" The residual net's layers respond less, as He et al. (Fig. 7) found: each "
-                     "block only adds a small correction to what the skip carries.")
+            text += (
+                " The residual net's layers respond less, as He et al. (Fig. 7) found: each "
+                "block only adds a small correction to what the skip carries."
+            )
         else:
-            text += (" Here the residual net's layers do not respond less than the plain net's "
-                     "(He et al. Fig. 7 measured trained nets; these numbers are from this batch).")
+            text += (
+                " Here the residual net's layers do not respond less than the plain net's "
+                "(He et al. Fig. 7 measured trained nets; these numbers are from this batch)."
+            )
     return text
 
 
-def run_sentence(model: str, state: str, best_test_acc: float | None, epochs: int, seconds: float | None) -> str:
+def run_sentence(
+    model: str, state: str, best_test_acc: float | None, epochs: int, seconds: float | None
+) -> str:
     """'resnet20 reached 71.3% test accuracy in 1 epoch (2 min 3 s); done.'"""
     if best_test_acc is None:
         return f"{model}: {state}, no test accuracy yet."
@@ -155,8 +165,12 @@ def run_sentence(model: str, state: str, best_test_acc: float | None, epochs: in
 
 
 def sample_batch(
-    images: torch.Tensor | None, labels: torch.Tensor | None, size: int, seed: int,
-    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465), std: tuple[float, ...] = (0.2470, 0.2435, 0.2616),
+    images: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    size: int,
+    seed: int,
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465),
+    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A normalised batch of `size` images picked with `seed` from uint8 images, or, when
     `images` is None, standard-normal noise with random labels (no dataset needed)."""
@@ -171,7 +185,10 @@ def sample_batch(
 
 
 def measure_net(
-    spec: ArchSpec, inputs: torch.Tensor, targets: torch.Tensor, seed: int,
+    spec: ArchSpec,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    seed: int,
     state_dict: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gradient norms and layer responses of a net freshly initialised with `seed` (or

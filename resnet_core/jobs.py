@@ -60,8 +60,15 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
         {"model": "resnet20", "epochs": 2, "subset": 10_000, "batch_size": 128},
     ],
     "GPU: ResNet-18, 30 epochs (aiming at 94%)": [
-        {"model": "resnet18", "epochs": 30, "batch_size": 512, "device": "cuda", "precision": "bf16",
-         "channels_last": True, "label_smoothing": 0.1},
+        {
+            "model": "resnet18",
+            "epochs": 30,
+            "batch_size": 512,
+            "device": "cuda",
+            "precision": "bf16",
+            "channels_last": True,
+            "label_smoothing": 0.1,
+        },
     ],
 }
 
@@ -176,8 +183,14 @@ class JobQueue:
         """Every job, oldest first."""
         if not self.queue_dir.is_dir():
             return []
-        found = (self.get(path.stem) for path in self.queue_dir.glob("*.json") if not path.name.startswith("."))
-        return sorted((job for job in found if job is not None), key=lambda job: (job.created, job.job_id))
+        found = (
+            self.get(path.stem)
+            for path in self.queue_dir.glob("*.json")
+            if not path.name.startswith(".")
+        )
+        return sorted(
+            (job for job in found if job is not None), key=lambda job: (job.created, job.job_id)
+        )
 
     def active(self) -> list[Job]:
         return [job for job in self.jobs() if job.active]
@@ -238,7 +251,11 @@ class JobQueue:
             if job is None or not job.active:
                 return
             if job.state == "queued":
-                job.state, job.finished, job.message = "cancelled", time.time(), "cancelled before it started"
+                job.state, job.finished, job.message = (
+                    "cancelled",
+                    time.time(),
+                    "cancelled before it started",
+                )
                 self._save(job)
                 return
             (self.queue_dir / f"{job_id}.cancel").touch()
@@ -273,7 +290,9 @@ class JobQueue:
                 del self._children[job.job_id]
             if job.state not in ("starting", "running"):
                 continue
-            alive = (child is not None and child.poll() is None) or (child is None and _pid_alive(job.pid))
+            alive = (child is not None and child.poll() is None) or (
+                child is None and _pid_alive(job.pid)
+            )
             if not alive:
                 job.state, job.finished = "interrupted", time.time()
                 job.message = job.message or "the training process stopped without reporting why"
@@ -374,15 +393,29 @@ def run_job(job_path: str | os.PathLike) -> int:
 
     try:
         config = TrainConfig.from_dict(job.config)
-        fit(config, on_event=on_event, cancel=_CancelFile(queue, job_id), run_dir=queue.run_dir(job))
+        fit(
+            config, on_event=on_event, cancel=_CancelFile(queue, job_id), run_dir=queue.run_dir(job)
+        )
     except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        queue.update(job_id, state="failed", finished=time.time(), message=message, advice=advice_for(message))
+        queue.update(
+            job_id,
+            state="failed",
+            finished=time.time(),
+            message=message,
+            advice=advice_for(message),
+        )
         return 1
     kind = final.get("event", "done")
     if kind == "failed":
         message = str(final.get("message", "training failed"))
-        queue.update(job_id, state="failed", finished=time.time(), message=message, advice=advice_for(message))
+        queue.update(
+            job_id,
+            state="failed",
+            finished=time.time(),
+            message=message,
+            advice=advice_for(message),
+        )
         return 1
     state = "cancelled" if kind == "cancelled" or queue.cancel_requested(job_id) else "done"
     queue.update(job_id, state=state, finished=time.time())

@@ -360,7 +360,11 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
 
     def number(key: str) -> float | None:
         value = status.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return (
+            float(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else None
+        )
 
     return RunInfo(
         id=path.name,
@@ -429,7 +433,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
             "it may be truncated or foreign; delete it or use the other checkpoint"
         ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path}: not a ResNet Explorer checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+        raise RunError(
+            f"{path}: not a ResNet Explorer checkpoint (no '{CHECKPOINT_FORMAT}' marker)"
+        )
     if not isinstance(data.get("model"), dict) or not isinstance(data.get("epoch"), int):
         raise RunError(f"{path}: checkpoint lacks model weights or epoch; it is damaged")
     return data

@@ -62,8 +62,10 @@ class TrainingFailed(RuntimeError):
 
 
 def _whole(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and not value.is_integer()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
     ):
         raise ConfigError(f"{name}: {value!r} is not a whole number; use an integer >= {minimum}")
     value = int(value)
@@ -271,7 +273,7 @@ class FitResult:
 
 # Devices and precision ---------------------------------------------------------------------
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> cuda, then mps, then cpu; an unavailable device raises ConfigError."""
+    """ "auto" -> cuda, then mps, then cpu; an unavailable device raises ConfigError."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -476,7 +478,11 @@ def iter_fit(
         _holder["model"] = model
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * config.epochs
-    writer = runs.RunWriter(run_dir, config, spec, data, resumed=checkpoint is not None) if run_dir else None
+    writer = (
+        runs.RunWriter(run_dir, config, spec, data, resumed=checkpoint is not None)
+        if run_dir
+        else None
+    )
     started = time.perf_counter()
 
     def emit(event: dict) -> dict:

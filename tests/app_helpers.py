@@ -7,7 +7,13 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-PAGES = ["pages/build.py", "pages/shapes.py", "pages/gradients.py", "pages/train.py", "pages/runs.py"]
+PAGES = [
+    "pages/build.py",
+    "pages/shapes.py",
+    "pages/gradients.py",
+    "pages/train.py",
+    "pages/runs.py",
+]
 
 
 def app_test(timeout: float = 120) -> AppTest:
@@ -33,7 +39,18 @@ def tiny_run(checkpoints: Path, model: str = "resnet20") -> Path:
     from resnet_core.train import fit
 
     run_dir = new_run_dir(model, root=Path(checkpoints) / "runs")
-    fit({"model": model, "dataset": "synthetic", "subset": 200, "epochs": 1, "batch_size": 50,
-         "precision": "fp32", "channels_last": False, "device": "cpu", "eval_batch_size": 500},
-        run_dir=run_dir)
+    fit(
+        {
+            "model": model,
+            "dataset": "synthetic",
+            "subset": 200,
+            "epochs": 1,
+            "batch_size": 50,
+            "precision": "fp32",
+            "channels_last": False,
+            "device": "cpu",
+            "eval_batch_size": 500,
+        },
+        run_dir=run_dir,
+    )
     return run_dir

@@ -126,7 +126,9 @@ def test_bad_training_setting_is_a_message_and_nothing_starts(app, tmp_path):
     [b for b in app.button if b.label == "Start training"][0].click().run()
     assert no_exceptions(app) == []
     assert any("epochs" in e.value for e in app.error)
-    assert not (tmp_path / "checkpoints" / "queue").exists() or not list((tmp_path / "checkpoints" / "queue").glob("*.json"))
+    assert not (tmp_path / "checkpoints" / "queue").exists() or not list(
+        (tmp_path / "checkpoints" / "queue").glob("*.json")
+    )
 
 
 def test_runs_page_lists_and_opens_a_run_in_gradient_flow(trained, monkeypatch, tmp_path):
@@ -162,13 +164,18 @@ def test_train_page_shows_queue_positions(tmp_path, monkeypatch):
     at.switch_page("pages/train.py").run()
     assert no_exceptions(at) == []
     statuses = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"], strict=True))
-    assert statuses == {"first": "running on cpu", "second": "waiting: number 1 in line for cpu",
-                        "third": "waiting: number 2 in line for cpu"}
+    assert statuses == {
+        "first": "running on cpu",
+        "second": "waiting: number 1 in line for cpu",
+        "third": "waiting: number 2 in line for cpu",
+    }
     assert [b.label for b in at.button if b.label == "Cancel this run"]
     queue.update(running.job_id, state="cancelled")
 
 
-def test_naming_the_data_folder_finds_cifar10(cifar_root, app):  # cifar_root first: app changes the env
+def test_naming_the_data_folder_finds_cifar10(
+    cifar_root, app
+):  # cifar_root first: app changes the env
     app.sidebar.text_input(key="data_dir").set_value(str(cifar_root)).run()
     assert no_exceptions(app) == []
     assert any("CIFAR-10:** found" in c.value for c in app.sidebar.caption)
@@ -208,7 +215,11 @@ def test_shipped_demo_runs_open_in_gradient_flow(app):
     if not (shipped_root() / "degradation").is_dir():
         pytest.skip("no shipped demo runs in this checkout")
     app.switch_page("pages/runs.py").run()
-    shipped = [c for c in app.selectbox(key="runs_collection").options if c.startswith("Shipped: Deeper plain")]
+    shipped = [
+        c
+        for c in app.selectbox(key="runs_collection").options
+        if c.startswith("Shipped: Deeper plain")
+    ]
     app.selectbox(key="runs_collection").set_value(shipped[0]).run()
     assert no_exceptions(app) == []
     key = f"runs_one_{shipped[0]}"

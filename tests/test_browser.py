@@ -22,8 +22,14 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-PAGES = {"build": "", "shapes": "shapes", "gradients": "gradients", "train": "train", "runs": "runs",
-         "lecture": "lecture"}
+PAGES = {
+    "build": "",
+    "shapes": "shapes",
+    "gradients": "gradients",
+    "train": "train",
+    "runs": "runs",
+    "lecture": "lecture",
+}
 HANG_S = 30.0  # render times are measured and reported, not asserted; this only catches a hang
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -41,14 +47,34 @@ def server(tmp_path_factory):
         pytest.skip(f"no Chromium at {CHROMIUM}")
     tmp = tmp_path_factory.mktemp("app")
     port = _free_port()
-    env = dict(os.environ, RESNET_EXPLORER_CHECKPOINTS=str(tmp / "checkpoints"),
-               RESNET_EXPLORER_DATA=str(tmp / "no-data"))
+    env = dict(
+        os.environ,
+        RESNET_EXPLORER_CHECKPOINTS=str(tmp / "checkpoints"),
+        RESNET_EXPLORER_DATA=str(tmp / "no-data"),
+    )
     log = open(tmp / "server.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -60,7 +86,11 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("streamlit did not start")
-    yield {"url": f"http://127.0.0.1:{port}", "checkpoints": tmp / "checkpoints", "log": tmp / "server.log"}
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "checkpoints": tmp / "checkpoints",
+        "log": tmp / "server.log",
+    }
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -87,8 +117,13 @@ def browser():
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield chromium
         chromium.close()
@@ -106,7 +141,9 @@ def page(browser):
 def _settled(page, timeout_ms: int = 90_000) -> None:
     """Wait until the script run is over and the page shows its title."""
     page.wait_for_selector("h1", timeout=timeout_ms)
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms)
+    page.wait_for_selector(
+        "[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms
+    )
 
 
 def _open(page, server, path: str) -> float:
@@ -123,7 +160,8 @@ def _shot(page, name: str) -> None:
 
 def _no_exception(page) -> None:
     assert page.locator("[data-testid=stException]").count() == 0, page.locator(
-        "[data-testid=stException]").first.inner_text()
+        "[data-testid=stException]"
+    ).first.inner_text()
 
 
 def test_every_page_renders_and_is_timed(page, server):
@@ -131,7 +169,11 @@ def test_every_page_renders_and_is_timed(page, server):
     _open(page, server, "shapes?net=resnet32")
     _no_exception(page)
     text = page.inner_text("[data-testid=stApp]")
-    assert "Shapes, layer by layer" in text and "Net: resnet32" in text and "Page not found" not in text
+    assert (
+        "Shapes, layer by layer" in text
+        and "Net: resnet32" in text
+        and "Page not found" not in text
+    )
     assert page.locator("[data-testid=stSidebarNav]").count() == 1
     for path in PAGES.values():  # warm-up: imports, first traces, first measurements
         _open(page, server, path)
@@ -153,14 +195,14 @@ def test_every_page_renders_and_is_timed(page, server):
 def test_build_custom_net_and_see_its_trace(page, server):
     _open(page, server, "")
     page.locator("[data-testid=stButtonGroup] button", has_text="Custom").click()
-    page.locator('input[aria-label=\"Blocks per stage\"]').fill("2, 2")
-    page.locator('input[aria-label=\"Width per stage\"]').fill("8, 16")
+    page.locator('input[aria-label="Blocks per stage"]').fill("2, 2")
+    page.locator('input[aria-label="Width per stage"]').fill("8, 16")
     page.get_by_role("button", name="Build this net").click()
     page.wait_for_function("() => window.location.search.includes('depths')")
     _settled(page)
     _no_exception(page)
     assert "custom basic [2, 2] residual" in page.inner_text("[data-testid=stMain]")
-    page.locator('input[aria-label=\"Width per stage\"]').fill("8, x")
+    page.locator('input[aria-label="Width per stage"]').fill("8, x")
     page.get_by_role("button", name="Build this net").click()
     page.get_by_text("is not a whole number").wait_for()
     _shot(page, "build-custom-error")
@@ -195,10 +237,12 @@ def test_live_training_reload_and_cancel(page, server):
     page.locator("[data-testid=stButtonGroup] button", has_text="Quick CPU demo").click()
     _settled(page)
     # the ready choice redraws the form; wait until the old one has left the page
-    page.wait_for_function("() => document.querySelectorAll('input[aria-label=\"epochs\"]').length === 1")
+    page.wait_for_function(
+        "() => document.querySelectorAll('input[aria-label=\"epochs\"]').length === 1"
+    )
     # Long enough to watch, reload and cancel on any machine; cancelled well before the end.
-    page.locator('input[aria-label=\"epochs\"]').fill("5")
-    page.locator('input[aria-label=\"batch size\"]').fill("32")
+    page.locator('input[aria-label="epochs"]').fill("5")
+    page.locator('input[aria-label="batch size"]').fill("32")
     page.get_by_role("button", name="Start training").click()
     _settled(page)
     _no_exception(page)

@@ -21,19 +21,26 @@ from resnet_core.charts import (
 
 
 def _norms() -> pd.DataFrame:
-    frames = {"plain20": pd.DataFrame({"layer": ["a", "b", "c"], "grad_norm": [100.0, 10.0, 1.0]}),
-              "resnet20": pd.DataFrame({"layer": ["a", "b"], "grad_norm": [2.0, 1.0]})}
+    frames = {
+        "plain20": pd.DataFrame({"layer": ["a", "b", "c"], "grad_norm": [100.0, 10.0, 1.0]}),
+        "resnet20": pd.DataFrame({"layer": ["a", "b"], "grad_norm": [2.0, 1.0]}),
+    }
     return per_layer_long(frames, "grad_norm")
 
 
 def test_per_layer_long_puts_nets_on_one_axis():
     long = _norms()
     assert list(long.columns) == ["net", "layer", "grad_norm", "position"]
-    assert long.groupby("net")["position"].agg(["min", "max"]).values.tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    assert long.groupby("net")["position"].agg(["min", "max"]).values.tolist() == [
+        [0.0, 1.0],
+        [0.0, 1.0],
+    ]
 
 
 def test_plain_red_residual_blue_and_log_scale():
-    spec = layer_norms_chart(_norms(), "grad_norm", "t", "y", residual={"plain20": False, "resnet20": True}).to_dict()
+    spec = layer_norms_chart(
+        _norms(), "grad_norm", "t", "y", residual={"plain20": False, "resnet20": True}
+    ).to_dict()
     assert spec["encoding"]["y"]["scale"]["type"] == "log"
     assert spec["encoding"]["color"]["scale"]["range"] == ["#d62728", "#1f77b4"]
 
@@ -45,12 +52,19 @@ def test_large_theme_is_bigger_and_per_chart():
     big = themed(chart, large=True).to_dict()
     assert big["config"]["axis"]["labelFontSize"] == large["axis"]["labelFontSize"]
     assert big["height"] > chart.to_dict()["height"]
-    assert "config" not in chart.to_dict() or "axis" not in chart.to_dict()["config"]  # original untouched
+    assert (
+        "config" not in chart.to_dict() or "axis" not in chart.to_dict()["config"]
+    )  # original untouched
 
 
 def test_exports():
-    chart = themed(shape_profile_chart(pd.DataFrame(
-        {"position": [0, 1], "layer": ["a", "b"], "channels": [16, 32], "side": [32, 16]})))
+    chart = themed(
+        shape_profile_chart(
+            pd.DataFrame(
+                {"position": [0, 1], "layer": ["a", "b"], "channels": [16, 32], "side": [32, 16]}
+            )
+        )
+    )
     assert to_png(chart).startswith(b"\x89PNG")
     assert to_svg(chart).lstrip().startswith("<svg")
     csv = to_csv(pd.DataFrame({"layer": ["conv1"], "output_shape": [[1, 16, 32, 32]]})).decode()

@@ -42,7 +42,9 @@ def test_image_folder_layout_and_cache(tmp_path, monkeypatch):
     dataset = load_cifar10(tmp_path)
     assert dataset.classes == ("cat", "dog")
     assert dataset.source == "image-folder" and not dataset.synthetic
-    assert dataset.train_images.shape == (6, 3, 32, 32) and dataset.train_images.dtype == torch.uint8
+    assert (
+        dataset.train_images.shape == (6, 3, 32, 32) and dataset.train_images.dtype == torch.uint8
+    )
     assert dataset.test_images.shape == (4, 3, 32, 32)
     assert dataset.train_labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert dataset.train_labels.dtype == torch.int64

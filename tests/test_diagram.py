@@ -31,7 +31,9 @@ def test_every_residual_block_gets_an_add_node(resnet20_blocks):
     assert dot.startswith("digraph") and dot.rstrip().endswith("}")
     assert dot.count('label="+"') == 9  # 3 stages x 3 basic blocks
     assert dot.count("zero-pad") == 2 and dot.count('label="identity"') == 7
-    assert "\n" not in dot.split("label=")[2].split(",")[0]  # labels use \\n escapes, not raw newlines
+    assert (
+        "\n" not in dot.split("label=")[2].split(",")[0]
+    )  # labels use \\n escapes, not raw newlines
 
 
 def test_plain_net_has_no_adds():
@@ -68,7 +70,11 @@ def test_stage_summary_adds_up(resnet20_blocks):
 def test_marks_where_shapes_change():
     marked = mark_shape_changes(trace_shapes(build_model("resnet18")))
     projects = marked[marked["change"].str.contains("shortcut projects")]
-    assert list(projects["layer"]) == ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+    assert list(projects["layer"]) == [
+        "layer2.0.downsample.0",
+        "layer3.0.downsample.0",
+        "layer4.0.downsample.0",
+    ]
     halves = marked[marked["change"].str.contains("spatial halves")]
     assert "layer2.0.conv1" in set(halves["layer"])
     assert marked.loc[marked["layer"] == "layer1.0.conv1", "change"].item() == ""

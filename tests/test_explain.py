@@ -24,26 +24,46 @@ from resnet_core.spec import resolve_spec
 
 
 def _grads(first: float, last: float) -> pd.DataFrame:
-    return pd.DataFrame({"kind": ["conv", "bn", "conv", "linear"], "grad_norm": [first, 1.0, last, 5.0]})
+    return pd.DataFrame(
+        {"kind": ["conv", "bn", "conv", "linear"], "grad_norm": [first, 1.0, last, 5.0]}
+    )
 
 
 @pytest.mark.parametrize(
     ("ratio", "text"),
-    [(8234.0, "8,200x"), (123.0, "120x"), (12.4, "12x"), (1.53, "1.5x"), (0.25, "0.25x"), (0.02, "0.02x"),
-     (math.inf, "n/a")],
+    [
+        (8234.0, "8,200x"),
+        (123.0, "120x"),
+        (12.4, "12x"),
+        (1.53, "1.5x"),
+        (0.25, "0.25x"),
+        (0.02, "0.02x"),
+        (math.inf, "n/a"),
+    ],
 )
 def test_fmt_ratio(ratio, text):
     assert fmt_ratio(ratio) == text
 
 
 def test_formats():
-    assert fmt_count(272_474) == "272 k" and fmt_count(40_600_000) == "40.6 M" and fmt_count(12) == "12"
-    assert fmt_seconds(75) == "1 min 15 s" and fmt_seconds(None) == "unknown" and fmt_seconds(3700) == "1 h 1 min"
+    assert (
+        fmt_count(272_474) == "272 k"
+        and fmt_count(40_600_000) == "40.6 M"
+        and fmt_count(12) == "12"
+    )
+    assert (
+        fmt_seconds(75) == "1 min 15 s"
+        and fmt_seconds(None) == "unknown"
+        and fmt_seconds(3700) == "1 h 1 min"
+    )
 
 
 def test_gradient_sentence_uses_the_numbers():
     text = gradient_sentence({"plain56": _grads(8000, 1), "resnet56": _grads(12, 1)})
-    assert text == "The first conv layer gets 8,000x the last conv layer's gradient in plain56, 12x in resnet56."
+    assert (
+        text
+        == "The first conv layer gets 8,000x the last conv layer's gradient in plain56, 12x in resnet56."
+    )
 
 
 def test_story_says_explode_when_measured():
@@ -62,12 +82,20 @@ def test_story_admits_no_advantage():
 def test_response_sentence_compares_with_paper():
     frames = {"plain": pd.DataFrame({"std": [1.0, 2.0]}), "res": pd.DataFrame({"std": [0.2, 0.4]})}
     text = response_sentence(frames, {"plain": False, "res": True})
-    assert "1.50 in plain" in text and "0.30 in res" in text and "Fig. 7" in text and "respond less" in text
+    assert (
+        "1.50 in plain" in text
+        and "0.30 in res" in text
+        and "Fig. 7" in text
+        and "respond less" in text
+    )
 
 
 def test_build_and_run_sentences():
     assert "270 k parameters" in build_sentence("resnet20", 20, 270_000, 40_600_000, 32)
-    assert run_sentence("resnet20", "done", 71.25, 1, 63) == "resnet20 reached 71.2% test accuracy in 1 epoch (1 min 3 s); done."
+    assert (
+        run_sentence("resnet20", "done", 71.25, 1, 63)
+        == "resnet20 reached 71.2% test accuracy in 1 epoch (1 min 3 s); done."
+    )
     assert "no test accuracy yet" in run_sentence("resnet20", "running", None, 0, None)
 
 

@@ -140,10 +140,22 @@ def test_resolve_device_and_advice():
 def test_real_training_job_writes_its_run(tmp_path):
     """The default worker runs resnet_core.train.fit in its own process and records the run."""
     queue = JobQueue(tmp_path)
-    job = queue.submit({"model": "resnet20", "dataset": "synthetic", "subset": 100, "epochs": 1,
-                        "batch_size": 50, "precision": "fp32", "channels_last": False, "device": "cpu",
-                        "eval_batch_size": 500})
-    assert _wait(queue, job.job_id, ("done", "failed", "interrupted"), timeout=120) == "done", queue.get(job.job_id)
+    job = queue.submit(
+        {
+            "model": "resnet20",
+            "dataset": "synthetic",
+            "subset": 100,
+            "epochs": 1,
+            "batch_size": 50,
+            "precision": "fp32",
+            "channels_last": False,
+            "device": "cpu",
+            "eval_batch_size": 500,
+        }
+    )
+    assert _wait(queue, job.job_id, ("done", "failed", "interrupted"), timeout=120) == "done", (
+        queue.get(job.job_id)
+    )
     from resnet_core.runs import read_metrics, run_info
 
     info = run_info(queue.run_dir(job))
@@ -153,8 +165,14 @@ def test_real_training_job_writes_its_run(tmp_path):
 
 def test_real_job_with_bad_setting_fails_with_advice(tmp_path):
     queue = JobQueue(tmp_path, validate=lambda config: None)  # let it reach the worker
-    job = queue.submit({"model": "resnet20", "dataset": "cifar10", "data_dir": str(tmp_path / "nothing"),
-                        "device": "cpu"})
+    job = queue.submit(
+        {
+            "model": "resnet20",
+            "dataset": "cifar10",
+            "data_dir": str(tmp_path / "nothing"),
+            "device": "cpu",
+        }
+    )
     assert _wait(queue, job.job_id, ("failed", "interrupted"), timeout=120) == "failed"
     failed = queue.get(job.job_id)
     assert "CIFAR-10 not found" in failed.message and "synthetic" in failed.advice

@@ -87,7 +87,11 @@ def test_event_stream_contents():
     start = events[0]
     for key in ("config", "spec", "device", "total_steps", "dataset", "synthetic", "num_train"):
         assert key in start
-    assert start["synthetic"] is True and start["total_steps"] == 20 and start["dataset"] == "synthetic"
+    assert (
+        start["synthetic"] is True
+        and start["total_steps"] == 20
+        and start["dataset"] == "synthetic"
+    )
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 21))
     for key in ("step", "epoch", "loss", "lr", "images_per_s", "elapsed", "eta_s"):
@@ -124,7 +128,11 @@ def test_cancel_is_honoured_within_one_step():
 
 def test_same_seed_same_run_on_cpu():
     def losses(seed):
-        return [e["loss"] for e in iter_fit(TrainConfig(**{**TINY, "seed": seed})) if e["event"] == "step"]
+        return [
+            e["loss"]
+            for e in iter_fit(TrainConfig(**{**TINY, "seed": seed}))
+            if e["event"] == "step"
+        ]
 
     first, second, other = losses(0), losses(0), losses(1)
     assert first == second
