@@ -87,7 +87,7 @@ def error_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
     colour = charts.PLAIN_COLOUR if family == "plain" else charts.RESIDUAL_COLOUR
     top = 10 * math.ceil(curves["error"].max() / 10)
     return (
-        alt.Chart(part, title=f"{family} nets", height=380)
+        alt.Chart(part, title=f"{family} nets", height=300)
         .mark_line(color=colour, clip=True)
         .encode(
             x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),

@@ -153,7 +153,11 @@ def results_table(root: str | os.PathLike | None = None) -> pd.DataFrame:
                 "network": network,
                 "our best test error (%)": summary.loc[network, "best test error (%)"],
                 "our final train error (%)": summary.loc[network, "final train error (%)"],
-                "He et al. test error (%)": HE_TABLE6.get(network),
+                "He et al. test error (%)": (
+                    f"{HE_TABLE6[network]:.2f}"
+                    if network in HE_TABLE6
+                    else "not in Table 6 (Fig. 6 only)"
+                ),
             }
         )
     return pd.DataFrame(rows)
