@@ -184,33 +184,22 @@ def downloads(
     name: str, chart: alt.TopLevelMixin | None = None, data: pd.DataFrame | None = None
 ) -> None:
     """A row of small download buttons; the files are made on click, not on every rerun."""
-    row = st.container(horizontal=True, gap="small")
+    files = []  # (suffix, mime type, bytes maker)
     if chart is not None:
-        row.download_button(
-            "PNG",
-            lambda: charts.to_png(chart),
-            f"{name}.png",
-            "image/png",
-            key=f"dl_png_{name}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
-        row.download_button(
-            "SVG",
-            lambda: charts.to_svg(chart),
-            f"{name}.svg",
-            "image/svg+xml",
-            key=f"dl_svg_{name}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+        files += [
+            ("png", "image/png", lambda: charts.to_png(chart)),
+            ("svg", "image/svg+xml", lambda: charts.to_svg(chart)),
+        ]
     if data is not None:
+        files.append(("csv", "text/csv", lambda: charts.to_csv(data)))
+    row = st.container(horizontal=True, gap="small")
+    for suffix, mime, make in files:
         row.download_button(
-            "CSV",
-            lambda: charts.to_csv(data),
-            f"{name}.csv",
-            "text/csv",
-            key=f"dl_csv_{name}",
+            suffix.upper(),
+            make,
+            f"{name}.{suffix}",
+            mime,
+            key=f"dl_{suffix}_{name}",
             on_click="ignore",
             icon=":material/download:",
         )

@@ -375,6 +375,14 @@ class _CancelFile:
         return self.queue.cancel_requested(self.job_id)
 
 
+def _fail(queue: JobQueue, job_id: str, message: str) -> int:
+    """Record a failed job with advice for the UI; the worker's exit code."""
+    queue.update(
+        job_id, state="failed", finished=time.time(), message=message, advice=advice_for(message)
+    )
+    return 1
+
+
 def run_job(job_path: str | os.PathLike) -> int:
     """Run one job file to the end (the body of the worker process); returns an exit code."""
     from .train import TrainConfig, fit
@@ -398,26 +406,11 @@ def run_job(job_path: str | os.PathLike) -> int:
         )
     except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        queue.update(
-            job_id,
-            state="failed",
-            finished=time.time(),
-            message=message,
-            advice=advice_for(message),
-        )
-        return 1
-    kind = final.get("event", "done")
-    if kind == "failed":
-        message = str(final.get("message", "training failed"))
-        queue.update(
-            job_id,
-            state="failed",
-            finished=time.time(),
-            message=message,
-            advice=advice_for(message),
-        )
-        return 1
-    state = "cancelled" if kind == "cancelled" or queue.cancel_requested(job_id) else "done"
+        return _fail(queue, job_id, message)
+    if final.get("event", "done") == "failed":
+        return _fail(queue, job_id, str(final.get("message", "training failed")))
+    cancelled = final.get("event") == "cancelled" or queue.cancel_requested(job_id)
+    state = "cancelled" if cancelled else "done"
     queue.update(job_id, state=state, finished=time.time())
     return 0
 
