@@ -26,7 +26,7 @@ def _add_bool(parser: argparse.ArgumentParser, name: str, help_text: str) -> Non
 
 def register(subparsers: Any) -> None:
     """Add the train, eval and runs subcommands to an argparse subparsers object."""
-    from .train import OPTIMIZERS, PRECISIONS, SCHEDULES
+    from .train import COMPILE_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
     train = subparsers.add_parser(
         "train",
@@ -51,6 +51,8 @@ def register(subparsers: Any) -> None:
     train.add_argument("--precision", choices=PRECISIONS, default=None)
     _add_bool(train, "channels-last", "NHWC memory format")
     _add_bool(train, "compile", "torch.compile the model (slow start)")
+    train.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
+                       help="torch.compile mode (reduce-overhead: CUDA graphs); implies --compile")  # fmt: skip
     train.add_argument("--subset", type=int, default=None, help="first N training images")
     train.add_argument("--data-dir", default=None,
                        help="CIFAR-10 folder (default $RESNET_EXPLORER_DATA, else ./data)")  # fmt: skip
@@ -98,7 +100,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         "weight_decay": args.weight_decay, "schedule": args.schedule, "warmup": args.warmup,
         "label_smoothing": args.label_smoothing, "seed": args.seed, "device": args.device,
         "precision": args.precision, "channels_last": args.channels_last,
-        "compile": args.compile, "subset": args.subset, "data_dir": args.data_dir,
+        "compile": True if args.compile_mode and args.compile is None else args.compile,
+        "compile_mode": args.compile_mode, "subset": args.subset, "data_dir": args.data_dir,
         "dataset": args.dataset, "download": args.download, "eval_every": args.eval_every,
         "grad_norm_every": args.grad_norm_every, "log_every": args.log_every,
     }  # fmt: skip

@@ -12,6 +12,8 @@ see benchmarks/RESULTS.md for times and throughput.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import math
 import os
@@ -43,11 +45,15 @@ __all__ = [
     "resolve_device",
     "device_name",
     "lr_multiplier",
+    "keep_freed_memory",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# torch.compile modes; the two with CUDA graphs replay a whole forward or backward as one
+# launch on CUDA, which is what short-step GPU runs are limited by (benchmarks/RESULTS.md).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DATASETS = ("cifar10", "synthetic")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 EVAL_BATCH_SIZE = 1000
@@ -119,6 +125,8 @@ class TrainConfig:
         precision: "fp32", or autocast to "bf16" or "fp16" (fp16 uses a gradient scaler).
         channels_last: NHWC memory format for model and batches.
         compile: wrap the model in torch.compile (slow to start; see benchmarks/RESULTS.md).
+        compile_mode: torch.compile mode when `compile` is on: "default", "reduce-overhead"
+            (CUDA graphs), "max-autotune" or "max-autotune-no-cudagraphs".
         subset: train on the first N images, stratified by class (synthetic: the train size).
         data_dir: folder with CIFAR-10; None means $RESNET_EXPLORER_DATA, else ./data.
         dataset: "cifar10" or "synthetic" (a generated stand-in, flagged wherever shown).
@@ -146,6 +154,7 @@ class TrainConfig:
     precision: str = "bf16"
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str = "default"
     subset: int | None = None
     data_dir: str | None = None
     dataset: str = "cifar10"
@@ -191,6 +200,7 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _flag("channels_last", self.channels_last)
         _flag("compile", self.compile)
+        _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         if self.subset is not None:
             set_(self, "subset", _whole("subset", self.subset, 10))
         if self.data_dir is not None:
@@ -318,6 +328,34 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_FREED_BYTES = 1 << 30  # freed heap memory kept for reuse, up to 1 GiB
+_HEAP_ALLOCATION_LIMIT = 32 << 20  # glibc's maximum for M_MMAP_THRESHOLD on 64-bit
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed activation buffers instead of returning them to the OS.
+
+    A CPU training step allocates and frees tens of MB of activations. By default glibc
+    serves each large block with a fresh mmap and unmaps it on free, so every step touches
+    new pages: about 6,000 page faults per ResNet-20 step at batch 128, 5-7% of the step on
+    the 2-core dev VM (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps
+    those pages in the heap; the process then holds its peak memory until it exits, the
+    trade that tcmalloc and jemalloc make too. Process-wide; returns False where it does not
+    apply (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _HEAP_ALLOCATION_LIMIT)
+        and mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)
+    )
+
+
 # Schedule and optimizer --------------------------------------------------------------------
 def lr_multiplier(schedule: str, step: int, total_steps: int, warmup: float) -> float:
     """Learning-rate factor for `step` (0-based) out of `total_steps`."""
@@ -358,9 +396,11 @@ def evaluate(
     loader: DeviceLoader,
     precision: str = "fp32",
     cancel: Any = None,
+    mark_step: Callable[[], None] | None = None,
 ) -> tuple[float, float] | None:
     """Mean cross-entropy and accuracy (a fraction) over a loader, in eval mode.
 
+    `mark_step` is called before each batch (a compiled model with CUDA graphs needs it).
     Returns None if `cancel` was set part-way.
     """
     was_training = model.training
@@ -372,6 +412,8 @@ def evaluate(
         for images, labels in loader:
             if cancel is not None and cancel.is_set():
                 return None
+            if mark_step is not None:
+                mark_step()
             with _autocast(loader.device, precision):
                 logits = model(images)
             total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
@@ -406,6 +448,14 @@ def _load_data(config: TrainConfig) -> Cifar10:
         subset=config.subset,
         seed=config.seed,
     )
+
+
+def _step_marker(config: TrainConfig) -> Callable[[], None]:
+    """Called before every forward pass: a compiled model's CUDA graphs reuse their output
+    buffers, and this tells torch that the previous step's outputs are no longer read."""
+    if config.compile and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+        return torch.compiler.cudagraph_mark_step_begin
+    return lambda: None
 
 
 def _build(config: TrainConfig, data: Cifar10, device: torch.device) -> nn.Module:
@@ -446,6 +496,8 @@ def iter_fit(
         resume = Path(resume)
         checkpoint = runs.load_checkpoint(resume / "last.pt")
         run_dir = run_dir if run_dir is not None else resume
+    if device.type == "cpu":
+        keep_freed_memory()
     data = _load_data(config)
     model = _build(config, data, device)
     spec = model.spec
@@ -473,7 +525,8 @@ def iter_fit(
         data.test_images, data.test_labels, config.eval_batch_size, device, train=False,
         channels_last=config.channels_last,
     )  # fmt: skip
-    forward = torch.compile(model) if config.compile else model
+    forward = torch.compile(model, mode=config.compile_mode) if config.compile else model
+    mark_step = _step_marker(config)
     if _holder is not None:
         _holder["model"] = model
     steps_per_epoch = len(train_loader)
@@ -531,6 +584,7 @@ def iter_fit(
                 lr = config.lr * lr_multiplier(config.schedule, step, total_steps, config.warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                mark_step()
                 with _autocast(device, config.precision):
                     logits = forward(images)
                     loss = F.cross_entropy(
@@ -573,7 +627,7 @@ def iter_fit(
             test_loss = test_acc = None
             eval_start = time.perf_counter()
             if epoch % config.eval_every == 0 or epoch == config.epochs:
-                result = evaluate(forward, test_loader, config.precision, cancel)
+                result = evaluate(forward, test_loader, config.precision, cancel, mark_step)
                 if result is None:
                     raise _Cancelled
                 test_loss, test_acc = result

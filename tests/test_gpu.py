@@ -82,3 +82,14 @@ def test_real_data_loads_to_gpu(cifar_root):
     data = load_cifar10(cifar_root, subset=1000)
     loader = DeviceLoader(data.train_images, data.train_labels, 500, "cuda")
     assert sum(len(labels) for _batch, labels in loader) == 1000
+
+
+def test_cuda_graphs_compile_trains_like_eager():
+    """compile_mode="reduce-overhead" (CUDA graphs) learns as the eager loop does."""
+    config = dict(TINY, epochs=3)
+    graphs = fit(TrainConfig(**config, compile=True, compile_mode="reduce-overhead"))
+    eager = fit(TrainConfig(**config))
+    assert graphs.state == "done" and graphs.final_test_acc > 0.5
+    assert graphs.history[-1]["train_loss"] == pytest.approx(
+        eager.history[-1]["train_loss"], rel=0.1
+    )

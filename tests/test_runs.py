@@ -242,3 +242,18 @@ def test_cli_missing_data_is_one_line_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--data-dir" in done.stderr
     assert not (tmp_path / "runs").exists()  # nothing recorded for a run that never started
+
+
+def test_cli_compile_mode_implies_compile():
+    parser = argparse.ArgumentParser()
+    cli_train.register(parser.add_subparsers(dest="command"))
+    config = cli_train._config_from_args(
+        parser.parse_args(["train", "--compile-mode", "reduce-overhead"])
+    )
+    assert config.compile is True and config.compile_mode == "reduce-overhead"
+    plain = cli_train._config_from_args(parser.parse_args(["train"]))
+    assert plain.compile is False and plain.compile_mode == "default"
+    off = cli_train._config_from_args(
+        parser.parse_args(["train", "--no-compile", "--compile-mode", "max-autotune"])
+    )
+    assert off.compile is False
