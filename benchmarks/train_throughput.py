@@ -3,11 +3,16 @@
 Notebook pipeline: torchvision ImageFolder (or CIFAR10) + PIL transforms RandomCrop(32, 4),
 RandomHorizontalFlip, ToTensor, Normalize + DataLoader(batch 128, shuffle, num_workers=2),
 fp32 SGD step. Ours: `resnet_core.train.iter_fit` (uint8 dataset resident on the device,
-batched crop/flip there, no workers) in a few settings. Images/s are timed over steps
-after a warm-up; "startup" is the time from the call to the first step (torch.compile pays
-there).
+batched crop/flip there, no workers) in a few settings.
 
-    python benchmarks/train_throughput.py --data-dir DIR            # ~2-3 min on 2 cores
+Every pipeline runs in a fresh Python process, one after the other, so none inherits
+another's warm caches or allocator state; with --repeats N the whole list is run N times,
+interleaved, and the table shows the median (and the range). Images/s are timed over
+--steps steps after --warmup untimed ones; "startup" is the time from the call to the first
+step (torch.compile pays there).
+
+    python benchmarks/train_throughput.py --data-dir DIR               # ~2 min on 2 cores
+    python benchmarks/train_throughput.py --data-dir DIR --repeats 3   # steadier, ~6 min
 
 Results: benchmarks/RESULTS.md.
 """
@@ -15,35 +20,40 @@ Results: benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from resnet_core import build_model  # noqa: E402
-from resnet_core.data import CIFAR10_MEAN, CIFAR10_STD, default_data_dir  # noqa: E402
-from resnet_core.train import TrainConfig, iter_fit  # noqa: E402
-
-# name -> TrainConfig overrides for "ours"
-VARIANTS = {
-    "ours fp32": dict(precision="fp32", channels_last=False),
-    "ours bf16": dict(precision="bf16", channels_last=False),
-    "ours bf16 + channels_last (default)": dict(precision="bf16", channels_last=True),
-    "ours bf16 + channels_last + compile": dict(precision="bf16", channels_last=True, compile=True),
-}
+NOTEBOOK = "notebook (ImageFolder + PIL + DataLoader x2, fp32)"
+# name -> (TrainConfig overrides, keep freed memory); None marks the notebook pipeline
+PIPELINES: dict[str, tuple[dict, bool] | None] = {
+    NOTEBOOK: None,
+    "ours fp32": (dict(precision="fp32", channels_last=False), True),
+    "ours bf16": (dict(precision="bf16", channels_last=False), True),
+    "ours bf16 + channels_last, glibc default malloc": (dict(precision="bf16", channels_last=True), False),
+    "ours bf16 + channels_last (default)": (dict(precision="bf16", channels_last=True), True),
+    "ours bf16 + channels_last + compile": (dict(precision="bf16", channels_last=True, compile=True), True),
+}  # fmt: skip
 
 
 def notebook_pipeline(data_dir: Path, steps: int, warmup: int, batch_size: int) -> dict:
     """The seed notebooks' loop: PIL transforms in 2 worker processes, fp32."""
+    import torch
+    import torch.nn.functional as F
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
+
+    from resnet_core import build_model
+    from resnet_core.data import CIFAR10_MEAN, CIFAR10_STD
 
     transform = transforms.Compose([
         transforms.RandomCrop(32, padding=4),
@@ -55,8 +65,8 @@ def notebook_pipeline(data_dir: Path, steps: int, warmup: int, batch_size: int) 
         dataset = datasets.CIFAR10(str(data_dir), train=True, transform=transform)
     else:
         dataset = datasets.ImageFolder(str(data_dir / "train"), transform=transform)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2)
     torch.manual_seed(0)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2)
     model = build_model("resnet20")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     started = time.perf_counter()
@@ -78,6 +88,8 @@ def notebook_pipeline(data_dir: Path, steps: int, warmup: int, batch_size: int) 
 
 def ours(data_dir: Path, steps: int, warmup: int, batch_size: int, overrides: dict) -> dict:
     """Our loop (iter_fit) timed between the step events `warmup` and `warmup + steps`."""
+    from resnet_core.train import TrainConfig, iter_fit
+
     config = TrainConfig(model="resnet20", data_dir=str(data_dir), batch_size=batch_size,
                          subset=batch_size * (warmup + steps + 1), epochs=1, device="cpu",
                          **overrides)  # fmt: skip
@@ -94,44 +106,130 @@ def ours(data_dir: Path, steps: int, warmup: int, batch_size: int, overrides: di
     return {"images_per_s": steps * batch_size / seconds, "startup_s": marks[1] - started}
 
 
+def run_one(name: str, args: argparse.Namespace) -> dict:
+    """Measure one pipeline in this process (the child side of `measure`)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = Path(args.data_dir)
+    pipeline = PIPELINES[name]
+    if pipeline is None:
+        return notebook_pipeline(data_dir, args.steps, args.warmup, args.batch_size)
+    overrides, keep_memory = pipeline
+    if not keep_memory:  # iter_fit would otherwise switch it on for CPU runs
+        import resnet_core.train
+
+        resnet_core.train.keep_freed_memory = lambda: False
+    return ours(data_dir, args.steps, args.warmup, args.batch_size, overrides)
+
+
+def measure(name: str, args: argparse.Namespace) -> dict:
+    """Run one pipeline in a fresh Python process; returns its JSON result."""
+    command = [sys.executable, __file__, "--one", name, "--data-dir", str(args.data_dir),
+               "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"{name}: failed ({tail})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def versions() -> dict:
+    import PIL
+    import torch
+    import torchvision
+
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "pillow": PIL.__version__,
+        "python": platform.python_version(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
+    from resnet_core.data import default_data_dir
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="default $RESNET_EXPLORER_DATA or ./data")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per pipeline")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of the whole list (median shown)"
+    )
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads in the training process (0 = torch default); "
                         "1 is far more robust on a CPU shared with other jobs")  # fmt: skip
-    parser.add_argument("--variants", nargs="*", default=None,
-                        help=f"subset of: {'; '.join(VARIANTS)} (default all)")  # fmt: skip
+    parser.add_argument("--pipelines", nargs="*", default=None,
+                        help=f"subset of: {'; '.join(PIPELINES)} (default all; the notebook always runs)")  # fmt: skip
+    parser.add_argument("--out", default=None, help="also write the results as JSON here")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args(argv)
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    chosen = args.variants or list(VARIANTS)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
 
+    if args.one is not None:
+        print(json.dumps(run_one(args.one, args)))
+        return 0
+
+    chosen = [NOTEBOOK] + [name for name in (args.pipelines or PIPELINES) if name != NOTEBOOK]
+    unknown = [name for name in chosen if name not in PIPELINES]
+    if unknown:
+        parser.error(f"unknown pipeline(s): {unknown}; choose from {list(PIPELINES)}")
+    info = versions()
     print(f"ResNet-20 training throughput, batch {args.batch_size}, {args.steps} timed steps "
-          f"after {args.warmup} warm-up", flush=True)  # fmt: skip
-    results = [("notebook (ImageFolder + PIL + DataLoader x2, fp32)",
-                notebook_pipeline(data_dir, args.steps, args.warmup, args.batch_size))]  # fmt: skip
-    print(f"  measured notebook: {results[0][1]['images_per_s']:.0f} img/s", flush=True)
-    for name in chosen:
-        result = ours(data_dir, args.steps, args.warmup, args.batch_size, VARIANTS[name])
-        results.append((name, result))
-        print(f"  measured {name}: {result['images_per_s']:.0f} img/s", flush=True)
+          f"after {args.warmup} warm-up, {args.repeats} repeat(s), one process each", flush=True)  # fmt: skip
+    samples: dict[str, list[dict]] = {name: [] for name in chosen}
+    for repeat in range(args.repeats):
+        for name in chosen:
+            result = measure(name, args)
+            samples[name].append(result)
+            print(f"  [{repeat + 1}/{args.repeats}] {name}: {result['images_per_s']:.0f} img/s",
+                  flush=True)  # fmt: skip
 
-    base = results[0][1]["images_per_s"]
-    width = max(len(name) for name, _ in results)
-    cpu = platform.processor() or platform.machine()
+    rows = []
+    for name in chosen:
+        rates = [s["images_per_s"] for s in samples[name]]
+        rows.append({"pipeline": name, "images_per_s": statistics.median(rates),
+                     "min": min(rates), "max": max(rates),
+                     "startup_s": statistics.median(s["startup_s"] for s in samples[name])})  # fmt: skip
+    base = rows[0]["images_per_s"]
+    for row in rows:
+        row["ratio"] = row["images_per_s"] / base
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+
+    width = max(len(row["pipeline"]) for row in rows)
     print()
-    print(f"date {datetime.now().astimezone().isoformat(timespec='seconds')}, torch {torch.__version__}, "
-          f"device cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")  # fmt: skip
-    print(f"| {'pipeline'.ljust(width)} | images/s | ratio | startup s |")
-    print(f"|{'-' * (width + 2)}|---------:|------:|----------:|")
-    for name, result in results:
-        print(f"| {name.ljust(width)} | {result['images_per_s']:8.0f} | "
-              f"{result['images_per_s'] / base:4.2f}x | {result['startup_s']:9.1f} |")  # fmt: skip
+    print(f"date {info['date']}, torch {info['torch']}, torchvision {info['torchvision']}, "
+          f"Pillow {info['pillow']}, cpu {info['cpu']} ({info['cores']} cores), "
+          f"load {info['load_average'][0]:.2f} before / {info['load_average_after'][0]:.2f} after")  # fmt: skip
+    print(f"| {'pipeline'.ljust(width)} | images/s | range     | ratio | startup s |")
+    print(f"|{'-' * (width + 2)}|---------:|----------:|------:|----------:|")
+    for row in rows:
+        spread = f"{row['min']:.0f}-{row['max']:.0f}"
+        print(f"| {row['pipeline'].ljust(width)} | {row['images_per_s']:8.0f} | {spread:>9} | "
+              f"{row['ratio']:4.2f}x | {row['startup_s']:9.1f} |")  # fmt: skip
+    if args.out:
+        from resnet_core.runs import write_json_atomic
+
+        write_json_atomic(Path(args.out), {**info, "args": {k: str(v) for k, v in vars(args).items()},
+                                           "rows": rows, "samples": samples})  # fmt: skip
     return 0
 
 
