@@ -5,7 +5,7 @@
 # run cut short still returns what it finished.
 #
 #   OUT=/some/dir bash benchmarks/device_run.sh                # expects .device/cifar10-jpeg.tar.gz
-#   OUT=/some/dir MODE=speedrun bash benchmarks/device_run.sh  # GPU tests + speedruns only (~6 min)
+#   OUT=/some/dir MODE=speedrun bash benchmarks/device_run.sh  # GPU tests + speedruns only (~8 min)
 set -u
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.." || exit 1
@@ -48,7 +48,7 @@ step exp_layer_responses 60 "$PY" -m resnet_core experiment layer_responses --de
 fi
 
 # 2. GPU tests, 3. speedruns (GPU to themselves).
-step pytest_gpu 75 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
+step pytest_gpu 180 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
 # CUDA graphs (compile mode reduce-overhead) first: the eager runs are already recorded in
 # benchmarks/results/h100-2026-11-27. The warm-up run compiles outside the timed run.
 step speedrun_resnet20_graphs 150 "$PY" benchmarks/speedrun.py --preset resnet20 --data-dir "$DATA" \

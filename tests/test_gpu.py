@@ -86,10 +86,11 @@ def test_real_data_loads_to_gpu(cifar_root):
 
 def test_cuda_graphs_compile_trains_like_eager():
     """compile_mode="reduce-overhead" (CUDA graphs) learns as the eager loop does."""
-    config = dict(TINY, epochs=3)
+    config = dict(TINY, model={"depths": [1, 1, 1], "widths": [16, 32, 64]}, epochs=3)
     graphs = fit(TrainConfig(**config, compile=True, compile_mode="reduce-overhead"))
     eager = fit(TrainConfig(**config))
-    assert graphs.state == "done" and graphs.final_test_acc > 0.5
+    assert graphs.state == "done"
     assert graphs.history[-1]["train_loss"] == pytest.approx(
         eager.history[-1]["train_loss"], rel=0.1
     )
+    assert graphs.final_test_acc == pytest.approx(eager.final_test_acc, abs=0.1)
