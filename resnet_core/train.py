@@ -338,9 +338,9 @@ def keep_freed_memory() -> bool:
     """Let glibc reuse freed activation buffers instead of returning them to the OS.
 
     A CPU training step allocates and frees tens of MB of activations. By default glibc
-    serves each large block with a fresh mmap and unmaps it on free, so every step touches
-    new pages: about 6,000 page faults per ResNet-20 step at batch 128, 5-7% of the step on
-    the 2-core dev VM (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps
+    serves large blocks with fresh mmaps or trims them back to the OS, so every step touches
+    new pages: about 18,000 page faults per ResNet-20 step at batch 64 in fp32. Avoiding them
+    makes bf16 training 5-11 % faster on the 2-core dev VM (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps
     those pages in the heap; the process then holds its peak memory until it exits, the
     trade that tcmalloc and jemalloc make too. Process-wide; returns False where it does not
     apply (not glibc).
@@ -590,6 +590,8 @@ def iter_fit(
                     loss = F.cross_entropy(
                         logits.float(), labels, label_smoothing=config.label_smoothing
                     )
+                # read the outputs before backward: CUDA graphs may reuse their buffers
+                correct += (logits.detach().argmax(1) == labels).sum()
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 step += 1
@@ -600,7 +602,6 @@ def iter_fit(
                 scaler.update()
                 detached = loss.detach()
                 loss_sum += detached * len(labels)
-                correct += (logits.detach().argmax(1) == labels).sum()
                 seen += len(labels)
                 if step % config.log_every == 0 or step == total_steps:
                     value = float(detached)
