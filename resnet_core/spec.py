@@ -70,6 +70,23 @@ def _check_int_list(field: str, value: Any, minimum: int, maximum: int) -> tuple
     )
 
 
+def check_fields(cls: type, data: Any, error: type[Exception], what: str) -> dict:
+    """`data` if it is a dict whose keys are all fields of dataclass `cls`, else `error`.
+
+    The message names `what` and lists the unknown and the allowed fields.
+    """
+    if not isinstance(data, dict):
+        raise error(f"{what}: expected a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise error(
+            f"{what}: unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"allowed fields are {', '.join(sorted(known))}"
+        )
+    return data
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """Everything needed to build one network.
@@ -176,16 +193,7 @@ class ArchSpec:
     @classmethod
     def from_dict(cls, data: Any) -> ArchSpec:
         """Build a spec from a dict (e.g. parsed JSON); unknown keys raise SpecError."""
-        if not isinstance(data, dict):
-            raise SpecError(f"spec: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SpecError(
-                f"spec: unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"allowed fields are {', '.join(sorted(known))}"
-            )
-        return cls(**data)
+        return cls(**check_fields(cls, data, SpecError, "spec"))
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:

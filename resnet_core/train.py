@@ -32,7 +32,7 @@ from torch import nn
 
 from .data import Cifar10, DeviceLoader, load_dataset
 from .model import build_model
-from .spec import ArchSpec, SpecError, resolve_spec, spec_label
+from .spec import ArchSpec, SpecError, check_fields, resolve_spec, spec_label
 
 __all__ = [
     "ConfigError",
@@ -238,16 +238,7 @@ class TrainConfig:
         """Build from a dict (e.g. parsed config.json); unknown keys raise ConfigError."""
         if isinstance(data, TrainConfig):
             return data
-        if not isinstance(data, dict):
-            raise ConfigError(f"config: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"config: unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"allowed fields are {', '.join(sorted(known))}"
-            )
-        return cls(**data)
+        return cls(**check_fields(cls, data, ConfigError, "config"))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

@@ -15,6 +15,19 @@ PAGES = [
     "pages/runs.py",
 ]
 
+# A training config that finishes in a second or two on a CPU (synthetic data, fp32).
+QUICK_CPU_RUN = {
+    "model": "resnet20",
+    "dataset": "synthetic",
+    "subset": 100,
+    "epochs": 1,
+    "batch_size": 50,
+    "precision": "fp32",
+    "channels_last": False,
+    "device": "cpu",
+    "eval_batch_size": 500,
+}
+
 
 def app_test(timeout: float = 120) -> AppTest:
     """An AppTest of the whole app (router + sidebar), not yet run.
@@ -39,18 +52,5 @@ def tiny_run(checkpoints: Path, model: str = "resnet20") -> Path:
     from resnet_core.train import fit
 
     run_dir = new_run_dir(model, root=Path(checkpoints) / "runs")
-    fit(
-        {
-            "model": model,
-            "dataset": "synthetic",
-            "subset": 200,
-            "epochs": 1,
-            "batch_size": 50,
-            "precision": "fp32",
-            "channels_last": False,
-            "device": "cpu",
-            "eval_batch_size": 500,
-        },
-        run_dir=run_dir,
-    )
+    fit({**QUICK_CPU_RUN, "model": model, "subset": 200}, run_dir=run_dir)
     return run_dir

@@ -46,10 +46,16 @@ def test_switching_presets_updates_parameter_count(app):
     assert _param(app, "net") == "resnet56"
 
 
-def test_custom_spec_error_shows_message_and_keeps_net(app):
+def _build_custom(app, **fields: str) -> None:
+    """Fill the Build page's custom form (depths=, widths=) and submit it."""
     app.segmented_control(key="build_mode").set_value("Custom").run()
-    app.text_input(key="build_widths").set_value("16, 32")  # a form: values go in on submit
+    for name, value in fields.items():  # a form: values go in on submit
+        app.text_input(key=f"build_{name}").set_value(value)
     [b for b in app.button if b.label == "Build this net"][0].click().run()
+
+
+def test_custom_spec_error_shows_message_and_keeps_net(app):
+    _build_custom(app, widths="16, 32")
     assert no_exceptions(app) == []
     errors = " ".join(e.value for e in app.error)
     assert "depths and widths" in errors
@@ -57,10 +63,7 @@ def test_custom_spec_error_shows_message_and_keeps_net(app):
 
 
 def test_custom_spec_builds_and_lands_in_url(app):
-    app.segmented_control(key="build_mode").set_value("Custom").run()
-    app.text_input(key="build_depths").set_value("2, 2")
-    app.text_input(key="build_widths").set_value("8, 16")
-    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    _build_custom(app, depths="2, 2", widths="8, 16")
     assert no_exceptions(app) == []
     assert '"depths":[2,2]' in _param(app, "net")
     app.switch_page("pages/shapes.py").run()
@@ -200,10 +203,7 @@ def test_delete_a_run_after_confirming(tmp_path, monkeypatch):
 
 
 def test_huge_custom_net_is_refused_with_a_message(app):
-    app.segmented_control(key="build_mode").set_value("Custom").run()
-    app.text_input(key="build_depths").set_value("64, 64, 64, 64")
-    app.text_input(key="build_widths").set_value("2048, 2048, 4096, 8192")
-    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    _build_custom(app, depths="64, 64, 64, 64", widths="2048, 2048, 4096, 8192")
     assert no_exceptions(app) == []
     assert any("too big to build" in e.value for e in app.error)
     assert next(m.value for m in app.metric if m.label == "Parameters") == "270 k"

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import pytest
+from app_helpers import QUICK_CPU_RUN
 
 from resnet_core.jobs import JobQueue, JobRunner, advice_for, resolve_device
 
@@ -140,19 +141,7 @@ def test_resolve_device_and_advice():
 def test_real_training_job_writes_its_run(tmp_path):
     """The default worker runs resnet_core.train.fit in its own process and records the run."""
     queue = JobQueue(tmp_path)
-    job = queue.submit(
-        {
-            "model": "resnet20",
-            "dataset": "synthetic",
-            "subset": 100,
-            "epochs": 1,
-            "batch_size": 50,
-            "precision": "fp32",
-            "channels_last": False,
-            "device": "cpu",
-            "eval_batch_size": 500,
-        }
-    )
+    job = queue.submit(dict(QUICK_CPU_RUN))
     assert _wait(queue, job.job_id, ("done", "failed", "interrupted"), timeout=120) == "done", (
         queue.get(job.job_id)
     )
