@@ -69,7 +69,7 @@ def sidebar() -> None:
 
 
 def download(root) -> None:
-    from resnet_core.data import DatasetNotFound, load_cifar10
+    from resnet_core.training.data import DatasetNotFound, load_cifar10
 
     with st.spinner(f"Downloading CIFAR-10 into {root} ..."):
         try:

@@ -28,7 +28,7 @@ nvidia-smi -L | tee -a "$OUT/summary.txt"
 DATA=$REPO/.data/cifar10
 mkdir -p "$DATA" && tar -xzf .device/cifar10-jpeg.tar.gz -C "$DATA"
 export RESNET_EXPLORER_DATA=$DATA
-step decode 90 "$PY" -c "from resnet_core.data import load_cifar10; print(load_cifar10('$DATA').train_images.shape)"
+step decode 90 "$PY" -c "from resnet_core.training.data import load_cifar10; print(load_cifar10('$DATA').train_images.shape)"
 
 MODE=${MODE:-all}
 if [ "$MODE" = all ]; then

@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resnet_core import build_model, gradient_norms, list_presets, trace_shapes  # noqa: E402
-from resnet_core.spec import PRESET_INFO  # noqa: E402
+from resnet_core.nets.spec import PRESET_INFO  # noqa: E402
 
 TRACE_GOAL_S = 0.5
 PROBE_GOAL_S = 3.0

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from resnet_core.train import COMPILE_MODES, TrainConfig, fit  # noqa: E402
+from resnet_core.training.config import COMPILE_MODES, TrainConfig
+from resnet_core.training.trainer import fit  # noqa: E402
 
 # Recipes: one-cycle SGD with Nesterov momentum, label smoothing, batch 512, bf16.
 PRESETS = {

@@ -2,7 +2,7 @@
 
 Notebook pipeline: torchvision ImageFolder (or CIFAR10) + PIL transforms RandomCrop(32, 4),
 RandomHorizontalFlip, ToTensor, Normalize + DataLoader(batch 128, shuffle, num_workers=2),
-fp32 SGD step. Ours: `resnet_core.train.iter_fit` (uint8 dataset resident on the device,
+fp32 SGD step. Ours: `resnet_core.training.trainer.iter_fit` (uint8 dataset resident on the device,
 batched crop/flip there, no workers) in a few settings.
 
 Every pipeline runs in a fresh Python process, one after the other, so none inherits
@@ -53,7 +53,7 @@ def notebook_pipeline(data_dir: Path, steps: int, warmup: int, batch_size: int) 
     from torchvision import datasets, transforms
 
     from resnet_core import build_model
-    from resnet_core.data import CIFAR10_MEAN, CIFAR10_STD
+    from resnet_core.training.data import CIFAR10_MEAN, CIFAR10_STD
 
     transform = transforms.Compose([
         transforms.RandomCrop(32, padding=4),
@@ -88,7 +88,8 @@ def notebook_pipeline(data_dir: Path, steps: int, warmup: int, batch_size: int) 
 
 def ours(data_dir: Path, steps: int, warmup: int, batch_size: int, overrides: dict) -> dict:
     """Our loop (iter_fit) timed between the step events `warmup` and `warmup + steps`."""
-    from resnet_core.train import TrainConfig, iter_fit
+    from resnet_core.training.config import TrainConfig
+    from resnet_core.training.trainer import iter_fit
 
     config = TrainConfig(model="resnet20", data_dir=str(data_dir), batch_size=batch_size,
                          subset=batch_size * (warmup + steps + 1), epochs=1, device="cpu",
@@ -118,9 +119,9 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         return notebook_pipeline(data_dir, args.steps, args.warmup, args.batch_size)
     overrides, keep_memory = pipeline
     if not keep_memory:  # iter_fit would otherwise switch it on for CPU runs
-        import resnet_core.train
+        import resnet_core.training.trainer
 
-        resnet_core.train.keep_freed_memory = lambda: False
+        resnet_core.training.trainer.keep_freed_memory = lambda: False
     return ours(data_dir, args.steps, args.warmup, args.batch_size, overrides)
 
 
@@ -164,7 +165,7 @@ def _cpu_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from resnet_core.data import default_data_dir
+    from resnet_core.training.data import default_data_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="default $RESNET_EXPLORER_DATA or ./data")
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['pipeline'].ljust(width)} | {row['images_per_s']:8.0f} | {spread:>9} | "
               f"{row['ratio']:4.2f}x | {row['startup_s']:9.1f} |")  # fmt: skip
     if args.out:
-        from resnet_core.runs import write_json_atomic
+        from resnet_core.common.files import write_json_atomic
 
         write_json_atomic(Path(args.out), {**info, "args": {k: str(v) for k, v in vars(args).items()},
                                            "rows": rows, "samples": samples})  # fmt: skip

@@ -16,19 +16,13 @@ import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
-from resnet_core import (
-    ArchSpec,
-    SpecError,
-    build_model,
-    charts,
-    jobs,
-    runs,
-    trace_blocks,
-    trace_shapes,
-)
-from resnet_core.data import DATA_ENV
-from resnet_core.diagram import check_buildable
-from resnet_core.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
+from resnet_core import ArchSpec, SpecError, build_model, trace_blocks, trace_shapes
+from resnet_core.common.device import machine_summary
+from resnet_core.common.env import DATA_ENV
+from resnet_core.nets.size import check_buildable
+from resnet_core.nets.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
+from resnet_core.training import jobs, runs
+from resnet_core.views import charts
 
 
 def require_router() -> None:
@@ -124,13 +118,7 @@ def shapes_of(spec_json: str, side: int) -> pd.DataFrame:
 # Environment -----------------------------------------------------------------------------
 @st.cache_resource
 def device_name() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "GPU: Apple MPS"
-    return "CPU only"
+    return machine_summary()
 
 
 def data_dir() -> Path:
@@ -140,7 +128,7 @@ def data_dir() -> Path:
 def cifar_found(root: Path) -> str | None:
     """Which CIFAR-10 layout `root` holds ('cifar-10-batches-py' or 'image-folder'), or None.
 
-    The same two places `resnet_core.data.load_cifar10` reads, checked without decoding.
+    The same two places `resnet_core.training.data.load_cifar10` reads, checked without decoding.
     """
     if (root / "cifar-10-batches-py").is_dir():
         return "cifar-10-batches-py"
@@ -151,7 +139,7 @@ def cifar_found(root: Path) -> str | None:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading CIFAR-10 (decoded once, then cached) ...")
 def cifar10(root: str):
-    from resnet_core.data import load_cifar10
+    from resnet_core.training.data import load_cifar10
 
     return load_cifar10(root)
 
@@ -228,7 +216,7 @@ YOUR_RUNS = "Your runs"
 
 def run_collections() -> dict[str, Path]:
     """Where runs are: this app's runs folder, then each experiment shipped in checkpoints/demo."""
-    from resnet_core.experiments import shipped_root
+    from resnet_core.training.experiments import shipped_root
 
     collections = {YOUR_RUNS: runs_dir()}
     root = shipped_root()

@@ -6,9 +6,10 @@ import streamlit as st
 
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
-from resnet_core.diagram import block_diagram, check_buildable, stage_summary
-from resnet_core.explain import build_sentence, fmt_count
-from resnet_core.spec import PRESET_INFO, PRESETS, spec_label
+from resnet_core.nets.size import check_buildable
+from resnet_core.nets.spec import PRESET_INFO, PRESETS, spec_label
+from resnet_core.views.diagram import block_diagram, stage_summary
+from resnet_core.views.explain import build_sentence, fmt_count
 
 _ui.require_router()
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui
-from resnet_core import ArchSpec, runs
-from resnet_core.charts import layer_norms_chart, per_layer_long
-from resnet_core.explain import (
-    gradient_sentence,
-    gradient_story,
-    measure_net,
-    response_sentence,
-    sample_batch,
-)
-from resnet_core.probes import grad_ratio
-from resnet_core.spec import resolve_spec, spec_label
+from resnet_core import ArchSpec
+from resnet_core.analysis.measure import measure_net, sample_batch
+from resnet_core.analysis.probes import grad_ratio
+from resnet_core.nets.spec import resolve_spec, spec_label
+from resnet_core.training import runs
+from resnet_core.views.charts import layer_norms_chart, per_layer_long
+from resnet_core.views.explain import gradient_sentence, gradient_story, response_sentence
 
 _ui.require_router()
 

@@ -11,12 +11,14 @@ import streamlit as st
 import torch
 
 from pages import _ui
-from resnet_core import build_model, charts, gradient_norms, lecture
-from resnet_core.diagram import block_diagram
-from resnet_core.experiments import ExperimentError
-from resnet_core.explain import fmt_ratio, gradient_story, sample_batch
-from resnet_core.probes import grad_ratio
-from resnet_core.spec import get_preset
+from resnet_core import build_model, gradient_norms
+from resnet_core.analysis.measure import sample_batch
+from resnet_core.analysis.probes import grad_ratio
+from resnet_core.nets.spec import get_preset
+from resnet_core.training.experiments import ExperimentError
+from resnet_core.views import charts, lecture
+from resnet_core.views.diagram import block_diagram
+from resnet_core.views.explain import fmt_ratio, gradient_story
 
 _ui.require_router()
 

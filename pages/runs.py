@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui
-from resnet_core.charts import epoch_chart, metrics_frames, runs_compare_chart, step_chart
-from resnet_core.explain import fmt_seconds
-from resnet_core.runs import RunError, RunInfo
+from resnet_core.training.runs import RunError, RunInfo
+from resnet_core.views.charts import epoch_chart, metrics_frames, runs_compare_chart, step_chart
+from resnet_core.views.explain import fmt_seconds
 
 _ui.require_router()
 

@@ -7,9 +7,9 @@ import streamlit as st
 
 from pages import _ui
 from resnet_core import SpecError
-from resnet_core.charts import shape_profile_chart
-from resnet_core.diagram import fmt_shape, mark_shape_changes, shape_profile
-from resnet_core.spec import spec_label
+from resnet_core.nets.spec import spec_label
+from resnet_core.views.charts import shape_profile_chart
+from resnet_core.views.diagram import fmt_shape, mark_shape_changes, shape_profile
 
 _ui.require_router()
 

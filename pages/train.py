@@ -6,11 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui
-from resnet_core import list_presets, runs
-from resnet_core.charts import epoch_chart, event_kind, metrics_frames, step_chart
-from resnet_core.explain import fmt_seconds, run_sentence
-from resnet_core.jobs import RECIPES, Job
-from resnet_core.train import DATASETS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from resnet_core import list_presets
+from resnet_core.training import runs
+from resnet_core.training.config import DATASETS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from resnet_core.training.jobs import RECIPES, Job
+from resnet_core.views.charts import epoch_chart, event_kind, metrics_frames, step_chart
+from resnet_core.views.explain import fmt_seconds, run_sentence
 
 _ui.require_router()
 

@@ -1,5 +1,10 @@
 """resnet_core: residual networks built from blocks, with probes that show why they work.
 
+Layers, bottom to top (a module imports only from layers below its own):
+``common`` (shared helpers) -> ``nets`` (specs, blocks, models) -> ``analysis`` (traces,
+probes) -> ``training`` (data, trainer, events, runs, jobs, experiments) -> ``views``
+(charts, diagrams, sentences, slides) -> ``cli``.
+
 Public API::
 
     from resnet_core import (ArchSpec, SpecError, build_model, list_presets,
@@ -8,10 +13,10 @@ Public API::
 
 from __future__ import annotations
 
-from .model import BasicBlock, Bottleneck, build_model
-from .probes import gradient_norms, layer_responses
-from .spec import ArchSpec, SpecError, list_presets
-from .trace import trace_blocks, trace_shapes
+from resnet_core.analysis.probes import gradient_norms, layer_responses
+from resnet_core.analysis.trace import trace_blocks, trace_shapes
+from resnet_core.nets.model import BasicBlock, Bottleneck, build_model
+from resnet_core.nets.spec import ArchSpec, SpecError, list_presets
 
 __version__ = "0.1.0"
 

@@ -151,7 +151,7 @@ def test_runs_page_lists_and_opens_a_run_in_gradient_flow(trained, monkeypatch, 
 
 
 def test_train_page_shows_queue_positions(tmp_path, monkeypatch):
-    from resnet_core.jobs import JobQueue
+    from resnet_core.training.jobs import JobQueue
 
     checkpoints = tmp_path / "checkpoints"
     monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(checkpoints))
@@ -210,7 +210,7 @@ def test_huge_custom_net_is_refused_with_a_message(app):
 
 
 def test_shipped_demo_runs_open_in_gradient_flow(app):
-    from resnet_core.experiments import shipped_root
+    from resnet_core.training.experiments import shipped_root
 
     if not (shipped_root() / "degradation").is_dir():
         pytest.skip("no shipped demo runs in this checkout")

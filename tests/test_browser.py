@@ -102,7 +102,7 @@ def server(tmp_path_factory):
 
 def _stop_workers(checkpoints: Path) -> None:
     """Training processes run in their own session; stop any a failed test left behind."""
-    from resnet_core.jobs import JobQueue
+    from resnet_core.training.jobs import JobQueue
 
     for job in JobQueue(checkpoints).jobs():
         if job.active and job.pid:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from resnet_core.charts import (
+from resnet_core.views.charts import (
     epoch_chart,
     layer_norms_chart,
     metrics_frames,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from resnet_core.cli import main
+from resnet_core.cli.main import main
 
 
 def run(*args):

@@ -7,9 +7,9 @@ import torch
 import torchvision
 
 from resnet_core import ArchSpec, SpecError, build_model, list_presets
-from resnet_core.model import ZeroPadShortcut
-from resnet_core.probes import parameterised_layers
-from resnet_core.spec import PRESET_INFO, get_preset
+from resnet_core.analysis.probes import parameterised_layers
+from resnet_core.nets.model import ZeroPadShortcut
+from resnet_core.nets.spec import PRESET_INFO, get_preset
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core import data as data_module
-from resnet_core.data import (
+from resnet_core.training import data as data_module
+from resnet_core.training.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DatasetNotFound,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from resnet_core import ArchSpec, SpecError, build_model, list_presets, trace_blocks, trace_shapes
-from resnet_core.diagram import (
+from resnet_core.nets.size import check_buildable, estimate_params
+from resnet_core.views.diagram import (
     block_diagram,
-    check_buildable,
-    estimate_params,
     fmt_shape,
     mark_shape_changes,
     shape_profile,

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core.cli import main
-from resnet_core.experiments import (
+from resnet_core.cli.main import main
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.experiments import (
     EXPERIMENTS,
     ExperimentError,
     final_train_errors,
@@ -17,8 +18,7 @@ from resnet_core.experiments import (
     run_experiment,
     shipped_root,
 )
-from resnet_core.runs import load_run, read_status
-from resnet_core.train import TrainConfig
+from resnet_core.training.runs import load_run, read_status
 
 TINY = {
     "dataset": "synthetic",

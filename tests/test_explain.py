@@ -8,19 +8,18 @@ import pandas as pd
 import pytest
 import torch
 
-from resnet_core.explain import (
+from resnet_core.analysis.measure import measure_net, sample_batch
+from resnet_core.nets.spec import resolve_spec
+from resnet_core.views.explain import (
     build_sentence,
     fmt_count,
     fmt_ratio,
     fmt_seconds,
     gradient_sentence,
     gradient_story,
-    measure_net,
     response_sentence,
     run_sentence,
-    sample_batch,
 )
-from resnet_core.spec import resolve_spec
 
 
 def _grads(first: float, last: float) -> pd.DataFrame:

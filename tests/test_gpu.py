@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet_core.data import DeviceLoader, load_cifar10, synthetic_cifar10
-from resnet_core.train import TrainConfig, fit, iter_fit
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.data import DeviceLoader, load_cifar10, synthetic_cifar10
+from resnet_core.training.trainer import fit, iter_fit
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,14 +9,16 @@ import time
 import pytest
 from app_helpers import QUICK_CPU_RUN
 
-from resnet_core.jobs import JobQueue, JobRunner, advice_for, resolve_device
+from resnet_core.common.device import queue_key
+from resnet_core.common.errors import failure_advice
+from resnet_core.training.jobs import JobQueue, JobRunner
 
 # A stand-in worker: marks the job running, ticks until told to stop or `steps` pass.
 FAKE_WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from resnet_core.jobs import JobQueue
+    from resnet_core.training.jobs import JobQueue
     path = Path(sys.argv[1]); queue = JobQueue(path.parent.parent); job_id = path.stem
     job = queue.update(job_id, state="running")
     steps = int(job.config.get("steps", 5))
@@ -131,21 +133,21 @@ def test_forget_keeps_active_jobs(queue):
     assert queue.get(job.job_id) is None
 
 
-def test_resolve_device_and_advice():
-    assert resolve_device("cpu") == "cpu" and resolve_device("cuda") == "cuda:0"
-    assert resolve_device("auto") in ("cpu", "cuda:0")
-    assert "batch size" in advice_for("CUDA out of memory. Tried to allocate 2 GiB")
-    assert "synthetic" in advice_for("CIFAR-10 not found: looked for data/train")
+def test_queue_key_and_advice():
+    assert queue_key("cpu") == "cpu" and queue_key("cuda") == "cuda:0"
+    assert queue_key("auto") in ("cpu", "cuda:0")
+    assert "batch size" in failure_advice("CUDA out of memory. Tried to allocate 2 GiB")
+    assert "synthetic" in failure_advice("CIFAR-10 not found: looked for data/train")
 
 
 def test_real_training_job_writes_its_run(tmp_path):
-    """The default worker runs resnet_core.train.fit in its own process and records the run."""
+    """The default worker runs resnet_core.training.trainer.fit in its own process and records the run."""
     queue = JobQueue(tmp_path)
     job = queue.submit(dict(QUICK_CPU_RUN))
     assert _wait(queue, job.job_id, ("done", "failed", "interrupted"), timeout=120) == "done", (
         queue.get(job.job_id)
     )
-    from resnet_core.runs import read_metrics, run_info
+    from resnet_core.training.runs import read_metrics, run_info
 
     info = run_info(queue.run_dir(job))
     assert info.state == "done" and info.synthetic and info.epoch == 1

@@ -3,8 +3,8 @@
 import pytest
 from app_helpers import app_test, no_exceptions
 
-from resnet_core import lecture
-from resnet_core.experiments import final_train_errors, shipped_root
+from resnet_core.training.experiments import final_train_errors, shipped_root
+from resnet_core.views import lecture
 
 
 def test_slide_index_from_url():

@@ -7,7 +7,7 @@ import time
 import pytest
 from test_browser import ARTIFACTS, _settled, _shot, browser, page, server  # noqa: F401
 
-from resnet_core.lecture import SLIDES
+from resnet_core.views.lecture import SLIDES
 
 pytestmark = pytest.mark.browser
 

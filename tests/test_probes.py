@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from resnet_core import build_model, gradient_norms, layer_responses
-from resnet_core.probes import grad_ratio
+from resnet_core.analysis.probes import grad_ratio
 
 
 def batch(seed: int, n: int = 64):

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import cli_train, runs
-from resnet_core.runs import RunError, delete_run, list_runs, load_run, read_metrics
-from resnet_core.train import TrainConfig, fit
+from resnet_core.cli import train as cli_train
+from resnet_core.training import runs
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.runs import RunError, delete_run, list_runs, load_run, read_metrics
+from resnet_core.training.trainer import fit
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(model="resnet20", dataset="synthetic", subset=640, batch_size=64, epochs=2,
@@ -172,7 +174,8 @@ def test_resume_continues_from_last(finished_run, tmp_path):
 
 _KILL_SCRIPT = """
 import sys
-from resnet_core.train import TrainConfig, fit
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.trainer import fit
 fit(TrainConfig(model="resnet20", dataset="synthetic", subset=1280, batch_size=32, epochs=4,
                 device="cpu", seed=0), run_dir=sys.argv[1])
 """

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from resnet_core import SpecError, build_model, list_presets, trace_blocks, trace_shapes
-from resnet_core.spec import PRESET_INFO
+from resnet_core.nets.spec import PRESET_INFO
 
 
 def test_resnet18_trace_shapes():

@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import train as train_module
-from resnet_core.train import (
-    ConfigError,
-    TrainConfig,
-    TrainingFailed,
-    fit,
-    iter_fit,
-    lr_multiplier,
-)
+from resnet_core.common.errors import ConfigError
+from resnet_core.training import trainer as train_module
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.trainer import TrainingFailed, fit, iter_fit, lr_multiplier
 
 # A few seconds on 2 CPU cores: 640 synthetic images, batch 64 -> 10 steps per epoch.
 TINY = dict(model="resnet20", dataset="synthetic", subset=640, batch_size=64, epochs=1,
@@ -192,7 +187,7 @@ import resource, sys
 import torch
 import torch.nn.functional as F
 from resnet_core import build_model
-from resnet_core.train import keep_freed_memory
+from resnet_core.training.trainer import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.manual_seed(0)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .experiments import load_experiment, shipped_root
+from resnet_core.training.experiments import load_experiment, shipped_root
 
 __all__ = [
     "SLIDES",
@@ -164,8 +164,8 @@ def results_table(root: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def _params(run_dir: Path) -> int | None:
-    from .model import build_model
-    from .spec import ArchSpec
+    from resnet_core.nets.model import build_model
+    from resnet_core.nets.spec import ArchSpec
 
     try:
         spec = ArchSpec.from_json((run_dir / "spec.json").read_text())

@@ -16,7 +16,7 @@ import pandas as pd
 __all__ = ["main", "build_parser", "CliError"]
 
 # Modules that add their own subcommands through `register(subparsers)`.
-PLUGIN_MODULES = ("resnet_core.cli_train", "resnet_core.cli_experiments")
+PLUGIN_MODULES = ("resnet_core.cli.train", "resnet_core.cli.experiments")
 
 
 class CliError(ValueError):
@@ -46,9 +46,9 @@ def emit(frame: pd.DataFrame, fmt: str) -> None:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .model import build_model
-    from .spec import PRESET_INFO, list_presets
-    from .trace import trace_shapes
+    from resnet_core.analysis.trace import trace_shapes
+    from resnet_core.nets.model import build_model
+    from resnet_core.nets.spec import PRESET_INFO, list_presets
 
     rows = []
     for name in list_presets():
@@ -71,7 +71,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def load_spec_argument(value: str):
     """A preset name, or a path to a spec JSON file."""
-    from .spec import ArchSpec, resolve_spec
+    from resnet_core.nets.spec import ArchSpec, resolve_spec
 
     if value.endswith(".json") or Path(value).is_file():
         path = Path(value)
@@ -84,8 +84,8 @@ def load_spec_argument(value: str):
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from .model import build_model
-    from .trace import trace_blocks, trace_shapes
+    from resnet_core.analysis.trace import trace_blocks, trace_shapes
+    from resnet_core.nets.model import build_model
 
     spec = load_spec_argument(args.model)
     model = build_model(spec)
@@ -97,8 +97,8 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 def _cmd_gradients(args: argparse.Namespace) -> int:
     import torch
 
-    from .model import build_model
-    from .probes import grad_ratio, gradient_norms
+    from resnet_core.analysis.probes import grad_ratio, gradient_norms
+    from resnet_core.nets.model import build_model
 
     frames = []
     summary = []

@@ -26,7 +26,7 @@ def _add_bool(parser: argparse.ArgumentParser, name: str, help_text: str) -> Non
 
 def register(subparsers: Any) -> None:
     """Add the train, eval and runs subcommands to an argparse subparsers object."""
-    from .train import COMPILE_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
+    from resnet_core.training.config import COMPILE_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
     train = subparsers.add_parser(
         "train",
@@ -92,7 +92,8 @@ def register(subparsers: Any) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from .train import ConfigError, TrainConfig
+    from resnet_core.common.errors import ConfigError
+    from resnet_core.training.config import TrainConfig
 
     fields = {
         "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
@@ -153,8 +154,8 @@ class _Progress:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Handler of `train`."""
-    from . import runs
-    from .train import TrainingFailed, fit
+    from resnet_core.training import runs
+    from resnet_core.training.trainer import TrainingFailed, fit
 
     config = _config_from_args(args)
     if args.threads is not None:
@@ -174,7 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = None
         run_dir = Path(args.run_dir) if args.run_dir else None
     # Fail fast on config/data/device problems before a run folder is created.
-    from .train import _load_data, resolve_device
+    from resnet_core.common.device import resolve_device
+    from resnet_core.training.trainer import _load_data
 
     resolve_device(config.device)
     _load_data(config)
@@ -220,9 +222,11 @@ def evaluate_run(
     Uses the run's precision, channels_last and eval batch size, so the result matches the
     test accuracy recorded at that epoch.
     """
-    from . import runs
-    from .data import DeviceLoader
-    from .train import TrainConfig, _load_data, evaluate, resolve_device
+    from resnet_core.common.device import resolve_device
+    from resnet_core.training import runs
+    from resnet_core.training.config import TrainConfig
+    from resnet_core.training.data import DeviceLoader
+    from resnet_core.training.trainer import _load_data, evaluate
 
     run_dir = runs.resolve_run(run, root)
     saved = runs._read_json(run_dir / "config.json")  # noqa: SLF001 - same package
@@ -273,7 +277,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Handler of `runs`."""
-    from . import runs
+    from resnet_core.training import runs
 
     if args.delete:
         runs.delete_run(args.delete, args.root)

@@ -15,13 +15,16 @@ import hashlib
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from resnet_core.common.env import DATA_ENV, default_data_dir
+from resnet_core.common.errors import first_line
+from resnet_core.common.files import write_atomic
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -38,7 +41,6 @@ __all__ = [
     "synthetic_cifar10",
 ]
 
-DATA_ENV = "RESNET_EXPLORER_DATA"
 CACHE_NAME = "cifar10_uint8.pt"
 CACHE_VERSION = 1
 CIFAR10_CLASSES = (
@@ -83,11 +85,6 @@ class Cifar10:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-
-def default_data_dir() -> Path:
-    """The data folder when none is given: $RESNET_EXPLORER_DATA, else ./data."""
-    return Path(os.environ.get(DATA_ENV) or "data")
 
 
 # Readers -----------------------------------------------------------------------------------
@@ -254,15 +251,7 @@ def _save_cache(paths: list[Path], data: dict, source: str) -> None:
     for path in paths:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    torch.save(payload, stream)
-                os.chmod(temp, 0o644)  # mkstemp makes it private; the cache is not secret
-                os.replace(temp, path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            write_atomic(path, lambda stream: torch.save(payload, stream))
             return
         except OSError:
             continue
@@ -340,9 +329,8 @@ def _download(root: Path) -> None:
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as error:  # noqa: BLE001 - network errors come in many types
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DatasetNotFound(
-            f"could not download CIFAR-10 into {root} ({first}); check the internet "
+            f"could not download CIFAR-10 into {root} ({first_line(error)}); check the internet "
             f"connection, or pass --data-dir DIR with a copy ({TARBALL_HINT})"
         ) from None
 

@@ -30,7 +30,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .runs import load_checkpoint, read_metrics, write_json_atomic
+from resnet_core.common.device import resolve_device
+from resnet_core.common.files import write_bytes_atomic, write_json_atomic
+from resnet_core.training.runs import load_checkpoint, read_metrics
 
 __all__ = [
     "EXPERIMENTS",
@@ -45,7 +47,7 @@ __all__ = [
     "final_train_errors",
 ]
 
-SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
 MAX_SHIPPED_PARAMS = 2_000_000  # ship weights of CIFAR ResNet-20..110-sized nets only
 RESPONSES_FILE = "responses.csv"
 
@@ -204,12 +206,6 @@ def shipped_root() -> Path:
     return SHIPPED_ROOT
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def member_configs(
     experiment: Experiment,
     device: str,
@@ -240,7 +236,8 @@ def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     A run that fails is reported as its "failed" event rather than raised, so one broken
     run does not lose the others' results.
     """
-    from .train import TrainConfig, fit
+    from resnet_core.training.config import TrainConfig
+    from resnet_core.training.trainer import fit
 
     last: dict[str, Any] = {}
 
@@ -306,7 +303,7 @@ def run_experiment(
     experiment = get_experiment(name)
     folder = Path(out_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
-    device = _resolve_device(device)
+    device = str(resolve_device(device))  # 'auto' becomes the device it picks
     started = time.time()
     if experiment.analysis_of:
         source = Path(out_dir) / experiment.analysis_of
@@ -383,8 +380,6 @@ def slim_run(run_dir: Path) -> None:
 
 def slim_checkpoint(path: Path, max_params: int) -> bool:
     """Rewrite a checkpoint with fp16 weights and no optimizer state; False if too big to ship."""
-    from .runs import _write_bytes_atomic
-
     checkpoint = load_checkpoint(path)
     weights = checkpoint["model"]
     if sum(t.numel() for t in weights.values() if t.is_floating_point()) > max_params:
@@ -394,14 +389,14 @@ def slim_checkpoint(path: Path, max_params: int) -> bool:
     checkpoint.pop("scaler", None)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return True
 
 
 def _responses(source: Path, data_dir: str | None, device: str) -> pd.DataFrame:
     """Layer responses of each trained run in `source` on a fixed test batch."""
-    from .probes import layer_responses
-    from .runs import load_run
+    from resnet_core.analysis.probes import layer_responses
+    from resnet_core.training.runs import load_run
 
     images = _probe_batch(data_dir, json.loads((source / "experiment.json").read_text()))
     frames = []
@@ -416,7 +411,7 @@ def _responses(source: Path, data_dir: str | None, device: str) -> pd.DataFrame:
 
 def _probe_batch(data_dir: str | None, record: dict[str, Any], size: int = 256) -> torch.Tensor:
     """Normalised test images (first `size`), or synthetic ones if the runs were synthetic."""
-    from .data import DeviceLoader, load_dataset
+    from resnet_core.training.data import DeviceLoader, load_dataset
 
     dataset_name = record.get("recipe", {}).get("dataset", "cifar10")
     dataset = load_dataset(dataset_name, data_dir)

@@ -7,13 +7,12 @@ behind the "vanishing/exploding gradient" story); `layer_responses` reproduces H
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from resnet_core.common.modes import frozen_bn_stats, model_mode
 
 __all__ = [
     "gradient_norms",
@@ -74,17 +73,6 @@ def grad_norm_rows(model: nn.Module) -> list[dict]:
     return rows
 
 
-@contextmanager
-def _mode(model: nn.Module, train: bool) -> Iterator[None]:
-    """Temporarily set train/eval mode, restoring the previous one."""
-    was_training = model.training
-    model.train(train)
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -108,18 +96,9 @@ def gradient_norms(
     device = _device_of(model)
     inputs, targets = inputs.to(device), targets.to(device)
     model.zero_grad(set_to_none=True)
-    with _mode(model, train_mode), torch.enable_grad():
-        if train_mode:
-            # A probe must not move BN running statistics of a (possibly trained) model.
-            saved = {
-                k: v.clone()
-                for k, v in model.state_dict().items()
-                if "running" in k or "num_batches" in k
-            }
+    with model_mode(model, train_mode), frozen_bn_stats(model), torch.enable_grad():
         loss = F.cross_entropy(model(inputs), targets)
         loss.backward()
-        if train_mode:
-            model.load_state_dict(saved, strict=False)
     frame = pd.DataFrame(grad_norm_rows(model))
     model.zero_grad(set_to_none=True)
     return frame
@@ -159,14 +138,8 @@ def layer_responses(
         if isinstance(module, nn.BatchNorm2d):
             handles.append(module.register_forward_hook(hook(name)))
     try:
-        with _mode(model, train_mode):
-            saved = {
-                k: v.clone()
-                for k, v in model.state_dict().items()
-                if "running" in k or "num_batches" in k
-            }
+        with model_mode(model, train_mode), frozen_bn_stats(model):
             model(inputs.to(device))
-            model.load_state_dict(saved, strict=False)
     finally:
         for handle in handles:
             handle.remove()

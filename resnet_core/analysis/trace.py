@@ -14,8 +14,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .model import BasicBlock, Bottleneck, ConvBNReLU, model_spec
-from .spec import SpecError
+from resnet_core.common.errors import first_line
+from resnet_core.common.modes import model_mode
+from resnet_core.nets.model import BasicBlock, Bottleneck, ConvBNReLU, model_spec
+from resnet_core.nets.spec import SpecError
 
 __all__ = ["trace_shapes", "trace_blocks", "normalize_input_size"]
 
@@ -86,7 +88,7 @@ def _shape_twin(model: nn.Module) -> tuple[nn.Module, str]:
     """
     spec = model_spec(model)
     if spec is not None:
-        from .model import build_model
+        from resnet_core.nets.model import build_model
 
         with torch.device("meta"):
             return build_model(spec), "meta"
@@ -117,23 +119,19 @@ def trace_shapes(
     size = normalize_input_size(model, input_size)
     traced, device = _shape_twin(model)
     names = {id(module): name for name, module in traced.named_modules()}
-    was_training = traced.training
     try:
-        stats = torchinfo.summary(
-            traced,
-            input_size=size,
-            device=device,
-            verbose=0,
-            col_names=("input_size", "output_size", "num_params", "mult_adds"),
-            cache_forward_pass=False,
-            mode="eval",
-        )
+        with model_mode(traced, traced.training):  # torchinfo leaves it in eval mode
+            stats = torchinfo.summary(
+                traced,
+                input_size=size,
+                device=device,
+                verbose=0,
+                col_names=("input_size", "output_size", "num_params", "mult_adds"),
+                cache_forward_pass=False,
+                mode="eval",
+            )
     except RuntimeError as error:  # shapes were validated; anything left is reported plainly
-        raise SpecError(
-            f"input: the network cannot run on {size}: {str(error).splitlines()[0]}"
-        ) from None
-    finally:
-        traced.train(was_training)
+        raise SpecError(f"input: the network cannot run on {size}: {first_line(error)}") from None
     rows = []
     for info in stats.summary_list:
         if not info.is_leaf_layer:

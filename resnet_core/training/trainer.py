@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import dataclasses
 import math
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,9 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Cifar10, DeviceLoader, load_dataset
-from .model import build_model
-from .spec import ArchSpec, SpecError, check_fields, resolve_spec, spec_label
+from resnet_core.common.device import device_name, resolve_device
+from resnet_core.common.errors import ConfigError, failure_message, first_line
+from resnet_core.common.modes import model_mode
+from resnet_core.nets.model import build_model
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.data import Cifar10, DeviceLoader, load_dataset
 
 __all__ = [
     "ConfigError",
@@ -48,201 +49,9 @@ __all__ = [
     "keep_freed_memory",
 ]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "onecycle")
-PRECISIONS = ("fp32", "bf16", "fp16")
-# torch.compile modes; the two with CUDA graphs replay a whole forward or backward as one
-# launch on CUDA, which is what short-step GPU runs are limited by (benchmarks/RESULTS.md).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-DATASETS = ("cifar10", "synthetic")
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-EVAL_BATCH_SIZE = 1000
-
-
-class ConfigError(ValueError):
-    """A training setting is invalid; the message names the field, the value and what is allowed."""
-
 
 class TrainingFailed(RuntimeError):
     """Training stopped with an error after it started; the message says what to try."""
-
-
-def _whole(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and not value.is_integer())
-    ):
-        raise ConfigError(f"{name}: {value!r} is not a whole number; use an integer >= {minimum}")
-    value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name}: {value} is out of range; it must be {allowed}")
-    return value
-
-
-def _number(name: str, value: Any, low: float, high: float, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}: {value!r} is not a number; use a value in [{low}, {high}]")
-    value = float(value)
-    if value < low or value > high or (high_open and value >= high):
-        bracket = ")" if high_open else "]"
-        raise ConfigError(f"{name}: {value} is out of range; it must be in [{low}, {high}{bracket}")
-    return value
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
-    return value
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name}: {value!r} is not allowed; use true or false")
-    return value
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training run needs; JSON round-trips through to_dict/from_dict.
-
-    Attributes:
-        model: preset name (e.g. "resnet20") or an ArchSpec dict.
-        epochs: passes over the training set.
-        batch_size: images per step.
-        optimizer: "sgd", "adam" or "adamw".
-        lr: peak learning rate.
-        momentum: SGD momentum (beta1 for Adam/AdamW).
-        nesterov: Nesterov momentum for SGD.
-        weight_decay: L2 penalty on conv/linear weights (not on BatchNorm or biases).
-        schedule: "onecycle" (linear warm-up then linear decay to 0), "cosine" (warm-up then
-            cosine to 0) or "step" (x0.1 at 50% and 75% of the steps, as He et al. 2016).
-        warmup: fraction of all steps spent warming up, in [0, 1).
-        label_smoothing: cross-entropy label smoothing, in [0, 1).
-        seed: seeds initialisation, shuffling and augmentation.
-        device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
-        precision: "fp32", or autocast to "bf16" or "fp16" (fp16 uses a gradient scaler).
-        channels_last: NHWC memory format for model and batches.
-        compile: wrap the model in torch.compile (slow to start; see benchmarks/RESULTS.md).
-        compile_mode: torch.compile mode when `compile` is on: "default", "reduce-overhead"
-            (CUDA graphs), "max-autotune" or "max-autotune-no-cudagraphs".
-        subset: train on the first N images, stratified by class (synthetic: the train size).
-        data_dir: folder with CIFAR-10; None means $RESNET_EXPLORER_DATA, else ./data.
-        dataset: "cifar10" or "synthetic" (a generated stand-in, flagged wherever shown).
-        download: let torchvision download CIFAR-10 into data_dir if it is missing.
-        eval_every: evaluate on the test set every N epochs (and always after the last).
-        grad_norm_every: emit per-layer gradient norms every N steps (0 = off).
-        log_every: read the loss back and emit a step event every N steps (1 = every step;
-            larger values avoid a device sync per step on GPUs).
-        eval_batch_size: images per evaluation batch.
-    """
-
-    model: str | dict = "resnet20"
-    epochs: int = 1
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.2
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    warmup: float = 0.2
-    label_smoothing: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "bf16"
-    channels_last: bool = True
-    compile: bool = False
-    compile_mode: str = "default"
-    subset: int | None = None
-    data_dir: str | None = None
-    dataset: str = "cifar10"
-    download: bool = False
-    eval_every: int = 1
-    grad_norm_every: int = 0
-    log_every: int = 1
-    eval_batch_size: int = EVAL_BATCH_SIZE
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise once, at construction
-        if isinstance(self.model, ArchSpec):
-            set_(self, "model", self.model.to_dict())
-        try:
-            resolve_spec(self.model)
-        except SpecError as error:
-            raise ConfigError(f"model: {error}") from None
-        if isinstance(self.model, dict):
-            set_(self, "model", resolve_spec(self.model).to_dict())
-        set_(self, "epochs", _whole("epochs", self.epochs, 1, 100_000))
-        set_(self, "batch_size", _whole("batch_size", self.batch_size, 1, 1 << 16))
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        set_(self, "lr", _number("lr", self.lr, 0.0, 100.0))
-        if self.lr <= 0:
-            raise ConfigError(f"lr: {self.lr} must be > 0, e.g. 0.1 for sgd or 1e-3 for adam")
-        set_(self, "momentum", _number("momentum", self.momentum, 0.0, 1.0, high_open=True))
-        _flag("nesterov", self.nesterov)
-        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
-            raise ConfigError("nesterov: true needs momentum > 0; set momentum or nesterov false")
-        set_(self, "weight_decay", _number("weight_decay", self.weight_decay, 0.0, 1.0))
-        _choice("schedule", self.schedule, SCHEDULES)
-        set_(self, "warmup", _number("warmup", self.warmup, 0.0, 1.0, high_open=True))
-        set_(
-            self,
-            "label_smoothing",
-            _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True),
-        )
-        set_(self, "seed", _whole("seed", self.seed, 0, 2**31 - 1))
-        if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
-            raise ConfigError(
-                f"device: {self.device!r} is not allowed; choose auto, cpu, cuda, cuda:N or mps"
-            )
-        _choice("precision", self.precision, PRECISIONS)
-        _flag("channels_last", self.channels_last)
-        _flag("compile", self.compile)
-        _choice("compile_mode", self.compile_mode, COMPILE_MODES)
-        if self.subset is not None:
-            set_(self, "subset", _whole("subset", self.subset, 10))
-        if self.data_dir is not None:
-            if not isinstance(self.data_dir, (str, os.PathLike)):
-                raise ConfigError(f"data_dir: {self.data_dir!r} is not a folder path")
-            set_(self, "data_dir", str(self.data_dir))
-        _choice("dataset", self.dataset, DATASETS)
-        _flag("download", self.download)
-        set_(self, "eval_every", _whole("eval_every", self.eval_every, 1))
-        set_(self, "grad_norm_every", _whole("grad_norm_every", self.grad_norm_every, 0))
-        set_(self, "log_every", _whole("log_every", self.log_every, 1))
-        set_(self, "eval_batch_size", _whole("eval_batch_size", self.eval_batch_size, 1, 1 << 16))
-
-    @property
-    def synthetic(self) -> bool:
-        return self.dataset == "synthetic"
-
-    def spec(self) -> ArchSpec:
-        """The ArchSpec of `model`."""
-        return resolve_spec(self.model)
-
-    def label(self) -> str:
-        """Short model name for tables: the preset name or a custom description."""
-        return self.model if isinstance(self.model, str) else spec_label(self.spec())
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; `TrainConfig.from_dict` reverses it."""
-        data = dataclasses.asdict(self)
-        if isinstance(self.model, dict):
-            data["model"] = dict(self.model)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Any) -> TrainConfig:
-        """Build from a dict (e.g. parsed config.json); unknown keys raise ConfigError."""
-        if isinstance(data, TrainConfig):
-            return data
-        return cls(**check_fields(cls, data, ConfigError, "config"))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated again)."""
-        return self.from_dict({**self.to_dict(), **changes})
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,45 +81,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-# Devices and precision ---------------------------------------------------------------------
-def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" -> cuda, then mps, then cpu; an unavailable device raises ConfigError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device: {name!r} is not available (no CUDA GPU visible to torch "
-                f"{torch.__version__}); use --device cpu or --device auto"
-            )
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device: {name!r} does not exist; this machine has "
-                f"{torch.cuda.device_count()} GPU(s): use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
-            )
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ConfigError("device: 'mps' is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    """Human description, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (2 threads)'."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return str(device)
-
-
+# Precision -------------------------------------------------------------------------------
 def _autocast(device: torch.device, precision: str):
     """Autocast context for bf16/fp16, nothing for fp32."""
     if precision == "fp32":
@@ -394,12 +165,10 @@ def evaluate(
     `mark_step` is called before each batch (a compiled model with CUDA graphs needs it).
     Returns None if `cancel` was set part-way.
     """
-    was_training = model.training
-    model.eval()
     total_loss = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.int64)
     count = 0
-    try:
+    with model_mode(model, train=False):
         for images, labels in loader:
             if cancel is not None and cancel.is_set():
                 return None
@@ -410,24 +179,7 @@ def evaluate(
             total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
             count += len(labels)
-    finally:
-        model.train(was_training)
     return float(total_loss) / max(count, 1), int(correct) / max(count, 1)
-
-
-def friendly_error(error: BaseException, config: TrainConfig) -> str:
-    """One line a user can act on."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if (oom is not None and isinstance(error, oom)) or "out of memory" in text.lower():
-        smaller = max(config.batch_size // 2, 1)
-        return (
-            f"out of memory with batch size {config.batch_size}; try a smaller batch size "
-            f"(--batch-size {smaller}) or a smaller model"
-        )
-    if "nan" in text.lower() and "loss" in text.lower():
-        return f"{text}; try a lower learning rate (--lr {config.lr / 10:g})"
-    return f"{type(error).__name__}: {text}"
 
 
 # Training ----------------------------------------------------------------------------------
@@ -478,7 +230,7 @@ def iter_fit(
     device, unreadable resume checkpoint) raise before the first event. Errors during
     training yield a "failed" event and then raise TrainingFailed.
     """
-    from . import runs  # runs imports this module for TrainConfig
+    from resnet_core.training import runs  # runs imports this module for TrainConfig
 
     config = TrainConfig.from_dict(config)
     device = resolve_device(config.device)
@@ -503,7 +255,7 @@ def iter_fit(
                 scaler.load_state_dict(checkpoint["scaler"])
         except (RuntimeError, ValueError, KeyError) as error:
             raise runs.RunError(
-                f"{resume / 'last.pt'}: does not match this config's model ({str(error).splitlines()[0]})"
+                f"{resume / 'last.pt'}: does not match this config's model ({first_line(error)})"
             ) from None
         start_epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         best = checkpoint.get("best_test_acc")
@@ -687,7 +439,7 @@ def iter_fit(
                   "seconds": time.perf_counter() - started, "best_test_acc": best,
                   "message": "interrupted (Ctrl-C)"})  # fmt: skip
             raise
-        message = friendly_error(error, config)
+        message = failure_message(error, config.batch_size, config.lr)
         yield emit(
             {
                 "event": "failed",
@@ -709,7 +461,7 @@ class _Cancelled(Exception):
 
 
 def _grad_norm_event(model: nn.Module, step: int, epoch: int) -> dict:
-    from .probes import grad_norm_rows
+    from resnet_core.analysis.probes import grad_norm_rows
 
     return {"event": "grad_norms", "step": step, "epoch": epoch, "rows": grad_norm_rows(model)}
 

@@ -2,7 +2,7 @@
 
 Layout of `<root>/<run_id>/` (root: argument, else `$RESNET_EXPLORER_CHECKPOINTS/runs`, else
 `checkpoints/runs` under the current directory; the checkpoints folder also holds the
-app's job queue, see `resnet_core.jobs`)::
+app's job queue, see `resnet_core.training.jobs`)::
 
     spec.json      the ArchSpec (model.spec.to_dict())
     config.json    the TrainConfig (TrainConfig.to_dict())
@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,8 +33,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .model import build_model
-from .spec import ArchSpec, SpecError, spec_label
+from resnet_core.common.env import CHECKPOINTS_ENV, runs_root
+from resnet_core.common.errors import first_line
+from resnet_core.common.files import pid_alive, read_json, write_bytes_atomic, write_json_atomic
+from resnet_core.nets.model import build_model
+from resnet_core.nets.spec import ArchSpec, SpecError, spec_label
 
 __all__ = [
     "CHECKPOINTS_ENV",
@@ -56,7 +58,6 @@ __all__ = [
     "write_json_atomic",
 ]
 
-CHECKPOINTS_ENV = "RESNET_EXPLORER_CHECKPOINTS"
 CHECKPOINT_FORMAT = "resnet_explorer.checkpoint"
 CHECKPOINT_VERSION = 1
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -110,7 +111,7 @@ class RunInfo:
 # Paths -------------------------------------------------------------------------------------
 def default_root() -> Path:
     """The runs folder: $RESNET_EXPLORER_CHECKPOINTS/runs, else ./checkpoints/runs."""
-    return Path(os.environ.get(CHECKPOINTS_ENV) or "checkpoints") / "runs"
+    return runs_root()
 
 
 def validate_run_id(run_id: str) -> str:
@@ -157,26 +158,6 @@ def new_run_dir(label: str = "run", root: str | os.PathLike | None = None) -> Pa
     raise RunError(f"{base}: could not create a new run folder; remove old runs")
 
 
-# Atomic writes -----------------------------------------------------------------------------
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to path through a temp file and os.replace."""
-    _write_bytes_atomic(Path(path), (json.dumps(data, indent=2) + "\n").encode())
-
-
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -187,7 +168,7 @@ class RunWriter:
 
     def __init__(self, run_dir: str | os.PathLike, config: Any, spec: ArchSpec, data: Any,
                  resumed: bool = False) -> None:  # fmt: skip
-        from . import __version__
+        from resnet_core import __version__
 
         self.path = Path(run_dir)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -196,7 +177,7 @@ class RunWriter:
         self.versions = {"torch": str(torch.__version__), "resnet_core": str(__version__)}
         write_json_atomic(self.path / "spec.json", spec.to_dict())
         write_json_atomic(self.path / "config.json", config.to_dict())
-        previous = _read_json(self.path / "status.json") if resumed else None
+        previous = read_json(self.path / "status.json") if resumed else None
         self.status: dict[str, Any] = {
             "state": "running",
             "pid": os.getpid(),
@@ -285,9 +266,9 @@ class RunWriter:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         data = buffer.getvalue()
-        _write_bytes_atomic(self.path / "last.pt", data)
+        write_bytes_atomic(self.path / "last.pt", data)
         if improved:
-            _write_bytes_atomic(self.path / "best.pt", data)
+            write_bytes_atomic(self.path / "best.pt", data)
 
     def close(self) -> None:
         if not self._metrics.closed:
@@ -295,17 +276,10 @@ class RunWriter:
 
 
 # Reading runs ------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def read_status(run_dir: str | os.PathLike) -> dict:
     """status.json as a dict; raises RunError naming the file if it is missing or broken."""
     path = Path(run_dir) / "status.json"
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise RunError(f"{path}: missing or not a JSON object; is this a run folder?")
     return data
@@ -329,30 +303,18 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return events
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def run_info(run_dir: str | os.PathLike) -> RunInfo:
     """A RunInfo for one folder; never raises for broken files (state "unknown")."""
     path = Path(run_dir)
-    status = _read_json(path / "status.json")
+    status = read_json(path / "status.json")
     status = status if isinstance(status, dict) else {}
     state = str(status.get("state", "unknown"))
     if state == "running" and status.get("host") in (None, socket.gethostname()):
-        if not _pid_alive(status.get("pid")):
+        if not pid_alive(status.get("pid")):
             state = "interrupted"
     model = status.get("model")
     if not model:
-        spec = _read_json(path / "spec.json")
+        spec = read_json(path / "spec.json")
         try:
             model = spec_label(ArchSpec.from_dict(spec))
         except (SpecError, TypeError):
@@ -411,15 +373,6 @@ def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
     shutil.rmtree(path)
 
 
-def _one_line(error: BaseException) -> str:
-    """The most telling line of an error message, without terminal escapes, <= 200 chars."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
-    lines = [line for line in lines if line]
-    telling = [line for line in lines if "Unsupported global" in line or "error:" in line.lower()]
-    text = (telling or lines or [type(error).__name__])[0]
-    return text[:200]
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Read a checkpoint with weights_only=True; any problem is a one-line RunError."""
     path = Path(path)
@@ -429,7 +382,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         raise RunError(
-            f"{path}: not a readable checkpoint ({type(error).__name__}: {_one_line(error)}); "
+            f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line(error, telling=True)}); "
             "it may be truncated or foreign; delete it or use the other checkpoint"
         ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
@@ -463,11 +416,13 @@ def load_run(
         raise RunError(f"which: {which!r} is not allowed; choose best or last")
     run_dir = resolve_run(path, root)
     spec_path = run_dir / "spec.json"
-    spec_data = _read_json(spec_path)
+    spec_data = read_json(spec_path)
     try:
         spec = ArchSpec.from_dict(spec_data)
     except (SpecError, TypeError) as error:
-        raise RunError(f"{spec_path}: not a valid spec ({_one_line(error)})") from None
+        raise RunError(
+            f"{spec_path}: not a valid spec ({first_line(error, telling=True)})"
+        ) from None
     checkpoint = load_checkpoint(run_dir / f"{which}.pt")
     model = build_model(spec)
     if checkpoint.get("config", {}).get("channels_last"):
@@ -476,6 +431,6 @@ def load_run(
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, KeyError, TypeError) as error:
         raise RunError(
-            f"{run_dir / (which + '.pt')}: weights do not fit spec.json ({_one_line(error)})"
+            f"{run_dir / (which + '.pt')}: weights do not fit spec.json ({first_line(error, telling=True)})"
         ) from None
     return model.to(device).eval(), run_info(run_dir)

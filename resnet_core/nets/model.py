@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spec import ArchSpec, resolve_spec
+from resnet_core.nets.spec import ArchSpec, resolve_spec
 
 __all__ = [
     "BasicBlock",

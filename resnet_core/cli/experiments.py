@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import get_experiment, run_experiment
+    from resnet_core.training.experiments import get_experiment, run_experiment
 
     experiment = get_experiment(args.name)  # unknown names fail before anything starts
     sys.stderr.write(f"{experiment.name}: {experiment.title}\n")
@@ -38,7 +38,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from .experiments import list_experiments
+    from resnet_core.training.experiments import list_experiments
 
     parser = subparsers.add_parser("experiment", help="run a lecture experiment into run folders")
     parser.add_argument("name", choices=list_experiments())

@@ -5,11 +5,11 @@ Layout under the checkpoints root (`$RESNET_EXPLORER_CHECKPOINTS`, default ./che
     queue/<job_id>.json     one job: config, state, device, run_id, pid, message
     queue/<job_id>.cancel   present once someone asked the job to stop
     queue/.lock             held (flock) while the queue is changed
-    runs/<run_id>/          what `resnet_core.train.fit` writes (metrics.jsonl, status.json, ...)
+    runs/<run_id>/          what `resnet_core.training.trainer.fit` writes (metrics.jsonl, status.json, ...)
 
 `JobQueue.submit` validates a config and writes a queued job. `JobQueue.pump` starts the
 oldest queued job on every device that has none running, as a separate process
-(`python -m resnet_core.jobs run queue/<job_id>.json`) in its own session, so the job keeps
+(`python -m resnet_core.training.jobs run queue/<job_id>.json`) in its own session, so the job keeps
 going if the app that started it goes away. `JobRunner` calls `pump` from a daemon thread.
 Any number of app processes may share one root: the lock makes starting a job atomic.
 The worker process checks for the cancel file between steps.
@@ -31,18 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .runs import CHECKPOINTS_ENV, write_json_atomic
+from resnet_core.common.device import queue_key, resolve_device
+from resnet_core.common.env import checkpoints_root
+from resnet_core.common.errors import failure_advice, first_line
+from resnet_core.common.files import pid_alive, write_json_atomic
 
 __all__ = [
-    "CHECKPOINTS_ENV",
     "ACTIVE",
     "FINISHED",
     "Job",
     "JobQueue",
     "JobRunner",
-    "checkpoints_root",
-    "resolve_device",
-    "advice_for",
     "RECIPES",
 ]
 
@@ -71,49 +70,6 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
         },
     ],
 }
-
-
-def checkpoints_root() -> Path:
-    """The checkpoints folder: $RESNET_EXPLORER_CHECKPOINTS, else ./checkpoints (runs go
-    in its runs/ folder, as `resnet_core.runs.default_root` says)."""
-    return Path(os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
-
-
-def resolve_device(requested: str | None) -> str:
-    """The queue's key for a config's device: 'auto' as training would pick it (cuda, mps,
-    cpu), 'cuda' as 'cuda:0'. The queue runs one job per key at a time."""
-    requested = (requested or "auto").strip().lower()
-    if requested == "auto":
-        from .train import resolve_device as pick
-
-        requested = pick("auto").type
-    return "cuda:0" if requested == "cuda" else requested
-
-
-def advice_for(message: str) -> str:
-    """What to try after a failure, judged from its message."""
-    text = message.lower()
-    if "out of memory" in text or "outofmemory" in text:
-        return "The device ran out of memory: lower the batch size, pick a smaller model, or use bf16/fp16 precision."
-    if "cifar-10 not found" in text or "datasetnotfound" in text:
-        return "Set the CIFAR-10 folder in the sidebar, or train on the synthetic set."
-    if "cuda" in text and ("not available" in text or "no cuda" in text or "driver" in text):
-        return "No usable GPU here: choose device 'cpu' (or 'auto')."
-    if "compile" in text:
-        return "torch.compile failed: switch 'compile' off."
-    return "Check the settings in the form; the run's folder keeps everything it wrote so far."
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -165,7 +121,9 @@ class JobQueue:
         self.root = Path(root) if root is not None else checkpoints_root()
         self.queue_dir = self.root / "queue"
         self.runs_dir = self.root / "runs"
-        self.worker = list(worker) if worker else [sys.executable, "-m", "resnet_core.jobs", "run"]
+        self.worker = (
+            list(worker) if worker else [sys.executable, "-m", "resnet_core.training.jobs", "run"]
+        )
         self.validate = validate or _validate_config
         self._children: dict[str, subprocess.Popen] = {}
 
@@ -237,7 +195,7 @@ class JobQueue:
             job_id=f"{stamp}-{short}",
             run_id=f"{stamp}-{model}-{short}",
             config=dict(config),
-            device=resolve_device(config.get("device")),
+            device=queue_key(config.get("device")),
             label=label or model,
         )
         with self._locked():
@@ -291,7 +249,7 @@ class JobQueue:
             if job.state not in ("starting", "running"):
                 continue
             alive = (child is not None and child.poll() is None) or (
-                child is None and _pid_alive(job.pid)
+                child is None and pid_alive(job.pid)
             )
             if not alive:
                 job.state, job.finished = "interrupted", time.time()
@@ -357,11 +315,10 @@ class JobRunner:
 # The worker process ------------------------------------------------------------------------
 def _validate_config(config: dict) -> Any:
     """A bad field or a device this machine lacks raises here, before anything is queued."""
-    from .train import TrainConfig
-    from .train import resolve_device as check_device
+    from resnet_core.training.config import TrainConfig
 
     parsed = TrainConfig.from_dict(config)
-    check_device(parsed.device)
+    resolve_device(parsed.device)  # a device this machine lacks is refused here
     return parsed
 
 
@@ -378,14 +335,19 @@ class _CancelFile:
 def _fail(queue: JobQueue, job_id: str, message: str) -> int:
     """Record a failed job with advice for the UI; the worker's exit code."""
     queue.update(
-        job_id, state="failed", finished=time.time(), message=message, advice=advice_for(message)
+        job_id,
+        state="failed",
+        finished=time.time(),
+        message=message,
+        advice=failure_advice(message),
     )
     return 1
 
 
 def run_job(job_path: str | os.PathLike) -> int:
     """Run one job file to the end (the body of the worker process); returns an exit code."""
-    from .train import TrainConfig, fit
+    from resnet_core.training.config import TrainConfig
+    from resnet_core.training.trainer import fit
 
     job_path = Path(job_path)
     queue = JobQueue(job_path.parent.parent)
@@ -405,7 +367,7 @@ def run_job(job_path: str | os.PathLike) -> int:
             config, on_event=on_event, cancel=_CancelFile(queue, job_id), run_dir=queue.run_dir(job)
         )
     except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = first_line(error)
         return _fail(queue, job_id, message)
     if final.get("event", "done") == "failed":
         return _fail(queue, job_id, str(final.get("message", "training failed")))
@@ -418,7 +380,7 @@ def run_job(job_path: str | os.PathLike) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "run":
-        sys.stderr.write("usage: python -m resnet_core.jobs run QUEUE/JOB_ID.json\n")
+        sys.stderr.write("usage: python -m resnet_core.training.jobs run QUEUE/JOB_ID.json\n")
         return 2
     return run_job(args[1])
 

@@ -1,0 +1,47 @@
+"""The measurements the gradient page plots: a seeded probe batch and one net's gradient
+norms and layer responses."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from resnet_core.analysis.probes import gradient_norms, layer_responses
+from resnet_core.nets.model import build_model
+from resnet_core.nets.spec import ArchSpec
+
+
+def sample_batch(
+    images: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    size: int,
+    seed: int,
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465),
+    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A normalised batch of `size` images picked with `seed` from uint8 images, or, when
+    `images` is None, standard-normal noise with random labels (no dataset needed)."""
+    generator = torch.Generator().manual_seed(seed)
+    if images is None or labels is None:
+        inputs = torch.randn(size, 3, 32, 32, generator=generator)  # (N, 3, 32, 32)
+        return inputs, torch.randint(0, 10, (size,), generator=generator)
+    pick = torch.randperm(len(images), generator=generator)[:size]
+    batch = images[pick].float() / 255  # (N, 3, 32, 32) in [0, 1]
+    batch = (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return batch, labels[pick]
+
+
+def measure_net(
+    spec: ArchSpec,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    seed: int,
+    state_dict: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gradient norms and layer responses of a net freshly initialised with `seed` (or
+    carrying `state_dict`, e.g. trained weights): the two measurements the gradient page plots."""
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return gradient_norms(model, inputs, targets), layer_responses(model, inputs)

@@ -1,0 +1,63 @@
+"""Which device a run uses, how it is named in tables, and the job queue's key for it."""
+
+from __future__ import annotations
+
+import torch
+
+from resnet_core.common.errors import ConfigError
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """ "auto" -> cuda, then mps, then cpu; an unavailable device raises ConfigError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device: {name!r} is not available (no CUDA GPU visible to torch "
+                f"{torch.__version__}); use --device cpu or --device auto"
+            )
+        count = torch.cuda.device_count()
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise ConfigError(
+                f"device: {name!r} does not exist; this machine has "
+                f"{count} GPU(s): use cuda:0 .. cuda:{count - 1}"
+            )
+    if name == "mps" and not _mps_available():
+        raise ConfigError("device: 'mps' is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """Human description, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (2 threads)'."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def machine_summary() -> str:
+    """The best device of this machine in a few words: 'GPU: <name>', 'GPU: Apple MPS' or
+    'CPU only' (the app's sidebar)."""
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return "GPU: Apple MPS" if _mps_available() else "CPU only"
+
+
+def queue_key(requested: str | None) -> str:
+    """The job queue's key for a config's device: 'auto' as training would pick it (cuda,
+    mps, cpu), 'cuda' as 'cuda:0'. The queue runs one job per key at a time."""
+    requested = (requested or "auto").strip().lower()
+    if requested == "auto":
+        requested = resolve_device("auto").type
+    return "cuda:0" if requested == "cuda" else requested

@@ -1,0 +1,8 @@
+"""Training: data, runs and the engine. `data` loads CIFAR-10 (or a synthetic stand-in) into a
+device-resident loader, `config` validates one run's settings, `events` defines what a run
+reports, `trainer` trains (a `Trainer` with callbacks, `fit`/`iter_fit` around it), `runs`
+writes and reads run folders, `jobs` queues runs in worker processes, `experiments` trains the
+lecture's groups of runs.
+
+May import: `resnet_core.common`, `resnet_core.nets`, `resnet_core.analysis`.
+"""

@@ -1,0 +1,205 @@
+"""One training run's settings: `TrainConfig`, validated once at construction.
+
+Every field has a default, a range or a list of choices, and a help text in its metadata;
+the CLI's train flags and the Train page's form are generated from these fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from resnet_core.common.errors import ConfigError
+from resnet_core.nets.spec import ArchSpec, SpecError, check_fields, resolve_spec, spec_label
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "onecycle")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# torch.compile modes; the two with CUDA graphs replay a whole forward or backward as one
+# launch on CUDA, which is what short-step GPU runs are limited by (benchmarks/RESULTS.md).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DATASETS = ("cifar10", "synthetic")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+EVAL_BATCH_SIZE = 1000
+
+
+def _whole(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
+    ):
+        raise ConfigError(f"{name}: {value!r} is not a whole number; use an integer >= {minimum}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(f"{name}: {value} is out of range; it must be {allowed}")
+    return value
+
+
+def _number(name: str, value: Any, low: float, high: float, high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}: {value!r} is not a number; use a value in [{low}, {high}]")
+    value = float(value)
+    if value < low or value > high or (high_open and value >= high):
+        bracket = ")" if high_open else "]"
+        raise ConfigError(f"{name}: {value} is out of range; it must be in [{low}, {high}{bracket}")
+    return value
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not allowed; use true or false")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; JSON round-trips through to_dict/from_dict.
+
+    Attributes:
+        model: preset name (e.g. "resnet20") or an ArchSpec dict.
+        epochs: passes over the training set.
+        batch_size: images per step.
+        optimizer: "sgd", "adam" or "adamw".
+        lr: peak learning rate.
+        momentum: SGD momentum (beta1 for Adam/AdamW).
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: L2 penalty on conv/linear weights (not on BatchNorm or biases).
+        schedule: "onecycle" (linear warm-up then linear decay to 0), "cosine" (warm-up then
+            cosine to 0) or "step" (x0.1 at 50% and 75% of the steps, as He et al. 2016).
+        warmup: fraction of all steps spent warming up, in [0, 1).
+        label_smoothing: cross-entropy label smoothing, in [0, 1).
+        seed: seeds initialisation, shuffling and augmentation.
+        device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
+        precision: "fp32", or autocast to "bf16" or "fp16" (fp16 uses a gradient scaler).
+        channels_last: NHWC memory format for model and batches.
+        compile: wrap the model in torch.compile (slow to start; see benchmarks/RESULTS.md).
+        compile_mode: torch.compile mode when `compile` is on: "default", "reduce-overhead"
+            (CUDA graphs), "max-autotune" or "max-autotune-no-cudagraphs".
+        subset: train on the first N images, stratified by class (synthetic: the train size).
+        data_dir: folder with CIFAR-10; None means $RESNET_EXPLORER_DATA, else ./data.
+        dataset: "cifar10" or "synthetic" (a generated stand-in, flagged wherever shown).
+        download: let torchvision download CIFAR-10 into data_dir if it is missing.
+        eval_every: evaluate on the test set every N epochs (and always after the last).
+        grad_norm_every: emit per-layer gradient norms every N steps (0 = off).
+        log_every: read the loss back and emit a step event every N steps (1 = every step;
+            larger values avoid a device sync per step on GPUs).
+        eval_batch_size: images per evaluation batch.
+    """
+
+    model: str | dict = "resnet20"
+    epochs: int = 1
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup: float = 0.2
+    label_smoothing: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "bf16"
+    channels_last: bool = True
+    compile: bool = False
+    compile_mode: str = "default"
+    subset: int | None = None
+    data_dir: str | None = None
+    dataset: str = "cifar10"
+    download: bool = False
+    eval_every: int = 1
+    grad_norm_every: int = 0
+    log_every: int = 1
+    eval_batch_size: int = EVAL_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, at construction
+        if isinstance(self.model, ArchSpec):
+            set_(self, "model", self.model.to_dict())
+        try:
+            resolve_spec(self.model)
+        except SpecError as error:
+            raise ConfigError(f"model: {error}") from None
+        if isinstance(self.model, dict):
+            set_(self, "model", resolve_spec(self.model).to_dict())
+        set_(self, "epochs", _whole("epochs", self.epochs, 1, 100_000))
+        set_(self, "batch_size", _whole("batch_size", self.batch_size, 1, 1 << 16))
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        set_(self, "lr", _number("lr", self.lr, 0.0, 100.0))
+        if self.lr <= 0:
+            raise ConfigError(f"lr: {self.lr} must be > 0, e.g. 0.1 for sgd or 1e-3 for adam")
+        set_(self, "momentum", _number("momentum", self.momentum, 0.0, 1.0, high_open=True))
+        _flag("nesterov", self.nesterov)
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            raise ConfigError("nesterov: true needs momentum > 0; set momentum or nesterov false")
+        set_(self, "weight_decay", _number("weight_decay", self.weight_decay, 0.0, 1.0))
+        _choice("schedule", self.schedule, SCHEDULES)
+        set_(self, "warmup", _number("warmup", self.warmup, 0.0, 1.0, high_open=True))
+        set_(
+            self,
+            "label_smoothing",
+            _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True),
+        )
+        set_(self, "seed", _whole("seed", self.seed, 0, 2**31 - 1))
+        if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
+            raise ConfigError(
+                f"device: {self.device!r} is not allowed; choose auto, cpu, cuda, cuda:N or mps"
+            )
+        _choice("precision", self.precision, PRECISIONS)
+        _flag("channels_last", self.channels_last)
+        _flag("compile", self.compile)
+        _choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        if self.subset is not None:
+            set_(self, "subset", _whole("subset", self.subset, 10))
+        if self.data_dir is not None:
+            if not isinstance(self.data_dir, (str, os.PathLike)):
+                raise ConfigError(f"data_dir: {self.data_dir!r} is not a folder path")
+            set_(self, "data_dir", str(self.data_dir))
+        _choice("dataset", self.dataset, DATASETS)
+        _flag("download", self.download)
+        set_(self, "eval_every", _whole("eval_every", self.eval_every, 1))
+        set_(self, "grad_norm_every", _whole("grad_norm_every", self.grad_norm_every, 0))
+        set_(self, "log_every", _whole("log_every", self.log_every, 1))
+        set_(self, "eval_batch_size", _whole("eval_batch_size", self.eval_batch_size, 1, 1 << 16))
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset == "synthetic"
+
+    def spec(self) -> ArchSpec:
+        """The ArchSpec of `model`."""
+        return resolve_spec(self.model)
+
+    def label(self) -> str:
+        """Short model name for tables: the preset name or a custom description."""
+        return self.model if isinstance(self.model, str) else spec_label(self.spec())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; `TrainConfig.from_dict` reverses it."""
+        data = dataclasses.asdict(self)
+        if isinstance(self.model, dict):
+            data["model"] = dict(self.model)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """Build from a dict (e.g. parsed config.json); unknown keys raise ConfigError."""
+        if isinstance(data, TrainConfig):
+            return data
+        return cls(**check_fields(cls, data, ConfigError, "config"))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return self.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,6 @@
+"""Views: what the app and the lecture show, made from measurements and run folders.
+`charts` (Altair), `diagram` (Graphviz DOT and shape tables), `explain` (sentences computed
+from numbers), `lecture` (the slides' data). No Streamlit here: pages render what these return.
+
+May import: every layer below it (`common`, `nets`, `analysis`, `training`); never `cli`.
+"""
