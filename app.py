@@ -11,6 +11,7 @@ import os
 import streamlit as st
 
 from pages import _ui
+from resnet_core.training.data import DatasetNotFound, load_cifar10
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
 
@@ -69,8 +70,6 @@ def sidebar() -> None:
 
 
 def download(root) -> None:
-    from resnet_core.training.data import DatasetNotFound, load_cifar10
-
     with st.spinner(f"Downloading CIFAR-10 into {root} ..."):
         try:
             load_cifar10(root, download=True)

@@ -27,16 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from resnet_core.training.config import COMPILE_MODES, TrainConfig
-from resnet_core.training.trainer import fit  # noqa: E402
+from resnet_core.training.callbacks import Callback  # noqa: E402
+from resnet_core.training.config import COMPILE_MODES, TrainConfig  # noqa: E402
+from resnet_core.training.events import EpochEnd, Start  # noqa: E402
+from resnet_core.training.trainer import Trainer, fit  # noqa: E402
 
 # Recipes: one-cycle SGD with Nesterov momentum, label smoothing, batch 512, bf16.
+_RECIPE = dict(batch_size=512, lr=0.4, weight_decay=5e-4, label_smoothing=0.1)
 PRESETS = {
-    "resnet20": dict(target=0.9125, model="resnet20", epochs=60, batch_size=512, lr=0.4,
-                     weight_decay=5e-4, label_smoothing=0.1, warmup=0.15),
-    "resnet18": dict(target=0.94, model="resnet18", epochs=40, batch_size=512, lr=0.4,
-                     weight_decay=5e-4, label_smoothing=0.1, warmup=0.2),
-}  # fmt: skip
+    "resnet20": dict(_RECIPE, target=0.9125, model="resnet20", epochs=60, warmup=0.15),
+    "resnet18": dict(_RECIPE, target=0.94, model="resnet18", epochs=40, warmup=0.2),
+}
 
 
 class _Stop:
@@ -50,7 +51,41 @@ class _Stop:
         return self.event.is_set() or time.perf_counter() > self.deadline
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Watch(Callback):
+    """Records and prints each epoch, and stops the run at the target."""
+
+    def __init__(self, target: float, stop: _Stop) -> None:
+        self.target = target
+        self.stop = stop
+        self.rows: list[dict] = []
+        self.info: dict = {}
+        self.reached: dict = {}
+        self.train_seconds = 0.0
+
+    def on_start(self, trainer: Trainer, event: Start) -> None:
+        self.info.update(device=event.device, dataset=event.dataset, synthetic=event.synthetic)
+
+    def on_epoch(self, trainer: Trainer, event: EpochEnd) -> None:
+        self.train_seconds += event.seconds
+        row = {
+            "epoch": event.epoch,
+            "test_acc": event.test_acc,
+            "train_seconds": round(self.train_seconds, 3),
+            "wall_seconds": round(event.elapsed, 3),
+        }
+        self.rows.append(row)
+        accuracy = "n/a" if event.test_acc is None else f"{event.test_acc:.4f}"
+        print(
+            f"epoch {row['epoch']:3d}  test_acc {accuracy}  "
+            f"train {row['train_seconds']:7.2f} s  wall {row['wall_seconds']:7.2f} s",
+            flush=True,
+        )
+        if not self.reached and event.test_acc is not None and event.test_acc >= self.target:
+            self.reached.update(row)
+            self.stop.event.set()
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="resnet20")
     parser.add_argument("--data-dir", default=None)
@@ -61,57 +96,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=None)
     parser.add_argument("--time-cap", type=float, default=120.0, help="seconds, wall")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
-                        help="torch.compile mode; implies --compile (reduce-overhead = CUDA graphs)")  # fmt: skip
+    parser.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        default=None,
+        help="torch.compile mode; implies --compile (reduce-overhead = CUDA graphs)",
+    )
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--subset", type=int, default=None)
-    parser.add_argument("--warmup-run", action="store_true",
-                        help="one short untimed run first (cuDNN autotune, compile caches)")  # fmt: skip
+    parser.add_argument(
+        "--warmup-run",
+        action="store_true",
+        help="one short untimed run first (cuDNN autotune, compile caches)",
+    )
     parser.add_argument("--out", default=None, help="write results as JSON here")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _config(args: argparse.Namespace) -> tuple[TrainConfig, float]:
+    """The preset's recipe with the command line's changes, and the target accuracy."""
     recipe = dict(PRESETS[args.preset])
     target = args.target if args.target is not None else recipe.pop("target")
     recipe.pop("target", None)
     for key in ("epochs", "batch_size", "lr"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
-    config = TrainConfig(**recipe, device=args.device, precision=args.precision,
-                         channels_last=True, compile=args.compile or args.compile_mode is not None,
-                         compile_mode=args.compile_mode or "default", data_dir=args.data_dir,
-                         dataset=args.dataset, subset=args.subset, log_every=50)  # fmt: skip
+    config = TrainConfig(
+        **recipe,
+        device=args.device,
+        precision=args.precision,
+        channels_last=True,
+        compile=args.compile or args.compile_mode is not None,
+        compile_mode=args.compile_mode or "default",
+        data_dir=args.data_dir,
+        dataset=args.dataset,
+        subset=args.subset,
+        log_every=50,
+    )
+    return config, target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config, target = _config(args)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     if args.warmup_run:
         fit(config.replace(epochs=1, subset=config.batch_size * 20))
 
     stop = _Stop(args.time_cap)
-    rows: list[dict] = []
-    info: dict = {}
-    reached: dict = {}
-    train_seconds = 0.0
-
-    def on_event(event: dict) -> None:
-        nonlocal train_seconds
-        if event["event"] == "start":
-            info.update(device=event["device"], dataset=event["dataset"],
-                        synthetic=event["synthetic"])  # fmt: skip
-        elif event["event"] == "epoch":
-            train_seconds += event["seconds"]
-            row = {"epoch": event["epoch"], "test_acc": event["test_acc"],
-                   "train_seconds": round(train_seconds, 3),
-                   "wall_seconds": round(event["elapsed"], 3)}  # fmt: skip
-            rows.append(row)
-            print(f"epoch {row['epoch']:3d}  test_acc {row['test_acc']:.4f}  "
-                  f"train {row['train_seconds']:7.2f} s  wall {row['wall_seconds']:7.2f} s",
-                  flush=True)  # fmt: skip
-            if not reached and event["test_acc"] is not None and event["test_acc"] >= target:
-                reached.update(row)
-                stop.event.set()
+    watch = _Watch(target, stop)
+    rows, info, reached = watch.rows, watch.info, watch.reached
 
     started = time.perf_counter()
-    result = fit(config, on_event=on_event, cancel=stop)
+    result = Trainer(config, [watch], cancel=stop).fit()
     wall = time.perf_counter() - started
     summary = {
         "preset": args.preset,
@@ -132,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         **info,
     }
-    verdict = (f"reached {target:.2%} at epoch {reached['epoch']} after "
-               f"{reached['train_seconds']:.2f} s of training ({reached['wall_seconds']:.2f} s wall)"
-               if reached else f"did NOT reach {target:.2%}; best {summary['best_test_acc']}")  # fmt: skip
+    verdict = (
+        f"reached {target:.2%} at epoch {reached['epoch']} after "
+        f"{reached['train_seconds']:.2f} s of training ({reached['wall_seconds']:.2f} s wall)"
+        if reached
+        else f"did NOT reach {target:.2%}; best {summary['best_test_acc']}"
+    )
     print(f"{args.preset} on {info.get('device')}: {verdict}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2))

@@ -22,6 +22,9 @@ from resnet_core.common.env import DATA_ENV
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 from resnet_core.training import jobs, runs
+from resnet_core.training.data import load_cifar10
+from resnet_core.training.events import Event
+from resnet_core.training.experiments import shipped_root
 from resnet_core.views import charts
 
 
@@ -33,6 +36,7 @@ def require_router() -> None:
     every AppTest run. Then run app.py here, which draws the sidebar and runs this page
     through st.navigation, and stop the outer run. No rerun, so no click is lost.
     """
+    # Imported here: a Streamlit internal, needed only for this check.
     from streamlit.runtime.pages_manager import PagesManager
 
     if not PagesManager.uses_pages_directory:
@@ -139,8 +143,6 @@ def cifar_found(root: Path) -> str | None:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading CIFAR-10 (decoded once, then cached) ...")
 def cifar10(root: str):
-    from resnet_core.training.data import load_cifar10
-
     return load_cifar10(root)
 
 
@@ -149,9 +151,17 @@ def large_fonts() -> bool:
 
 
 # Rendering -------------------------------------------------------------------------------
-def show_chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None) -> None:
-    """Render a chart (themed) with PNG / SVG / CSV downloads generated only when clicked."""
-    chart = charts.themed(chart, large_fonts())
+def show_chart(
+    chart: alt.TopLevelMixin,
+    name: str,
+    data: pd.DataFrame | None = None,
+    large: bool | None = None,
+) -> None:
+    """Render a chart (themed) with PNG / SVG / CSV downloads generated only when clicked.
+
+    `large` picks projector-sized fonts; None follows the sidebar's switch.
+    """
+    chart = charts.themed(chart, large_fonts() if large is None else large)
     st.altair_chart(chart, width="stretch", theme=None)  # distinct colours on a projector
     downloads(name, chart=chart, data=data)
 
@@ -216,8 +226,6 @@ YOUR_RUNS = "Your runs"
 
 def run_collections() -> dict[str, Path]:
     """Where runs are: this app's runs folder, then each experiment shipped in checkpoints/demo."""
-    from resnet_core.training.experiments import shipped_root
-
     collections = {YOUR_RUNS: runs_dir()}
     root = shipped_root()
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
@@ -245,9 +253,9 @@ def all_runs() -> dict[str, str]:
     return labels
 
 
-def run_events(run_path: str) -> list[dict]:
-    """Every event a run has logged so far."""
-    return runs.read_metrics(run_path)
+def run_events(run_path: str) -> list[Event]:
+    """Every event a run has logged so far, typed."""
+    return runs.read_events(run_path)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the run's weights ...")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
 from resnet_core.nets.size import check_buildable
-from resnet_core.nets.spec import PRESET_INFO, PRESETS, spec_label
+from resnet_core.nets.spec import BLOCKS, PRESET_INFO, PRESETS, SHORTCUTS, STEMS, spec_label
 from resnet_core.views.diagram import block_diagram, stage_summary
 from resnet_core.views.explain import build_sentence, fmt_count
 
@@ -40,18 +42,29 @@ def _int_list(text: str) -> list:
     return [int(part) if part.lstrip("-").isdigit() else part for part in items]
 
 
-def _custom(spec: ArchSpec) -> None:
+# The form's choices: ArchSpec field -> (options, help).
+_CHOICES = {
+    "block": (BLOCKS, None),
+    "stem": (STEMS, "cifar: 3x3 conv for 32x32 images; imagenet: 7x7 stride-2 conv + max-pool"),
+    "shortcut": (
+        SHORTCUTS,
+        "projection: 1x1 conv + BN (option B); zero_pad: no parameters (option A)",
+    ),
+}
+
+
+def _select(column, label: str, spec: ArchSpec, field: str) -> str:
+    """A selectbox for one of the spec's choice fields, starting at the spec's value."""
+    options, help = _CHOICES[field]
+    return column.selectbox(label, options, index=options.index(getattr(spec, field)), help=help)
+
+
+def _custom_form(spec: ArchSpec) -> dict | None:
+    """The custom-net form, filled from `spec`: ArchSpec's arguments once submitted, else None."""
     with st.form("build_custom"):
         left, middle, right = st.columns(3)
-        block = left.selectbox(
-            "Block", ["basic", "bottleneck"], index=["basic", "bottleneck"].index(spec.block)
-        )
-        stem = left.selectbox(
-            "Stem",
-            ["cifar", "imagenet"],
-            index=["cifar", "imagenet"].index(spec.stem),
-            help="cifar: 3x3 conv for 32x32 images; imagenet: 7x7 stride-2 conv + max-pool",
-        )
+        block = _select(left, "Block", spec, "block")
+        stem = _select(left, "Stem", spec, "stem")
         depths = middle.text_input(
             "Blocks per stage",
             ", ".join(map(str, spec.depths)),
@@ -65,34 +78,40 @@ def _custom(spec: ArchSpec) -> None:
             help="channels per stage (bottleneck: inner width, output is 4x)",
         )
         residual = right.toggle("Skip connections (residual)", spec.residual)
-        shortcut = right.selectbox(
-            "Shortcut where the shape changes",
-            ["projection", "zero_pad"],
-            index=["projection", "zero_pad"].index(spec.shortcut),
-            help="projection: 1x1 conv + BN (option B); zero_pad: no parameters (option A)",
-        )
+        shortcut = _select(right, "Shortcut where the shape changes", spec, "shortcut")
         classes = right.number_input(
             "Classes", min_value=1, max_value=100_000, value=spec.num_classes
         )
         submitted = st.form_submit_button("Build this net", type="primary")
-    if submitted:
-        try:
-            new = ArchSpec(
-                stem=stem,
-                block=block,
-                depths=_int_list(depths),
-                widths=_int_list(widths),
-                residual=residual,
-                shortcut=shortcut,
-                num_classes=int(classes),
-                in_channels=spec.in_channels,
-            )
-            check_buildable(new)
-        except SpecError as error:
-            _ui.error_box(error, "Nothing was changed; fix the field and build again.")
-            return
-        _ui.set_net(new)
-        st.rerun()
+    if not submitted:
+        return None
+    return {
+        "stem": stem,
+        "block": block,
+        "depths": _int_list(depths),
+        "widths": _int_list(widths),
+        "residual": residual,
+        "shortcut": shortcut,
+        "num_classes": int(classes),
+        "in_channels": spec.in_channels,
+    }
+
+
+def _load(make: Callable[[], ArchSpec], advice: str = "") -> bool:
+    """Make the net `make` builds the current one (and rerun); False, with a message, if it
+    cannot be built."""
+    try:
+        new = make()
+        check_buildable(new)
+    except SpecError as error:
+        _ui.error_box(error, advice)
+        return False
+    _ui.set_net(new)
+    st.rerun()
+    return True
+
+
+def _paste_json() -> None:
     with st.expander("Paste a spec (JSON)"):
         text = st.text_area(
             "Spec JSON",
@@ -101,14 +120,15 @@ def _custom(spec: ArchSpec) -> None:
             placeholder='{"block": "basic", "depths": [3, 3, 3], "widths": [16, 32, 64]}',
         )
         if st.button("Load this spec", key="build_load_json"):
-            try:
-                new = ArchSpec.from_json(text)
-                check_buildable(new)
-            except SpecError as error:
-                _ui.error_box(error)
-            else:
-                _ui.set_net(new)
-                st.rerun()
+            _load(lambda: ArchSpec.from_json(text))
+
+
+def _custom(spec: ArchSpec) -> None:
+    fields = _custom_form(spec)
+    advice = "Nothing was changed; fix the field and build again."
+    if fields is not None and not _load(lambda: ArchSpec(**fields), advice):
+        return
+    _paste_json()
 
 
 def _overview(spec: ArchSpec) -> None:

@@ -32,9 +32,7 @@ st.html(
 
 def show(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None) -> None:
     """A chart in projector-sized fonts, with PNG / SVG / CSV downloads."""
-    chart = charts.themed(chart, large=True)
-    st.altair_chart(chart, width="stretch", theme=None)
-    _ui.downloads(name, chart=chart, data=data)
+    _ui.show_chart(chart, name, data, large=True)
 
 
 def table(frame: pd.DataFrame, name: str) -> None:

@@ -8,9 +8,17 @@ import streamlit as st
 from pages import _ui
 from resnet_core import list_presets
 from resnet_core.training import runs
-from resnet_core.training.config import DATASETS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from resnet_core.training.config import (
+    DATASETS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    field_help,
+)
+from resnet_core.training.events import EpochEnd, Event, Start, Step
 from resnet_core.training.jobs import RECIPES, Job
-from resnet_core.views.charts import epoch_chart, event_kind, metrics_frames, step_chart
+from resnet_core.views.charts import epoch_chart, metrics_frames, step_chart
 from resnet_core.views.explain import fmt_seconds, run_sentence
 
 _ui.require_router()
@@ -55,13 +63,18 @@ def _field_choices(name: str, default) -> list | None:
 def _widget(container, name: str, value, default, prefix: str):
     label = name.replace("_", " ")
     key = f"train_f_{prefix}_{name}"  # a new ready choice refills the form
+    help_text = field_help(name)
     choices = _field_choices(name, default)
     if choices:
         return container.selectbox(
-            label, choices, index=choices.index(value) if value in choices else 0, key=key
+            label,
+            choices,
+            index=choices.index(value) if value in choices else 0,
+            key=key,
+            help=help_text,
         )
     if isinstance(default, bool):
-        return container.toggle(label, bool(value), key=key)
+        return container.toggle(label, bool(value), key=key, help=help_text)
     if isinstance(default, int) or (
         default is None and name in ("subset", "eval_every", "grad_norm_every")
     ):
@@ -70,11 +83,13 @@ def _widget(container, name: str, value, default, prefix: str):
             value=int(value) if value is not None else 0,
             step=1,
             key=key,
-            help="0 = off / all" if default is None else None,
+            help=help_text + (" (0 = off / all)" if default is None else ""),
         )
     if isinstance(default, float):
-        return container.number_input(label, value=float(value), format="%.4g", key=key)
-    return container.text_input(label, "" if value is None else str(value), key=key)
+        return container.number_input(
+            label, value=float(value), format="%.4g", key=key, help=help_text
+        )
+    return container.text_input(label, "" if value is None else str(value), key=key, help=help_text)
 
 
 def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ()) -> dict | None:
@@ -141,26 +156,30 @@ def _status_line(job: Job, queue) -> str:
     return job.state + (f": {job.message}" if job.message else "")
 
 
-def _progress(job: Job, events: list[dict]) -> None:
+def _total_steps(events: list[Event]) -> int | None:
+    start = next((e for e in events if isinstance(e, Start)), None)
+    return start.total_steps if start is not None and start.total_steps else None
+
+
+def _progress(job: Job, events: list[Event]) -> None:
     config = job.config
-    steps = [e for e in events if event_kind(e) == "step"]
-    epochs_done = sum(1 for e in events if event_kind(e) == "epoch")
+    steps = [e for e in events if isinstance(e, Step)]
+    epochs_done = sum(1 for e in events if isinstance(e, EpochEnd))
     total_epochs = int(config.get("epochs") or 1)
-    start = next((e for e in events if event_kind(e) == "start"), {})
-    total_steps = start.get("total_steps") or start.get("steps")
+    total_steps = _total_steps(events)
     if steps and total_steps:
-        fraction = min(1.0, steps[-1]["step"] / float(total_steps))
+        fraction = min(1.0, steps[-1].step / float(total_steps))
     else:
         fraction = min(1.0, epochs_done / total_epochs)
-    eta = steps[-1].get("eta_s") if steps else None
-    speed = steps[-1].get("images_per_s") if steps else None
+    eta = steps[-1].eta_s if steps else None
+    speed = steps[-1].images_per_s if steps else None
     text = f"{fraction:.0%}: epoch {min(epochs_done + 1, total_epochs)} of {total_epochs}, ETA {fmt_seconds(eta)}"
     if speed:
         text += f", {speed:,.0f} images/s"
     st.progress(fraction, text=text)
 
 
-def _charts(job: Job, events: list[dict]) -> None:
+def _charts(job: Job, events: list[Event]) -> None:
     steps, epochs = metrics_frames(events)
     name = job.run_id
     left, right = st.columns(2)
@@ -169,7 +188,7 @@ def _charts(job: Job, events: list[dict]) -> None:
             _ui.show_chart(
                 step_chart(steps, "loss", "Training loss per step", "loss"), f"{name}-loss", steps
             )
-            total = next((e.get("total_steps") for e in events if event_kind(e) == "start"), None)
+            total = _total_steps(events)
             st.caption(
                 f"At step {int(steps['step'].max())}"
                 + (f" of {total}" if total else "")
@@ -235,7 +254,7 @@ def live() -> None:
         )
     ]
     st.session_state["train_watch"] = job.job_id
-    events = runs.read_metrics(queue.run_dir(job))
+    events = runs.read_events(queue.run_dir(job))
     if job.config.get("dataset") == "synthetic":
         st.caption("Trained on the **synthetic** stand-in set, not CIFAR-10.")
     if job.active:

@@ -1,12 +1,21 @@
 """The command line: tables, CSV/JSON, and one-line errors with exit code 2."""
 
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
 
+from resnet_core.cli import train as cli_train
 from resnet_core.cli.main import main
+from resnet_core.training.config import TrainConfig, field_help
+
+FIELDS = dataclasses.fields(TrainConfig)
+DEFAULTS = TrainConfig().to_dict()
+# Valid non-default values for str fields without a fixed list of choices.
+STR_SAMPLES = {"model": "resnet32", "device": "cpu", "data_dir": "elsewhere"}
 
 
 def run(*args):
@@ -47,6 +56,9 @@ def test_gradients_table(capsys):
         (["trace", "missing.json"], "cannot read spec file"),
         (["gradients", "resnet20", "--batch", "0"], ">= 1"),
         (["nonsense"], "invalid choice"),
+        (["train", "--optimizer", "rmsprop"], "invalid choice"),
+        (["train", "--epochs", "two"], "invalid int value"),
+        (["train", "--arch", "missing.json"], "cannot read missing.json"),
     ],
 )
 def test_bad_arguments_one_line_exit_2(args, fragment):
@@ -55,3 +67,100 @@ def test_bad_arguments_one_line_exit_2(args, fragment):
     assert result.stderr.count("\n") == 1, result.stderr
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    subparsers = argparse.ArgumentParser().add_subparsers(dest="command")
+    cli_train.register(subparsers)
+    return subparsers.choices["train"]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _config(*argv: str) -> TrainConfig:
+    return cli_train._config_from_args(_train_parser().parse_args(list(argv)))
+
+
+def _sample(item: dataclasses.Field):
+    """A valid value of a TrainConfig field that is not its default, and its CLI arguments."""
+    default = DEFAULTS[item.name]
+    choices = item.metadata.get("choices")
+    if isinstance(default, bool):
+        return not default, [_flag(item.name) if not default else "--no-" + _flag(item.name)[2:]]
+    if choices:
+        value = next(choice for choice in choices if choice != default)
+    elif isinstance(default, float):
+        value = default / 2
+    elif isinstance(default, int) or item.name == "subset":
+        value = (default or 19) + 1
+    elif item.name in STR_SAMPLES:
+        value = STR_SAMPLES[item.name]
+    else:
+        pytest.fail(f"add a valid non-default value for TrainConfig.{item.name} to STR_SAMPLES")
+    return value, [_flag(item.name), str(value)]
+
+
+def test_every_config_field_has_a_help_text():
+    for item in FIELDS:
+        assert isinstance(item.metadata.get("help"), str) and item.metadata["help"], item.name
+        assert field_help(item.name) == item.metadata["help"]
+        for choice in item.metadata.get("choices", ()):
+            TrainConfig(**{item.name: choice})  # the listed choices pass validation
+
+
+def test_every_config_field_has_a_flag_with_its_help():
+    actions = {
+        option: action for action in _train_parser()._actions for option in action.option_strings
+    }
+    for item in FIELDS:
+        action = actions[_flag(item.name)]
+        assert action.dest == item.name and action.default is None
+        assert action.help.replace("%%", "%").startswith(field_help(item.name)), item.name
+        assert action.choices == item.metadata.get("choices"), item.name
+        if isinstance(DEFAULTS[item.name], bool):
+            assert isinstance(action, argparse.BooleanOptionalAction), item.name
+    assert actions["--arch"] is actions["--model"]
+
+
+def test_no_flags_keep_every_default():
+    assert _config() == TrainConfig()
+
+
+@pytest.mark.parametrize("item", FIELDS, ids=lambda item: item.name)
+def test_each_flag_sets_its_field(item):
+    value, argv = _sample(item)
+    assert value != DEFAULTS[item.name]
+    changed = _config(*argv).to_dict()
+    expected = {**DEFAULTS, item.name: value}
+    if item.name == "compile_mode":
+        expected["compile"] = True  # --compile-mode implies --compile
+    assert changed == expected
+
+
+@pytest.mark.parametrize(
+    "name", [item.name for item in FIELDS if isinstance(DEFAULTS[item.name], bool)]
+)
+def test_bool_flags_have_a_no_form(name):
+    assert getattr(_config(_flag(name)), name) is True
+    assert getattr(_config("--no-" + _flag(name)[2:]), name) is False
+    assert getattr(_config(), name) is DEFAULTS[name]
+
+
+@pytest.mark.parametrize(
+    "item", [item for item in FIELDS if "choices" in item.metadata], ids=lambda item: item.name
+)
+def test_invalid_choice_is_one_line_exit_2(item, capsys):
+    assert main(["train", _flag(item.name), "not-a-choice"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice" in err and _flag(item.name) in err
+
+
+def test_train_help_lists_every_field():
+    result = run("train", "--help")
+    assert result.returncode == 0
+    for item in FIELDS:
+        assert _flag(item.name) in result.stdout, item.name
+    for flag in ("--arch", "--no-compile", "--run-dir", "--runs-root", "--resume", "--threads"):
+        assert flag in result.stdout

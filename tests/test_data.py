@@ -128,8 +128,9 @@ def test_stratified_subset_takes_first_per_class():
     assert torch.bincount(subset.train_labels, minlength=10).tolist() == [5] * 10
     for label in range(10):
         expected = torch.nonzero(dataset.train_labels == label).flatten()[:5]
-        torch.testing.assert_close(subset.train_images[subset.train_labels == label],
-                                   dataset.train_images[expected])  # fmt: skip
+        torch.testing.assert_close(
+            subset.train_images[subset.train_labels == label], dataset.train_images[expected]
+        )
     assert len(subset.test_labels) == 20
     with pytest.raises(ValueError, match="subset"):
         stratified_subset(dataset, 0)
@@ -157,8 +158,9 @@ def test_loader_flip_rate_is_half():
 def test_loader_crops_shift_content():
     images = torch.zeros(2000, 1, 32, 32, dtype=torch.uint8)
     images[:, :, 16, 16] = 255  # one bright pixel: its position reveals the crop offset
-    loader = DeviceLoader(images, torch.zeros(2000, dtype=torch.int64), 250, flip=False,
-                          mean=(0.0,), std=(1.0,))  # fmt: skip
+    loader = DeviceLoader(
+        images, torch.zeros(2000, dtype=torch.int64), 250, flip=False, mean=(0.0,), std=(1.0,)
+    )
     offsets = []
     for batch, _labels in loader:
         flat = batch.flatten(1).argmax(1)
@@ -175,8 +177,15 @@ def test_loader_normalises_and_keeps_labels_with_images():
     constant = mean.round().to(torch.uint8).expand(4, 3, 32, 32).contiguous()
     batch, _ = next(iter(DeviceLoader(constant, torch.zeros(4, dtype=torch.int64), 4, train=False)))
     assert batch.abs().max() < 0.5 / 255 / min(CIFAR10_STD)
-    loader = DeviceLoader(dataset.train_images, dataset.train_labels, 64, seed=1, crop_padding=0,
-                          flip=False, channels_last=True)  # fmt: skip
+    loader = DeviceLoader(
+        dataset.train_images,
+        dataset.train_labels,
+        64,
+        seed=1,
+        crop_padding=0,
+        flip=False,
+        channels_last=True,
+    )
     order = []
     for batch, labels in loader:
         assert batch.is_contiguous(memory_format=torch.channels_last)

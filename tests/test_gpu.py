@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from resnet_core import build_model
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import DeviceLoader, load_cifar10, synthetic_cifar10
 from resnet_core.training.trainer import fit, iter_fit
@@ -17,8 +18,15 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 
-TINY = dict(model="resnet20", dataset="synthetic", subset=1280, batch_size=128, epochs=2,
-            device="cuda", seed=0)  # fmt: skip
+TINY = dict(
+    model="resnet20",
+    dataset="synthetic",
+    subset=1280,
+    batch_size=128,
+    epochs=2,
+    device="cuda",
+    seed=0,
+)
 
 
 def test_cuda_fit_on_synthetic_learns():
@@ -30,22 +38,31 @@ def test_cuda_fit_on_synthetic_learns():
 
 
 def test_cuda_few_real_steps(cifar_root):
-    config = TrainConfig(model="resnet20", data_dir=str(cifar_root), subset=5000, epochs=3,
-                         batch_size=128, device="cuda", precision="bf16", channels_last=True)  # fmt: skip
+    config = TrainConfig(
+        model="resnet20",
+        data_dir=str(cifar_root),
+        subset=5000,
+        epochs=3,
+        batch_size=128,
+        device="cuda",
+        precision="bf16",
+        channels_last=True,
+    )
     result = fit(config)
     assert result.final_test_acc > 0.25
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_autocast_precisions_train(precision):
-    losses = [e["loss"] for e in iter_fit(TrainConfig(**{**TINY, "precision": precision, "epochs": 1}))
-              if e["event"] == "step"]  # fmt: skip
+    losses = [
+        e["loss"]
+        for e in iter_fit(TrainConfig(**{**TINY, "precision": precision, "epochs": 1}))
+        if e["event"] == "step"
+    ]
     assert len(losses) == 10 and all(torch.isfinite(torch.tensor(losses)))
 
 
 def test_bf16_autocast_runs_convs_in_bf16():
-    from resnet_core import build_model
-
     model = build_model("resnet20").cuda().to(memory_format=torch.channels_last)
     inputs = torch.randn(8, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16):

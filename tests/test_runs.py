@@ -22,8 +22,9 @@ from resnet_core.training.runs import RunError, delete_run, list_runs, load_run,
 from resnet_core.training.trainer import fit
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = dict(model="resnet20", dataset="synthetic", subset=640, batch_size=64, epochs=2,
-            device="cpu", seed=0)  # fmt: skip
+TINY = dict(
+    model="resnet20", dataset="synthetic", subset=640, batch_size=64, epochs=2, device="cpu", seed=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +146,17 @@ def test_list_delete_and_interrupted(finished_run, tmp_path, monkeypatch):
     assert by_id["a-done"].state == "done" and by_id["a-done"].best_test_acc == result.best_test_acc
     assert by_id["b-crashed"].state == "interrupted"
     assert by_id["c-broken"].state == "unknown"
-    assert set(runs.RunInfo.__dataclass_fields__) >= {"id", "path", "model", "state", "best_test_acc",
-                                                       "seconds", "device", "started", "synthetic"}  # fmt: skip
+    assert set(runs.RunInfo.__dataclass_fields__) >= {
+        "id",
+        "path",
+        "model",
+        "state",
+        "best_test_acc",
+        "seconds",
+        "device",
+        "started",
+        "synthetic",
+    }
     delete_run("a-done", root=root)
     assert not (root / "a-done").exists()
     monkeypatch.setenv(runs.CHECKPOINTS_ENV, str(tmp_path))
@@ -217,9 +227,28 @@ def _cli(argv: list[str]) -> int:
 
 def test_cli_train_eval_runs(tmp_path, capsys):
     root = tmp_path / "runs"
-    code = _cli(["train", "--arch", "resnet20", "--dataset", "synthetic", "--subset", "320",
-                 "--batch-size", "64", "--epochs", "1", "--device", "cpu", "--runs-root", str(root),
-                 "--no-progress", "--format", "json"])  # fmt: skip
+    code = _cli(
+        [
+            "train",
+            "--arch",
+            "resnet20",
+            "--dataset",
+            "synthetic",
+            "--subset",
+            "320",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--runs-root",
+            str(root),
+            "--no-progress",
+            "--format",
+            "json",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["state"] == "done" and summary["synthetic"] is True
@@ -240,8 +269,11 @@ def test_cli_missing_data_is_one_line_error(tmp_path):
     env.pop("RESNET_EXPLORER_DATA", None)
     done = subprocess.run(
         [sys.executable, "-m", "resnet_core", "train", "--data-dir", str(tmp_path / "none")],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--data-dir" in done.stderr
     assert not (tmp_path / "runs").exists()  # nothing recorded for a run that never started
@@ -260,3 +292,17 @@ def test_cli_compile_mode_implies_compile():
         parser.parse_args(["train", "--no-compile", "--compile-mode", "max-autotune"])
     )
     assert off.compile is False
+
+
+def test_cli_arch_reads_a_spec_file_and_has_model_alias(tmp_path):
+    parser = argparse.ArgumentParser()
+    cli_train.register(parser.add_subparsers(dest="command"))
+    spec = {"depths": [1, 1], "widths": [8, 16], "num_classes": 10}
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    config = cli_train._config_from_args(
+        parser.parse_args(["train", "--arch", str(tmp_path / "net.json"), "--download"])
+    )
+    assert isinstance(config.model, dict) and config.model["depths"] == [1, 1]
+    assert config.download is True
+    alias = cli_train._config_from_args(parser.parse_args(["train", "--model", "resnet32"]))
+    assert alias.model == "resnet32" and alias.to_dict() == TrainConfig(model="resnet32").to_dict()

@@ -19,8 +19,9 @@ from resnet_core.training.config import TrainConfig
 from resnet_core.training.trainer import TrainingFailed, fit, iter_fit, lr_multiplier
 
 # A few seconds on 2 CPU cores: 640 synthetic images, batch 64 -> 10 steps per epoch.
-TINY = dict(model="resnet20", dataset="synthetic", subset=640, batch_size=64, epochs=1,
-            device="cpu", seed=0)  # fmt: skip
+TINY = dict(
+    model="resnet20", dataset="synthetic", subset=640, batch_size=64, epochs=1, device="cpu", seed=0
+)
 
 
 def test_config_json_round_trip():
@@ -35,14 +36,28 @@ def test_config_json_round_trip():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("epochs", 0), ("epochs", 1.5), ("batch_size", -1), ("optimizer", "lbfgs"),
-        ("lr", 0), ("lr", float("nan")), ("momentum", 1.0), ("schedule", "linear"),
-        ("warmup", 1.0), ("label_smoothing", -0.1), ("device", "tpu"), ("precision", "fp8"),
-        ("channels_last", "yes"), ("subset", 3), ("dataset", "mnist"), ("eval_every", 0),
-        ("grad_norm_every", -1), ("model", "resnet21"), ("seed", -1),
+        ("epochs", 0),
+        ("epochs", 1.5),
+        ("batch_size", -1),
+        ("optimizer", "lbfgs"),
+        ("lr", 0),
+        ("lr", float("nan")),
+        ("momentum", 1.0),
+        ("schedule", "linear"),
+        ("warmup", 1.0),
+        ("label_smoothing", -0.1),
+        ("device", "tpu"),
+        ("precision", "fp8"),
+        ("channels_last", "yes"),
+        ("subset", 3),
+        ("dataset", "mnist"),
+        ("eval_every", 0),
+        ("grad_norm_every", -1),
+        ("model", "resnet21"),
+        ("seed", -1),
         ("compile_mode", "fastest"),
     ],
-)  # fmt: skip
+)
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError) as info:
         TrainConfig(**{field: value})
@@ -153,8 +168,16 @@ def test_learns_synthetic_patterns():
 
 def test_learns_real_cifar_subset(cifar_root):
     """A short run on 2,000 real images must land clearly above chance (0.10)."""
-    config = TrainConfig(model="resnet20", data_dir=str(cifar_root), subset=2000, epochs=3,
-                         batch_size=64, eval_every=3, device="cpu", seed=0)  # fmt: skip
+    config = TrainConfig(
+        model="resnet20",
+        data_dir=str(cifar_root),
+        subset=2000,
+        epochs=3,
+        batch_size=64,
+        eval_every=3,
+        device="cpu",
+        seed=0,
+    )
     result = fit(config)
     assert result.final_test_acc > 0.25, result.history
 
@@ -167,17 +190,35 @@ def test_one_epoch_resnet20_full_cifar(cifar_root, tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "resnet_core"]
     trained = subprocess.run(
-        [*command, "train", "--arch", "resnet20", "--epochs", "1", "--data-dir", str(cifar_root),
-         "--run-dir", str(run_dir), "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            *command,
+            "train",
+            "--arch",
+            "resnet20",
+            "--epochs",
+            "1",
+            "--data-dir",
+            str(cifar_root),
+            "--run-dir",
+            str(run_dir),
+            "--format",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     summary = json.loads(trained.stdout)
     assert summary["final_test_acc"] >= 0.40, summary
     evaluated = subprocess.run(
         [*command, "eval", str(run_dir), "--data-dir", str(cifar_root), "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert abs(json.loads(evaluated.stdout)["test_acc"] - summary["final_test_acc"]) <= 1e-3
 
@@ -210,9 +251,14 @@ def test_keep_freed_memory_stops_page_faults_per_step():
     faults = {}
     for mode in ("default", "keep"):
         out = subprocess.run(
-            [sys.executable, "-c", _FAULTS_PER_STEP, mode], capture_output=True, text=True,
-            cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120, check=True,
-        )  # fmt: skip
+            [sys.executable, "-c", _FAULTS_PER_STEP, mode],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+            timeout=120,
+            check=True,
+        )
         faults[mode] = float(out.stdout.strip().splitlines()[-1])
     # Measured: ~18,000 page faults per step by default, ~1,000 with freed memory kept.
     assert faults["keep"] < faults["default"] / 4, faults
@@ -221,7 +267,7 @@ def test_keep_freed_memory_stops_page_faults_per_step():
 @pytest.mark.slow
 def test_compiled_training_matches_eager():
     """torch.compile (CPU inductor here) trains the same model to the same losses."""
-    import torch._dynamo
+    import torch._dynamo  # imported here: slow to import, and only this test needs it
 
     config = dict(TINY, model={"depths": [1, 1, 1], "widths": [8, 16, 32]}, epochs=2)
     torch._dynamo.reset()

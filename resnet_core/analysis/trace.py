@@ -16,7 +16,7 @@ from torch import nn
 
 from resnet_core.common.errors import first_line
 from resnet_core.common.modes import model_mode
-from resnet_core.nets.model import BasicBlock, Bottleneck, ConvBNReLU, model_spec
+from resnet_core.nets.model import BasicBlock, Bottleneck, ConvBNReLU, build_model, model_spec
 from resnet_core.nets.spec import SpecError
 
 __all__ = ["trace_shapes", "trace_blocks", "normalize_input_size"]
@@ -88,8 +88,6 @@ def _shape_twin(model: nn.Module) -> tuple[nn.Module, str]:
     """
     spec = model_spec(model)
     if spec is not None:
-        from resnet_core.nets.model import build_model
-
         with torch.device("meta"):
             return build_model(spec), "meta"
     parameter = next(model.parameters(), None)
@@ -190,6 +188,59 @@ _ADD_TEXT = {
 }
 
 
+def _rows_under(layers: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """The trace rows of the module at `prefix` and of every module inside it."""
+    mask = (layers["layer"] == prefix) | layers["layer"].str.startswith(prefix + ".")
+    return layers[mask]
+
+
+def _summarise(name: str, stage: int, kind: str, part: pd.DataFrame, shortcut: str = "") -> dict:
+    """One row of the block table from the trace rows `part` of a block, stem, pool or head."""
+    in_shape = part["input_shape"].iloc[0]
+    out_shape = part["output_shape"].iloc[-1]
+    return {
+        "name": name,
+        "stage": stage,
+        "kind": kind,
+        "input_shape": in_shape,
+        "output_shape": out_shape,
+        "shortcut": shortcut,
+        "add": _ADD_TEXT.get(shortcut, ""),
+        "downsamples": len(in_shape) == 4 and len(out_shape) == 4 and out_shape[2] < in_shape[2],
+        "params": int(part["params"].sum()),
+        "mult_adds": int(part["mult_adds"].sum()),
+    }
+
+
+def _block_spans(
+    layers: pd.DataFrame, blocks: list[tuple[str, int, nn.Module]]
+) -> tuple[list[tuple[int, dict]], list[int], pd.Series]:
+    """(first trace row, summary) of every block, the last trace row of each, and which trace
+    rows the blocks claim."""
+    claimed = pd.Series(False, index=layers.index)
+    spans, ends = [], []
+    for name, stage, block in blocks:
+        part = _rows_under(layers, name)
+        claimed |= layers.index.isin(part.index)
+        summary = _summarise(name, stage, _block_kind(block), part, _shortcut(block))
+        spans.append((part.index.min(), summary))
+        ends.append(part.index.max())
+    return spans, ends, claimed
+
+
+def _pool_spans(
+    between: pd.DataFrame, block_spans: list[tuple[int, dict]]
+) -> list[tuple[int, dict]]:
+    """(trace row, summary) of each layer between blocks (the baseline CNN's max-pools), in
+    the stage of the block before it."""
+    stage_at = {start: row["stage"] for start, row in block_spans}
+    spans = []
+    for index, row in between.iterrows():
+        stage = max(s for i, s in stage_at.items() if i < index)
+        spans.append((index, _summarise(row.layer, stage, "pool", between.loc[[index]])))
+    return spans
+
+
 def trace_blocks(
     model: nn.Module, input_size: Sequence[int] | str = (1, 3, 32, 32)
 ) -> pd.DataFrame:
@@ -208,68 +259,22 @@ def trace_blocks(
     """
     layers = trace_shapes(model, input_size)
     blocks = _blocks(model)
-    claimed = pd.Series(False, index=layers.index)
-    rows = []
-
-    def rows_under(prefix: str) -> pd.DataFrame:
-        mask = (layers["layer"] == prefix) | layers["layer"].str.startswith(prefix + ".")
-        return layers[mask]
-
-    def summarise(name: str, stage: int, kind: str, part: pd.DataFrame, shortcut: str = "") -> dict:
-        in_shape = part["input_shape"].iloc[0]
-        out_shape = part["output_shape"].iloc[-1]
-        return {
-            "name": name,
-            "stage": stage,
-            "kind": kind,
-            "input_shape": in_shape,
-            "output_shape": out_shape,
-            "shortcut": shortcut,
-            "add": _ADD_TEXT.get(shortcut, ""),
-            "downsamples": len(in_shape) == 4
-            and len(out_shape) == 4
-            and out_shape[2] < in_shape[2],
-            "params": int(part["params"].sum()),
-            "mult_adds": int(part["mult_adds"].sum()),
-        }
-
-    block_spans = []
-    for name, stage, block in blocks:
-        part = rows_under(name)
-        claimed |= layers.index.isin(part.index)
-        block_spans.append(
-            (part.index.min(), summarise(name, stage, _block_kind(block), part, _shortcut(block)))
-        )
+    block_spans, ends, claimed = _block_spans(layers, blocks)
     first = min((start for start, _ in block_spans), default=len(layers))
-    last = max((rows_under(name).index.max() for name, _, _ in blocks), default=len(layers) - 1)
+    last = max(ends, default=len(layers) - 1)
     free = layers[~claimed]
     stem = free[free.index < first]
     head = free[free.index > last]
+    rows = []
     if len(stem):
-        rows.append(summarise("stem", 0, "stem", stem))
+        rows.append(_summarise("stem", 0, "stem", stem))
     # Layers between blocks (the baseline CNN's max-pools) get rows of their own.
     between = free[(free.index > first) & (free.index < last)]
-    stage_at = {start: row["stage"] for start, row in block_spans}
-    spans = sorted(
-        block_spans
-        + [
-            (
-                index,
-                summarise(
-                    row.layer,
-                    max(s for i, s in stage_at.items() if i < index),
-                    "pool",
-                    between.loc[[index]],
-                ),
-            )
-            for index, row in between.iterrows()
-        ],
-        key=lambda item: item[0],
-    )
+    spans = sorted(block_spans + _pool_spans(between, block_spans), key=lambda item: item[0])
     rows.extend(row for _, row in spans)
     last_stage = max((stage for _, stage, _ in blocks), default=0)
     if len(head):
-        rows.append(summarise("head", last_stage + 1, "head", head))
+        rows.append(_summarise("head", last_stage + 1, "head", head))
     frame = pd.DataFrame(rows)
     frame.insert(0, "index", range(len(frame)))
     return frame

@@ -6,12 +6,12 @@ import argparse
 import shlex
 import sys
 
+from resnet_core.training.experiments import get_experiment, list_experiments, run_experiment
+
 __all__ = ["register"]
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from resnet_core.training.experiments import get_experiment, run_experiment
-
     experiment = get_experiment(args.name)  # unknown names fail before anything starts
     sys.stderr.write(f"{experiment.name}: {experiment.title}\n")
 
@@ -38,8 +38,6 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from resnet_core.training.experiments import list_experiments
-
     parser = subparsers.add_parser("experiment", help="run a lecture experiment into run folders")
     parser.add_argument("name", choices=list_experiments())
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

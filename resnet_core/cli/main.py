@@ -12,6 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
+
+from resnet_core.analysis.probes import grad_ratio, gradient_norms
+from resnet_core.analysis.trace import trace_blocks, trace_shapes
+from resnet_core.nets.model import build_model
+from resnet_core.nets.spec import PRESET_INFO, ArchSpec, list_presets, resolve_spec
 
 __all__ = ["main", "build_parser", "CliError"]
 
@@ -46,10 +52,6 @@ def emit(frame: pd.DataFrame, fmt: str) -> None:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from resnet_core.analysis.trace import trace_shapes
-    from resnet_core.nets.model import build_model
-    from resnet_core.nets.spec import PRESET_INFO, list_presets
-
     rows = []
     for name in list_presets():
         model = build_model(name)
@@ -69,10 +71,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_spec_argument(value: str):
+def load_spec_argument(value: str) -> ArchSpec:
     """A preset name, or a path to a spec JSON file."""
-    from resnet_core.nets.spec import ArchSpec, resolve_spec
-
     if value.endswith(".json") or Path(value).is_file():
         path = Path(value)
         try:
@@ -84,9 +84,6 @@ def load_spec_argument(value: str):
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from resnet_core.analysis.trace import trace_blocks, trace_shapes
-    from resnet_core.nets.model import build_model
-
     spec = load_spec_argument(args.model)
     model = build_model(spec)
     frame = (trace_blocks if args.blocks else trace_shapes)(model, args.input)
@@ -95,11 +92,6 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_gradients(args: argparse.Namespace) -> int:
-    import torch
-
-    from resnet_core.analysis.probes import grad_ratio, gradient_norms
-    from resnet_core.nets.model import build_model
-
     frames = []
     summary = []
     for name in args.models:

@@ -68,23 +68,36 @@ def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -
 
 
 class ResidualBlock(nn.Module):
-    """What every block shares: the optional skip connection and the add at the end.
+    """What every block shares: its arguments, the optional skip connection and the final add.
 
-    Subclasses build their main path, then call `_add_shortcut` last so that `downsample`
-    follows the main path in registration (and so forward) order.
+    Subclasses build their main path in `_build_main_path`; the shortcut is added after it so
+    that `downsample` follows the main path in registration (and so forward) order.
     """
 
     expansion = 1
 
-    def _add_shortcut(
-        self, in_channels: int, out_channels: int, stride: int, residual: bool, shortcut: str
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        residual: bool = True,
+        shortcut: str = "projection",
     ) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        self._build_main_path(in_channels, width, out_channels, stride)
         self.residual = residual
         self.stride = stride
         self.shortcut_kind = shortcut if residual else "none"
         self.downsample = (
             make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
         )
+
+    def _build_main_path(
+        self, in_channels: int, width: int, out_channels: int, stride: int
+    ) -> None:
+        raise NotImplementedError
 
     def _join(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """out + shortcut(x) for residual blocks (not in place: probes read BN outputs), then ReLU."""
@@ -99,22 +112,14 @@ class BasicBlock(ResidualBlock):
 
     expansion = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        residual: bool = True,
-        shortcut: str = "projection",
+    def _build_main_path(
+        self, in_channels: int, width: int, out_channels: int, stride: int
     ) -> None:
-        super().__init__()
-        out_channels = width * self.expansion
         self.conv1 = conv3x3(in_channels, width, stride)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU()
         self.conv2 = conv3x3(width, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self._add_shortcut(in_channels, out_channels, stride, residual, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -127,16 +132,9 @@ class Bottleneck(ResidualBlock):
 
     expansion = 4
 
-    def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        residual: bool = True,
-        shortcut: str = "projection",
+    def _build_main_path(
+        self, in_channels: int, width: int, out_channels: int, stride: int
     ) -> None:
-        super().__init__()
-        out_channels = width * self.expansion
         self.conv1 = conv1x1(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride)
@@ -144,7 +142,6 @@ class Bottleneck(ResidualBlock):
         self.conv3 = conv1x1(width, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
-        self._add_shortcut(in_channels, out_channels, stride, residual, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

@@ -51,9 +51,12 @@ def _check_int(field: str, value: Any, minimum: int, maximum: int | None = None)
     return value
 
 
-def _check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
+def check_choice(
+    field: str, value: Any, allowed: tuple[str, ...], error: type[ValueError] = SpecError
+) -> str:
+    """`value` if it is one of `allowed`, else `error` naming the field and the choices."""
     if value not in allowed:
-        raise SpecError(f"{field}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+        raise error(f"{field}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
     return value
 
 
@@ -120,10 +123,10 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise once, at construction
-        set_(self, "family", _check_choice("family", self.family, FAMILIES))
-        set_(self, "stem", _check_choice("stem", self.stem, STEMS))
-        set_(self, "block", _check_choice("block", self.block, BLOCKS))
-        set_(self, "shortcut", _check_choice("shortcut", self.shortcut, SHORTCUTS))
+        set_(self, "family", check_choice("family", self.family, FAMILIES))
+        set_(self, "stem", check_choice("stem", self.stem, STEMS))
+        set_(self, "block", check_choice("block", self.block, BLOCKS))
+        set_(self, "shortcut", check_choice("shortcut", self.shortcut, SHORTCUTS))
         set_(self, "depths", _check_int_list("depths", self.depths, 1, MAX_BLOCKS_PER_STAGE))
         set_(self, "widths", _check_int_list("widths", self.widths, 1, MAX_WIDTH))
         if len(self.depths) != len(self.widths):

@@ -10,11 +10,18 @@ import dataclasses
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_core.common.errors import ConfigError
-from resnet_core.nets.spec import ArchSpec, SpecError, check_fields, resolve_spec, spec_label
+from resnet_core.nets.spec import (
+    ArchSpec,
+    SpecError,
+    check_choice,
+    check_fields,
+    resolve_spec,
+    spec_label,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle")
@@ -52,9 +59,7 @@ def _number(name: str, value: Any, low: float, high: float, high_open: bool = Fa
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
-    return value
+    return check_choice(name, value, allowed, ConfigError)
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -63,66 +68,78 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
+    """A TrainConfig field with its help text (and its choices) in the metadata, which the
+    CLI flags and the Train page form are generated from."""
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; JSON round-trips through to_dict/from_dict.
 
-    Attributes:
-        model: preset name (e.g. "resnet20") or an ArchSpec dict.
-        epochs: passes over the training set.
-        batch_size: images per step.
-        optimizer: "sgd", "adam" or "adamw".
-        lr: peak learning rate.
-        momentum: SGD momentum (beta1 for Adam/AdamW).
-        nesterov: Nesterov momentum for SGD.
-        weight_decay: L2 penalty on conv/linear weights (not on BatchNorm or biases).
-        schedule: "onecycle" (linear warm-up then linear decay to 0), "cosine" (warm-up then
-            cosine to 0) or "step" (x0.1 at 50% and 75% of the steps, as He et al. 2016).
-        warmup: fraction of all steps spent warming up, in [0, 1).
-        label_smoothing: cross-entropy label smoothing, in [0, 1).
-        seed: seeds initialisation, shuffling and augmentation.
-        device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
-        precision: "fp32", or autocast to "bf16" or "fp16" (fp16 uses a gradient scaler).
-        channels_last: NHWC memory format for model and batches.
-        compile: wrap the model in torch.compile (slow to start; see benchmarks/RESULTS.md).
-        compile_mode: torch.compile mode when `compile` is on: "default", "reduce-overhead"
-            (CUDA graphs), "max-autotune" or "max-autotune-no-cudagraphs".
-        subset: train on the first N images, stratified by class (synthetic: the train size).
-        data_dir: folder with CIFAR-10; None means $RESNET_EXPLORER_DATA, else ./data.
-        dataset: "cifar10" or "synthetic" (a generated stand-in, flagged wherever shown).
-        download: let torchvision download CIFAR-10 into data_dir if it is missing.
-        eval_every: evaluate on the test set every N epochs (and always after the last).
-        grad_norm_every: emit per-layer gradient norms every N steps (0 = off).
-        log_every: read the loss back and emit a step event every N steps (1 = every step;
-            larger values avoid a device sync per step on GPUs).
-        eval_batch_size: images per evaluation batch.
+    Each field's help text is in its metadata (`field_help(name)`), and so is its list of
+    choices where it has a fixed one (`metadata["choices"]`).
     """
 
-    model: str | dict = "resnet20"
-    epochs: int = 1
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.2
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    warmup: float = 0.2
-    label_smoothing: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "bf16"
-    channels_last: bool = True
-    compile: bool = False
-    compile_mode: str = "default"
-    subset: int | None = None
-    data_dir: str | None = None
-    dataset: str = "cifar10"
-    download: bool = False
-    eval_every: int = 1
-    grad_norm_every: int = 0
-    log_every: int = 1
-    eval_batch_size: int = EVAL_BATCH_SIZE
+    model: str | dict = option("resnet20", "preset name (e.g. resnet20) or an ArchSpec")
+    epochs: int = option(1, "passes over the training set")
+    batch_size: int = option(128, "images per step")
+    optimizer: str = option("sgd", "sgd, adam or adamw", OPTIMIZERS)
+    lr: float = option(0.2, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum (beta1 for Adam/AdamW)")
+    nesterov: bool = option(True, "Nesterov momentum for SGD")
+    weight_decay: float = option(
+        5e-4, "L2 penalty on conv/linear weights (not on BatchNorm or biases)"
+    )
+    schedule: str = option(
+        "onecycle",
+        "onecycle (linear warm-up then linear decay to 0), cosine (warm-up then cosine "
+        "to 0) or step (x0.1 at 50% and 75% of the steps, as He et al. 2016)",
+        SCHEDULES,
+    )
+    warmup: float = option(0.2, "fraction of all steps spent warming up, in [0, 1)")
+    label_smoothing: float = option(0.1, "cross-entropy label smoothing, in [0, 1)")
+    seed: int = option(0, "seeds initialisation, shuffling and augmentation")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    precision: str = option(
+        "bf16", "fp32, or autocast to bf16 or fp16 (fp16 uses a gradient scaler)", PRECISIONS
+    )
+    channels_last: bool = option(True, "NHWC memory format for model and batches")
+    compile: bool = option(
+        False, "wrap the model in torch.compile (slow to start; see benchmarks/RESULTS.md)"
+    )
+    compile_mode: str = option(
+        "default",
+        "torch.compile mode when compile is on: default, reduce-overhead (CUDA graphs), "
+        "max-autotune or max-autotune-no-cudagraphs",
+        COMPILE_MODES,
+    )
+    subset: int | None = option(
+        None, "train on the first N images, stratified by class (synthetic: the train size)"
+    )
+    data_dir: str | None = option(
+        None, "folder with CIFAR-10 (unset: $RESNET_EXPLORER_DATA, else ./data)"
+    )
+    dataset: str = option(
+        "cifar10", "cifar10 or synthetic (a generated stand-in, flagged wherever shown)", DATASETS
+    )
+    download: bool = option(
+        False, "let torchvision download CIFAR-10 into data_dir if it is missing"
+    )
+    eval_every: int = option(
+        1, "evaluate on the test set every N epochs (and always after the last)"
+    )
+    grad_norm_every: int = option(0, "emit per-layer gradient norms every N steps (0 = off)")
+    log_every: int = option(
+        1,
+        "read the loss back and emit a step event every N steps (1 = every step; larger "
+        "values avoid a device sync per step on GPUs)",
+    )
+    eval_batch_size: int = option(EVAL_BATCH_SIZE, "images per evaluation batch")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, at construction
@@ -203,3 +220,11 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+
+_FIELDS = {item.name: item for item in dataclasses.fields(TrainConfig)}
+
+
+def field_help(name: str) -> str:
+    """The help text of TrainConfig field `name` (from its metadata); KeyError if unknown."""
+    return _FIELDS[name].metadata["help"]

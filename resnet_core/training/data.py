@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,9 +45,17 @@ __all__ = [
 CACHE_NAME = "cifar10_uint8.pt"
 CACHE_VERSION = 1
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 # Per-channel statistics of the CIFAR-10 training set, as fractions of 255.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -136,9 +145,10 @@ def _read_batches_py(folder: Path) -> dict:
         return torch.cat(images), torch.cat(labels)
 
     missing = [
-        n for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        n
+        for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         if not (folder / n).is_file()
-    ]  # fmt: skip
+    ]
     if missing:
         raise DatasetNotFound(
             f"{folder}: missing {', '.join(missing)}; delete the folder and download again "
@@ -176,8 +186,7 @@ def _list_image_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, int
 
 def _decode(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode images with PIL into uint8 (N, 3, 32, 32) and int64 labels."""
-    import numpy as np
-    from PIL import Image
+    from PIL import Image  # imported here: only an image-folder dataset needs it
 
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     for index, (path, _label) in enumerate(files):
@@ -324,7 +333,7 @@ def load_cifar10(
 
 def _download(root: Path) -> None:
     """Fetch the binary CIFAR-10 set with torchvision (needs internet)."""
-    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import CIFAR10  # imported here: optional, and slow to import
 
     try:
         CIFAR10(str(root), train=True, download=True)

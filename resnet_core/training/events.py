@@ -112,12 +112,18 @@ class Start(Event):
 
 
 @dataclass(frozen=True)
-class Step(Event):
+class AtStep(Event):
+    """An event that happened at a step of an epoch (its first two fields)."""
+
+    step: int = 0
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class Step(AtStep):
     """One optimizer step (emitted every `log_every` steps and after the last one)."""
 
     kind: ClassVar[str] = "step"
-    step: int = 0
-    epoch: int = 0
     loss: float = 0.0
     lr: float = 0.0
     images_per_s: float = 0.0
@@ -126,13 +132,11 @@ class Step(Event):
 
 
 @dataclass(frozen=True)
-class GradNorms(Event):
+class GradNorms(AtStep):
     """Per-layer gradient and weight norms after a backward pass (rows as in
     `resnet_core.analysis.probes.grad_norm_rows`)."""
 
     kind: ClassVar[str] = "grad_norms"
-    step: int = 0
-    epoch: int = 0
     rows: list = field(default_factory=list)
 
 
@@ -167,12 +171,10 @@ class Done(Event):
 
 
 @dataclass(frozen=True)
-class Cancelled(Event):
+class Cancelled(AtStep):
     """Stopped on request; last.pt holds the last finished epoch."""
 
     kind: ClassVar[str] = "cancelled"
-    step: int = 0
-    epoch: int = 0
     seconds: float = 0.0
     best_test_acc: float | None = None
     message: str = ""

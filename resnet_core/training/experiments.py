@@ -30,9 +30,14 @@ from typing import Any
 import pandas as pd
 import torch
 
+from resnet_core.analysis.probes import layer_responses
 from resnet_core.common.device import resolve_device
 from resnet_core.common.files import write_bytes_atomic, write_json_atomic
-from resnet_core.training.runs import load_checkpoint, read_metrics
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.data import DeviceLoader, load_dataset
+from resnet_core.training.events import EpochEnd, Failed
+from resnet_core.training.runs import load_checkpoint, load_run, read_events
+from resnet_core.training.trainer import Trainer
 
 __all__ = [
     "EXPERIMENTS",
@@ -231,34 +236,19 @@ def member_configs(
 
 
 def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Train one run (in this process or a worker); return its last event.
+    """Train one run (in this process or a worker); return its last event as a dict.
 
     A run that fails is reported as its "failed" event rather than raised, so one broken
     run does not lose the others' results.
     """
-    from resnet_core.training.config import TrainConfig
-    from resnet_core.training.trainer import fit
-
-    last: dict[str, Any] = {}
-
-    def keep(event: dict[str, Any]) -> None:
-        if event.get("event") in ("done", "failed", "cancelled"):
-            last.clear()
-            last.update(
-                {
-                    k: v
-                    for k, v in event.items()
-                    if isinstance(v, (str, int, float, bool, type(None)))
-                }
-            )
-
+    trainer = Trainer(TrainConfig.from_dict(config), run_dir=run_dir)
     try:
-        fit(TrainConfig.from_dict(config), on_event=keep, run_dir=run_dir)
+        trainer.fit()
     except Exception as error:  # noqa: BLE001 - recorded in experiment.json instead
-        if last.get("event") != "failed":
-            last.clear()
-            last.update({"event": "failed", "message": f"{type(error).__name__}: {error}"})
-    return last
+        if not isinstance(trainer.outcome, Failed):
+            return {"event": "failed", "message": f"{type(error).__name__}: {error}"}
+    scalars = (str, int, float, bool, type(None))
+    return {k: v for k, v in trainer.outcome.to_dict().items() if isinstance(v, scalars)}
 
 
 def _hardware(device: str) -> dict[str, Any]:
@@ -271,6 +261,79 @@ def _hardware(device: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _train_members(
+    configs: list[tuple[RunPlan, dict[str, Any]]], folder: Path, jobs: int
+) -> list[tuple[RunPlan, dict[str, Any]]]:
+    """Train every run into `folder`, `jobs` at once in worker processes; (plan, last event)."""
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = [
+                (plan, pool.submit(_train_member, config, str(folder / plan.label)))
+                for plan, config in configs
+            ]
+            return [(plan, future.result()) for plan, future in futures]
+    return [(plan, _train_member(config, str(folder / plan.label))) for plan, config in configs]
+
+
+def _train(
+    configs: list[tuple[RunPlan, dict[str, Any]]],
+    folder: Path,
+    jobs: int,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
+    """Train, report and slim every run; the experiment record's entry for each."""
+    members = []
+    for plan, last in _train_members(configs, folder, jobs):
+        member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
+        members.append(member)
+        if on_event:
+            on_event({"event": "member", **member})
+    for plan, _ in configs:
+        slim_run(folder / plan.label)
+    return members
+
+
+def _analyse(
+    experiment: Experiment, folder: Path, source: Path, data_dir: str | None, device: str
+) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Measure the trained runs of `source` into `folder`: recipe name, recipe and members."""
+    recipe_name = json.loads((source / "experiment.json").read_text())["recipe_name"]
+    recipe = {"analysis_of": experiment.analysis_of}
+    frame = _responses(source, data_dir, device)
+    frame.to_csv(folder / RESPONSES_FILE, index=False)
+    members: list[dict[str, Any]] = [
+        {"label": plan.label, "run": f"../{experiment.analysis_of}/{plan.label}"}
+        for plan in experiment.runs
+    ]
+    return recipe_name, recipe, members
+
+
+def _record(
+    experiment: Experiment,
+    command: str | None,
+    device: str,
+    started: float,
+    recipe_name: str,
+    recipe: dict[str, Any],
+    members: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The contents of `experiment.json`."""
+    return {
+        "name": experiment.name,
+        "title": experiment.title,
+        "claim": experiment.claim,
+        "command": command or " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "hardware": _hardware(device),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "wall_seconds": round(time.time() - started, 1),
+        "recipe_name": recipe_name,
+        "recipe": recipe,
+        "runs": members,
+    }
 
 
 def run_experiment(
@@ -319,50 +382,12 @@ def run_experiment(
                 command,
                 overrides,
             )
-        recipe_name = json.loads((source / "experiment.json").read_text())["recipe_name"]
-        recipe = {"analysis_of": experiment.analysis_of}
-        frame = _responses(source, data_dir, device)
-        frame.to_csv(folder / RESPONSES_FILE, index=False)
-        members: list[dict[str, Any]] = [
-            {"label": plan.label, "run": f"../{experiment.analysis_of}/{plan.label}"}
-            for plan in experiment.runs
-        ]
+        recipe_name, recipe, members = _analyse(experiment, folder, source, data_dir, device)
     else:
         recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
         recipe = {k: v for k, v in configs[0][1].items() if k not in ("model", "device")}
-        members = []
-        if jobs > 1:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = [
-                    (plan, pool.submit(_train_member, config, str(folder / plan.label)))
-                    for plan, config in configs
-                ]
-                results = [(plan, future.result()) for plan, future in futures]
-        else:
-            results = [
-                (plan, _train_member(config, str(folder / plan.label))) for plan, config in configs
-            ]
-        for plan, last in results:
-            member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
-            members.append(member)
-            if on_event:
-                on_event({"event": "member", **member})
-        for plan, _ in configs:
-            slim_run(folder / plan.label)
-    record = {
-        "name": name,
-        "title": experiment.title,
-        "claim": experiment.claim,
-        "command": command or " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "hardware": _hardware(device),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "wall_seconds": round(time.time() - started, 1),
-        "recipe_name": recipe_name,
-        "recipe": recipe,
-        "runs": members,
-    }
+        members = _train(configs, folder, jobs, on_event)
+    record = _record(experiment, command, device, started, recipe_name, recipe, members)
     write_json_atomic(folder / "experiment.json", record)
     return folder
 
@@ -395,9 +420,6 @@ def slim_checkpoint(path: Path, max_params: int) -> bool:
 
 def _responses(source: Path, data_dir: str | None, device: str) -> pd.DataFrame:
     """Layer responses of each trained run in `source` on a fixed test batch."""
-    from resnet_core.analysis.probes import layer_responses
-    from resnet_core.training.runs import load_run
-
     images = _probe_batch(data_dir, json.loads((source / "experiment.json").read_text()))
     frames = []
     for plan in _DEGRADATION_RUNS:
@@ -411,8 +433,6 @@ def _responses(source: Path, data_dir: str | None, device: str) -> pd.DataFrame:
 
 def _probe_batch(data_dir: str | None, record: dict[str, Any], size: int = 256) -> torch.Tensor:
     """Normalised test images (first `size`), or synthetic ones if the runs were synthetic."""
-    from resnet_core.training.data import DeviceLoader, load_dataset
-
     dataset_name = record.get("recipe", {}).get("dataset", "cifar10")
     dataset = load_dataset(dataset_name, data_dir)
     loader = DeviceLoader(dataset.test_images[:size], dataset.test_labels[:size], size, train=False)
@@ -440,11 +460,11 @@ def load_experiment(folder: str | os.PathLike) -> dict[str, Any]:
         run_dir = (folder / member["run"]).resolve()
         if not (run_dir / "metrics.jsonl").is_file():
             raise ExperimentError(f"{run_dir / 'metrics.jsonl'}: missing")
-        for event in read_metrics(run_dir):
-            if event.get("event") == "epoch":
-                rows.append(
-                    {"run": member["label"], **{k: v for k, v in event.items() if k != "event"}}
-                )
+        for event in read_events(run_dir):
+            if isinstance(event, EpochEnd):
+                fields = event.to_dict()
+                del fields["event"]
+                rows.append({"run": member["label"], **fields})
     epochs = pd.DataFrame(rows)
     responses_path = folder / RESPONSES_FILE
     responses = pd.read_csv(responses_path) if responses_path.is_file() else None

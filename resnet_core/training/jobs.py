@@ -35,6 +35,10 @@ from resnet_core.common.device import queue_key, resolve_device
 from resnet_core.common.env import checkpoints_root
 from resnet_core.common.errors import failure_advice, first_line
 from resnet_core.common.files import pid_alive, write_json_atomic
+from resnet_core.training.callbacks import Callback
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.events import Cancelled, Done, Failed
+from resnet_core.training.trainer import TrainingFailed, fit
 
 __all__ = [
     "ACTIVE",
@@ -168,7 +172,7 @@ class JobQueue:
     # Changing --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        import fcntl
+        import fcntl  # imported here: POSIX only; the rest of the queue imports anywhere
 
         self.queue_dir.mkdir(parents=True, exist_ok=True)
         with open(self.queue_dir / ".lock", "a") as handle:
@@ -315,15 +319,13 @@ class JobRunner:
 # The worker process ------------------------------------------------------------------------
 def _validate_config(config: dict) -> Any:
     """A bad field or a device this machine lacks raises here, before anything is queued."""
-    from resnet_core.training.config import TrainConfig
-
     parsed = TrainConfig.from_dict(config)
     resolve_device(parsed.device)  # a device this machine lacks is refused here
     return parsed
 
 
 class _CancelFile:
-    """What `fit` polls before every step: set once the job's cancel file exists."""
+    """What the trainer polls before every step: set once the job's cancel file exists."""
 
     def __init__(self, queue: JobQueue, job_id: str) -> None:
         self.queue, self.job_id = queue, job_id
@@ -344,36 +346,46 @@ def _fail(queue: JobQueue, job_id: str, message: str) -> int:
     return 1
 
 
+class JobRecorder(Callback):
+    """The worker's trainer callback: writes how the run ended into the job file."""
+
+    def __init__(self, queue: JobQueue, job_id: str) -> None:
+        self.queue, self.job_id = queue, job_id
+
+    def on_done(self, trainer: Any, event: Done) -> None:
+        # a cancel that came after the last step still counts: the user asked for it
+        cancelled = self.queue.cancel_requested(self.job_id)
+        self._finish("cancelled" if cancelled else "done")
+
+    def on_cancelled(self, trainer: Any, event: Cancelled) -> None:
+        self._finish("cancelled")
+
+    def on_failed(self, trainer: Any, event: Failed) -> None:
+        _fail(self.queue, self.job_id, event.message)
+
+    def _finish(self, state: str) -> None:
+        self.queue.update(self.job_id, state=state, finished=time.time())
+
+
 def run_job(job_path: str | os.PathLike) -> int:
     """Run one job file to the end (the body of the worker process); returns an exit code."""
-    from resnet_core.training.config import TrainConfig
-    from resnet_core.training.trainer import fit
-
     job_path = Path(job_path)
     queue = JobQueue(job_path.parent.parent)
     job_id = job_path.stem
     job = queue.update(job_id, state="running", pid=os.getpid(), started=time.time())
     if job is None:
         return 2
-    final: dict[str, Any] = {}
-
-    def on_event(event: dict) -> None:
-        if event.get("event") in ("done", "failed", "cancelled"):
-            final.update(event)
-
     try:
-        config = TrainConfig.from_dict(job.config)
         fit(
-            config, on_event=on_event, cancel=_CancelFile(queue, job_id), run_dir=queue.run_dir(job)
+            TrainConfig.from_dict(job.config),
+            cancel=_CancelFile(queue, job_id),
+            run_dir=queue.run_dir(job),
+            callbacks=[JobRecorder(queue, job_id)],
         )
+    except TrainingFailed:
+        return 1  # JobRecorder.on_failed recorded it
     except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
-        message = first_line(error)
-        return _fail(queue, job_id, message)
-    if final.get("event", "done") == "failed":
-        return _fail(queue, job_id, str(final.get("message", "training failed")))
-    cancelled = final.get("event") == "cancelled" or queue.cancel_requested(job_id)
-    state = "cancelled" if cancelled else "done"
-    queue.update(job_id, state=state, finished=time.time())
+        return _fail(queue, job_id, first_line(error))
     return 0
 
 

@@ -33,11 +33,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_core import __version__
 from resnet_core.common.env import CHECKPOINTS_ENV, runs_root
 from resnet_core.common.errors import first_line
 from resnet_core.common.files import pid_alive, read_json, write_bytes_atomic, write_json_atomic
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec, SpecError, spec_label
+from resnet_core.training import events
+from resnet_core.training.callbacks import Callback
 
 __all__ = [
     "CHECKPOINTS_ENV",
@@ -54,6 +57,7 @@ __all__ = [
     "load_checkpoint",
     "delete_run",
     "read_metrics",
+    "read_events",
     "read_status",
     "write_json_atomic",
 ]
@@ -163,96 +167,92 @@ def _now_iso() -> str:
 
 
 # Writing a run -----------------------------------------------------------------------------
-class RunWriter:
-    """Records one run's events, status and checkpoints in its folder (used by `fit`)."""
+class RunWriter(Callback):
+    """Records one run's events, status and checkpoints in its folder (a trainer callback).
 
-    def __init__(self, run_dir: str | os.PathLike, config: Any, spec: ArchSpec, data: Any,
-                 resumed: bool = False) -> None:  # fmt: skip
-        from resnet_core import __version__
+    The folder's files appear at the `Start` event, once setup has succeeded: spec.json,
+    config.json, status.json, then metrics.jsonl (steps throttled), last.pt and best.pt.
+    """
 
+    def __init__(self, run_dir: str | os.PathLike) -> None:
         self.path = Path(run_dir)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.spec = spec
-        self.config = config
-        self.versions = {"torch": str(torch.__version__), "resnet_core": str(__version__)}
-        write_json_atomic(self.path / "spec.json", spec.to_dict())
-        write_json_atomic(self.path / "config.json", config.to_dict())
-        previous = read_json(self.path / "status.json") if resumed else None
-        self.status: dict[str, Any] = {
-            "state": "running",
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": _now_iso(),
-            "updated": _now_iso(),
-            "model": config.label(),
-            "device": "",
-            "dataset": data.source,
-            "synthetic": bool(data.synthetic),
-            "epoch": 0,
-            "epochs": config.epochs,
-            "step": 0,
-            "total_steps": 0,
-            "best_test_acc": None,
-            "final_test_acc": None,
-            "seconds": 0.0,
-            "message": "",
-        }
-        if isinstance(previous, dict):
-            self.status["started"] = previous.get("started", self.status["started"])
-            self.status["resumed"] = _now_iso()
-        self._write_status()
-        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.status: dict[str, Any] = {}
+        self._metrics: Any = None
         self._last_step_write = 0.0
         self._last_status_write = time.monotonic()
 
+    def on_start(self, trainer: Any, event: events.Start) -> None:
+        config, data = trainer.config, trainer.data
+        self.spec, self.config = trainer.model.spec, config
+        self.versions = {"torch": str(torch.__version__), "resnet_core": str(__version__)}
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / "spec.json", self.spec.to_dict())
+        write_json_atomic(self.path / "config.json", config.to_dict())
+        previous = read_json(self.path / "status.json") if trainer.resumed else None
+        self.status = _initial_status(config, data, previous)
+        self.status.update(
+            device=event.device, total_steps=event.total_steps, epoch=event.start_epoch
+        )
+        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._append(event)
+        self._write_status()
+
     def _write_status(self) -> None:
         self.status["updated"] = _now_iso()
+        self._last_status_write = time.monotonic()
         write_json_atomic(self.path / "status.json", self.status)
 
-    def _append(self, event: dict) -> None:
-        if self._metrics.closed:
+    def _append(self, event: events.Event) -> None:
+        if self._metrics is None or self._metrics.closed:
             return
-        record = {"time": round(time.time(), 3), **event}
+        record = {"time": round(time.time(), 3), **event.to_dict()}
         self._metrics.write(json.dumps(record, default=str) + "\n")
         self._metrics.flush()
 
-    def handle(self, event: dict) -> None:
-        """Record an event: metrics line (steps throttled), status on milestones."""
-        kind = event["event"]
+    def on_step(self, trainer: Any, event: events.Step) -> None:
+        """Steps reach metrics.jsonl and status.json at most every few hundred ms."""
         now = time.monotonic()
-        status = self.status
-        if kind == "step":
-            status.update(step=event["step"], seconds=event["elapsed"], eta_s=event["eta_s"])
-            if now - self._last_step_write >= STEP_WRITE_INTERVAL_S:
-                self._last_step_write = now
-                self._append(event)
-            if now - self._last_status_write >= STATUS_WRITE_INTERVAL_S:
-                self._last_status_write = now
-                self._write_status()
-            return
+        self.status.update(step=event.step, seconds=event.elapsed, eta_s=event.eta_s)
+        if now - self._last_step_write >= STEP_WRITE_INTERVAL_S:
+            self._last_step_write = now
+            self._append(event)
+        if now - self._last_status_write >= STATUS_WRITE_INTERVAL_S:
+            self._write_status()
+
+    def on_grad_norms(self, trainer: Any, event: events.GradNorms) -> None:
         self._append(event)
-        if kind == "start":
-            status.update(device=event["device"], total_steps=event["total_steps"],
-                          epoch=event["start_epoch"])  # fmt: skip
-        elif kind == "epoch":
-            status.update(epoch=event["epoch"], step=event["step"], seconds=event["elapsed"],
-                          best_test_acc=event["best_test_acc"])  # fmt: skip
-            if event["test_acc"] is not None:
-                status["final_test_acc"] = event["test_acc"]
-        elif kind == "done":
-            status.update(state="done", seconds=event["seconds"], message="",
-                          best_test_acc=event["best_test_acc"],
-                          final_test_acc=event["final_test_acc"])  # fmt: skip
-            status.pop("eta_s", None)
-        elif kind in ("failed", "cancelled"):
-            status.update(state=kind, seconds=event["seconds"], message=event["message"])
-            status.pop("eta_s", None)
-        else:
-            return
-        self._last_status_write = now
+
+    def on_epoch(self, trainer: Any, event: events.EpochEnd) -> None:
+        self._append(event)
+        self.status.update(
+            epoch=event.epoch,
+            step=event.step,
+            seconds=event.elapsed,
+            best_test_acc=event.best_test_acc,
+        )
+        if event.test_acc is not None:
+            self.status["final_test_acc"] = event.test_acc
         self._write_status()
 
-    def save_checkpoints(self, state: dict, improved: bool) -> None:
+    def on_done(self, trainer: Any, event: events.Done) -> None:
+        self._finish(event, "done", event.seconds, "")
+        self.status.update(best_test_acc=event.best_test_acc, final_test_acc=event.final_test_acc)
+        self._write_status()
+
+    def on_cancelled(self, trainer: Any, event: events.Cancelled) -> None:
+        self._finish(event, "cancelled", event.seconds, event.message)
+        self._write_status()
+
+    def on_failed(self, trainer: Any, event: events.Failed) -> None:
+        self._finish(event, "failed", event.seconds, event.message)
+        self._write_status()
+
+    def _finish(self, event: events.Event, state: str, seconds: float, message: str) -> None:
+        self._append(event)
+        self.status.update(state=state, seconds=seconds, message=message)
+        self.status.pop("eta_s", None)
+
+    def on_checkpoint(self, trainer: Any, state: dict, improved: bool) -> None:
         """Write last.pt (and best.pt when `improved`) atomically."""
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -270,9 +270,36 @@ class RunWriter:
         if improved:
             write_bytes_atomic(self.path / "best.pt", data)
 
-    def close(self) -> None:
-        if not self._metrics.closed:
+    def on_close(self, trainer: Any) -> None:
+        if self._metrics is not None and not self._metrics.closed:
             self._metrics.close()
+
+
+def _initial_status(config: Any, data: Any, previous: Any) -> dict[str, Any]:
+    """status.json of a run that just started (keeping the first start of a resumed run)."""
+    status: dict[str, Any] = {
+        "state": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": _now_iso(),
+        "updated": _now_iso(),
+        "model": config.label(),
+        "device": "",
+        "dataset": data.source,
+        "synthetic": bool(data.synthetic),
+        "epoch": 0,
+        "epochs": config.epochs,
+        "step": 0,
+        "total_steps": 0,
+        "best_test_acc": None,
+        "final_test_acc": None,
+        "seconds": 0.0,
+        "message": "",
+    }
+    if isinstance(previous, dict):
+        status["started"] = previous.get("started", status["started"])
+        status["resumed"] = _now_iso()
+    return status
 
 
 # Reading runs ------------------------------------------------------------------------------
@@ -301,6 +328,12 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
         if isinstance(record, dict) and "event" in record:
             events.append(record)
     return events
+
+
+def read_events(run_dir: str | os.PathLike) -> list[events.Event]:
+    """The typed events of metrics.jsonl; records that are not valid events are skipped."""
+    parsed = (events.parse_event(record) for record in read_metrics(run_dir))
+    return [event for event in parsed if event is not None]
 
 
 def run_info(run_dir: str | os.PathLike) -> RunInfo:
@@ -395,9 +428,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
 
 def load_run(
-    path: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu",
+    path: str | os.PathLike,
+    which: str = "best",
+    device: str | torch.device = "cpu",
     root: str | os.PathLike | None = None,
-) -> tuple[nn.Module, RunInfo]:  # fmt: skip
+) -> tuple[nn.Module, RunInfo]:
     """Rebuild a run's model from spec.json and best.pt or last.pt.
 
     Args:

@@ -1,9 +1,10 @@
-"""Training engine: one frozen config, a generator of events, checkpoints through run dirs.
+"""The training engine: a `Trainer` in the shape of torchvision's reference `train.py`
+(`train_step`, `train_epoch`, `evaluate`, `checkpoint`, a short `fit` loop) with fastai-style
+named events: every listener (run folder, progress bar, job worker) is a `Callback`, and a
+cancel request is an exception (`CancelRun`) that `fit` turns into a `Cancelled` event.
 
-Recipe for short CPU runs: SGD with Nesterov momentum, a one-cycle learning rate (Smith &
-Topin 2017, https://arxiv.org/abs/1708.07120), label smoothing (Szegedy et al. 2016,
-https://arxiv.org/abs/1512.00567), bf16 autocast and a device-resident data loader
-(`resnet_core.data.DeviceLoader`, after cifar10-airbench).
+`fit(config, on_event=...)` and `iter_fit(config)` are the dict-event adapters the app, the
+CLI, the job worker and the experiments use.
 
 Measured here (2-core AMD EPYC with avx512_bf16, torch 2.14, shared machine): ResNet-20,
 one epoch on the 50,000 training images with the defaults reaches about 0.5 test accuracy;
@@ -12,14 +13,12 @@ see benchmarks/RESULTS.md for times and throughput.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import math
 import os
+import queue
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.analysis.probes import grad_norm_rows
 from resnet_core.common.device import device_name, resolve_device
 from resnet_core.common.errors import ConfigError, failure_message, first_line
-from resnet_core.common.modes import model_mode
 from resnet_core.nets.model import build_model
+from resnet_core.training.callbacks import Callback, EventFunction
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import Cifar10, DeviceLoader, load_dataset
+from resnet_core.training.events import (
+    Cancelled,
+    Done,
+    EpochEnd,
+    Event,
+    Failed,
+    GradNorms,
+    Start,
+    Step,
+)
+from resnet_core.training.recipe import (
+    autocast,
+    evaluate,
+    keep_freed_memory,
+    lr_multiplier,
+    make_optimizer,
+)
+from resnet_core.training.runs import RunError, RunWriter, load_checkpoint
 
 __all__ = [
+    "CancelRun",
     "ConfigError",
     "TrainingFailed",
     "TrainConfig",
+    "Trainer",
     "FitResult",
     "fit",
     "iter_fit",
@@ -49,9 +69,15 @@ __all__ = [
     "keep_freed_memory",
 ]
 
+RATE_WINDOW = 20  # logged steps over which images/s (and so the ETA) is averaged
+
 
 class TrainingFailed(RuntimeError):
     """Training stopped with an error after it started; the message says what to try."""
+
+
+class CancelRun(Exception):  # noqa: N818 - named after what it does, as fastai's CancelFitException
+    """Raised inside the loop when a cancel is requested; `fit` reports it as `Cancelled`."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,109 +107,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-# Precision -------------------------------------------------------------------------------
-def _autocast(device: torch.device, precision: str):
-    """Autocast context for bf16/fp16, nothing for fp32."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_FREED_BYTES = 1 << 30  # freed heap memory kept for reuse, up to 1 GiB
-_HEAP_ALLOCATION_LIMIT = 32 << 20  # glibc's maximum for M_MMAP_THRESHOLD on 64-bit
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc reuse freed activation buffers instead of returning them to the OS.
-
-    A CPU training step allocates and frees tens of MB of activations. By default glibc
-    serves large blocks with fresh mmaps or trims them back to the OS, so every step touches
-    new pages: about 18,000 page faults per ResNet-20 step at batch 64 in fp32. Avoiding them
-    makes bf16 training 5-11 % faster on the 2-core dev VM (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps
-    those pages in the heap; the process then holds its peak memory until it exits, the
-    trade that tcmalloc and jemalloc make too. Process-wide; returns False where it does not
-    apply (not glibc).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, _HEAP_ALLOCATION_LIMIT)
-        and mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)
-    )
-
-
-# Schedule and optimizer --------------------------------------------------------------------
-def lr_multiplier(schedule: str, step: int, total_steps: int, warmup: float) -> float:
-    """Learning-rate factor for `step` (0-based) out of `total_steps`."""
-    total = max(total_steps, 1)
-    warm = int(round(warmup * total))
-    if step < warm:
-        return (step + 1) / warm  # linear warm-up, never exactly 0
-    if schedule == "step":
-        return 0.1 ** ((step >= 0.5 * total) + (step >= 0.75 * total))
-    progress = (step - warm) / max(total - warm, 1)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return max(1.0 - progress, 0.0)  # onecycle: linear decay to 0 after the peak
-
-
-def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Weight decay on conv/linear weights only; BatchNorm and biases are not decayed."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
-        )
-    betas = (config.momentum, 0.999)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, betas=betas)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=betas)
-
-
-# Evaluation --------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: DeviceLoader,
-    precision: str = "fp32",
-    cancel: Any = None,
-    mark_step: Callable[[], None] | None = None,
-) -> tuple[float, float] | None:
-    """Mean cross-entropy and accuracy (a fraction) over a loader, in eval mode.
-
-    `mark_step` is called before each batch (a compiled model with CUDA graphs needs it).
-    Returns None if `cancel` was set part-way.
-    """
-    total_loss = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), device=loader.device, dtype=torch.int64)
-    count = 0
-    with model_mode(model, train=False):
-        for images, labels in loader:
-            if cancel is not None and cancel.is_set():
-                return None
-            if mark_step is not None:
-                mark_step()
-            with _autocast(loader.device, precision):
-                logits = model(images)
-            total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
-            correct += (logits.argmax(1) == labels).sum()
-            count += len(labels)
-    return float(total_loss) / max(count, 1), int(correct) / max(count, 1)
-
-
-# Training ----------------------------------------------------------------------------------
-def _load_data(config: TrainConfig) -> Cifar10:
+# Setup ---------------------------------------------------------------------------------
+def load_data(config: TrainConfig) -> Cifar10:
     return load_dataset(
         config.dataset,
         root=config.data_dir,
@@ -191,6 +116,18 @@ def _load_data(config: TrainConfig) -> Cifar10:
         subset=config.subset,
         seed=config.seed,
     )
+
+
+def _loaders(
+    config: TrainConfig, data: Cifar10, device: torch.device
+) -> tuple[DeviceLoader, DeviceLoader]:
+    """The shuffled, augmented training loader and the plain test loader."""
+    layout = {"device": device, "channels_last": config.channels_last}
+    images, labels = data.train_images, data.train_labels
+    train = DeviceLoader(images, labels, config.batch_size, train=True, seed=config.seed, **layout)
+    images, labels = data.test_images, data.test_labels
+    test = DeviceLoader(images, labels, config.eval_batch_size, train=False, **layout)
+    return train, test
 
 
 def _step_marker(config: TrainConfig) -> Callable[[], None]:
@@ -217,275 +154,348 @@ def _build(config: TrainConfig, data: Cifar10, device: torch.device) -> nn.Modul
     return model
 
 
-def iter_fit(
-    config: TrainConfig | dict,
-    cancel: Any = None,
-    run_dir: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    _holder: dict | None = None,
-) -> Iterator[dict]:
-    """Train, yielding event dicts as they happen (see `fit` for the events).
+# The trainer -------------------------------------------------------------------------------
+class Trainer:
+    """One training run: `setup()` builds everything, `fit()` runs the epoch loop.
 
-    Problems found before training starts (invalid config, missing data, unavailable
-    device, unreadable resume checkpoint) raise before the first event. Errors during
-    training yield a "failed" event and then raise TrainingFailed.
+    Each piece can be driven on its own (a test can run one step or one epoch):
+    `train_step(images, labels)`, `train_epoch(epoch)`, `evaluate()`, `checkpoint(event,
+    improved)`. Every event goes to the callbacks (`Callback.on_event`); with a `run_dir`
+    (or `resume`) a `RunWriter` records the run there.
+
+    Attributes (after `setup`): config, device, data, model (the network being trained),
+    forward (the model or its compiled wrapper), optimizer, scaler, train_loader,
+    test_loader, step, epoch, best_test_acc, final_test_acc, history (EpochEnd events).
     """
-    from resnet_core.training import runs  # runs imports this module for TrainConfig
 
-    config = TrainConfig.from_dict(config)
-    device = resolve_device(config.device)
-    checkpoint = None
-    if resume is not None:
-        resume = Path(resume)
-        checkpoint = runs.load_checkpoint(resume / "last.pt")
-        run_dir = run_dir if run_dir is not None else resume
-    if device.type == "cpu":
-        keep_freed_memory()
-    data = _load_data(config)
-    model = _build(config, data, device)
-    spec = model.spec
-    optimizer = _make_optimizer(config, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    start_epoch, step, best, history = 0, 0, None, []
-    if checkpoint is not None:
+    def __init__(
+        self,
+        config: TrainConfig | dict,
+        callbacks: Sequence[Callback] = (),
+        cancel: Any = None,
+        run_dir: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None,
+    ) -> None:
+        self.config = TrainConfig.from_dict(config)
+        self.cancel = cancel  # anything with is_set(), checked before every step
+        self.resume = Path(resume) if resume is not None else None
+        self.callbacks: list[Callback] = list(callbacks)
+        self.run_dir: str | os.PathLike | None = None
+        if run_dir is not None or self.resume is not None:
+            self.record_in(run_dir if run_dir is not None else self.resume)
+        self.model: nn.Module | None = None
+        self.step = self.epoch = self.start_epoch = 0
+        self.best_test_acc: float | None = None
+        self.final_test_acc: float | None = None
+        self.history: list[EpochEnd] = []
+        self.outcome: Event | None = None
+        self.lr = 0.0
+        self._started = time.perf_counter()
+
+    def record_in(self, run_dir: str | os.PathLike) -> None:
+        """Record the run in `run_dir` instead of where it was to be recorded (a RunWriter,
+        called before the other callbacks)."""
+        self.run_dir = run_dir
+        others = [callback for callback in self.callbacks if not isinstance(callback, RunWriter)]
+        self.callbacks = [RunWriter(run_dir), *others]
+
+    # Setup ---------------------------------------------------------------------------------
+    def setup(self) -> Trainer:
+        """Load data, build model, optimizer and loaders, restore a resumed run.
+
+        Problems found here (missing data, unavailable device, unreadable resume checkpoint)
+        raise before any event. Calling it again does nothing.
+        """
+        if self.model is not None:
+            return self
+        config = self.config
+        self.device = resolve_device(config.device)
+        checkpoint = load_checkpoint(self.resume / "last.pt") if self.resume else None
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.data = load_data(config)
+        model = _build(config, self.data, self.device)
+        self.optimizer = make_optimizer(config, model)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        if checkpoint is not None:
+            self._restore(model, checkpoint)
+        self.train_loader, self.test_loader = _loaders(config, self.data, self.device)
+        self.forward = torch.compile(model, mode=config.compile_mode) if config.compile else model
+        self.mark_step = _step_marker(config)
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.resumed = checkpoint is not None
+        self.model = model
+        return self
+
+    def _restore(self, model: nn.Module, checkpoint: dict) -> None:
         try:
             model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
             if checkpoint.get("scaler"):
-                scaler.load_state_dict(checkpoint["scaler"])
+                self.scaler.load_state_dict(checkpoint["scaler"])
         except (RuntimeError, ValueError, KeyError) as error:
-            raise runs.RunError(
-                f"{resume / 'last.pt'}: does not match this config's model ({first_line(error)})"
+            raise RunError(
+                f"{self.resume / 'last.pt'}: does not match this config's model "
+                f"({first_line(error)})"
             ) from None
-        start_epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
-        best = checkpoint.get("best_test_acc")
-        history.append({"test_acc": checkpoint.get("test_acc")})
-    train_loader = DeviceLoader(
-        data.train_images, data.train_labels, config.batch_size, device, train=True,
-        seed=config.seed, channels_last=config.channels_last,
-    )  # fmt: skip
-    test_loader = DeviceLoader(
-        data.test_images, data.test_labels, config.eval_batch_size, device, train=False,
-        channels_last=config.channels_last,
-    )  # fmt: skip
-    forward = torch.compile(model, mode=config.compile_mode) if config.compile else model
-    mark_step = _step_marker(config)
-    if _holder is not None:
-        _holder["model"] = model
-    steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.epochs
-    writer = (
-        runs.RunWriter(run_dir, config, spec, data, resumed=checkpoint is not None)
-        if run_dir
-        else None
-    )
-    started = time.perf_counter()
+        self.start_epoch = self.epoch = int(checkpoint["epoch"])
+        self.step = int(checkpoint["step"])
+        self.best_test_acc = checkpoint.get("best_test_acc")
+        self.final_test_acc = checkpoint.get("test_acc")
 
-    def emit(event: dict) -> dict:
-        if writer is not None:
-            writer.handle(event)
+    # Events --------------------------------------------------------------------------------
+    def emit(self, event: Event) -> Event:
+        """Hand an event to every callback, in order."""
+        for callback in self.callbacks:
+            callback.on_event(self, event)
         return event
 
-    epoch = start_epoch
-    final = history[-1]["test_acc"] if history else None
-    try:
-        yield emit(
-            {
-                "event": "start",
-                "config": config.to_dict(),
-                "spec": spec.to_dict(),
-                "model": config.label(),
-                "device": device_name(device),
-                "device_type": device.type,
-                "total_steps": total_steps,
-                "steps_per_epoch": steps_per_epoch,
-                "epochs": config.epochs,
-                "start_epoch": start_epoch,
-                "dataset": data.source,
-                "synthetic": data.synthetic,
-                "num_train": len(data.train_labels),
-                "num_test": len(data.test_labels),
-                "classes": list(data.classes),
-                "pid": os.getpid(),
-                "run_dir": str(run_dir) if run_dir else None,
-                "torch": str(torch.__version__),
-            }
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def start_event(self) -> Start:
+        config, data, device = self.config, self.data, self.device
+        return Start(
+            config=config.to_dict(),
+            spec=self.model.spec.to_dict(),
+            model=config.label(),
+            device=device_name(device),
+            device_type=device.type,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=config.epochs,
+            start_epoch=self.start_epoch,
+            dataset=data.source,
+            synthetic=data.synthetic,
+            num_train=len(data.train_labels),
+            num_test=len(data.test_labels),
+            classes=list(data.classes),
+            pid=os.getpid(),
+            run_dir=str(self.run_dir) if self.run_dir else None,
+            torch=str(torch.__version__),
         )
-        window: deque[tuple[float, int]] = deque(maxlen=20)
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            model.train()
-            train_loader.set_epoch(epoch)
-            epoch_start = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.int64)
-            seen = 0
-            window.clear()
-            window.append((epoch_start, 0))
-            for images, labels in train_loader:
-                if cancel is not None and cancel.is_set():
-                    raise _Cancelled
-                lr = config.lr * lr_multiplier(config.schedule, step, total_steps, config.warmup)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                mark_step()
-                with _autocast(device, config.precision):
-                    logits = forward(images)
-                    loss = F.cross_entropy(
-                        logits.float(), labels, label_smoothing=config.label_smoothing
-                    )
-                # read the outputs before backward: CUDA graphs may reuse their buffers
-                correct += (logits.detach().argmax(1) == labels).sum()
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                step += 1
-                if config.grad_norm_every and step % config.grad_norm_every == 0:
-                    scaler.unscale_(optimizer)
-                    yield emit(_grad_norm_event(model, step, epoch))
-                scaler.step(optimizer)
-                scaler.update()
-                detached = loss.detach()
-                loss_sum += detached * len(labels)
-                seen += len(labels)
-                if step % config.log_every == 0 or step == total_steps:
-                    value = float(detached)
-                    if not math.isfinite(value):
-                        raise FloatingPointError(f"loss became {value} at step {step}")
-                    now = time.perf_counter()
-                    window.append((now, seen))
-                    rate = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
-                    remaining = total_steps - step
-                    yield emit(
-                        {
-                            "event": "step",
-                            "step": step,
-                            "epoch": epoch,
-                            "loss": value,
-                            "lr": lr,
-                            "images_per_s": rate,
-                            "elapsed": now - started,
-                            "eta_s": remaining * config.batch_size / max(rate, 1e-9),
-                        }
-                    )
-            train_seconds = time.perf_counter() - epoch_start
-            train_loss, train_acc = float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)
-            test_loss = test_acc = None
-            eval_start = time.perf_counter()
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                result = evaluate(forward, test_loader, config.precision, cancel, mark_step)
-                if result is None:
-                    raise _Cancelled
-                test_loss, test_acc = result
-                final = test_acc
-            improved = test_acc is not None and (best is None or test_acc > best)
-            best = test_acc if improved else best
-            event = {
-                "event": "epoch",
-                "epoch": epoch,
-                "step": step,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "best_test_acc": best,
-                "seconds": train_seconds,
-                "eval_seconds": time.perf_counter() - eval_start,
-                "elapsed": time.perf_counter() - started,
-            }
-            history.append(event)
-            if writer is not None:
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                    "epoch": epoch,
-                    "step": step,
-                    "test_acc": test_acc,
-                    "best_test_acc": best,
-                }
-                writer.save_checkpoints(state, improved)
-            yield emit(event)
-        model.eval()
-        yield emit(
-            {
-                "event": "done",
-                "best_test_acc": best,
-                "final_test_acc": final,
-                "seconds": time.perf_counter() - started,
-                "epochs": config.epochs,
-                "steps": step,
-                "synthetic": data.synthetic,
-            }
+
+    # One step, one epoch, one evaluation -----------------------------------------------------
+    def check_cancel(self) -> None:
+        """Raise CancelRun if a cancel was requested."""
+        if self.cancel is not None and self.cancel.is_set():
+            message = getattr(self.cancel, "message", "") or (
+                f"cancelled at step {self.step} (epoch {self.epoch}); "
+                "last.pt holds the last finished epoch"
+            )
+            raise CancelRun(message)
+
+    def train_step(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns the detached loss and the number of correct
+        predictions, both still on the device (no host sync)."""
+        config = self.config
+        self.lr = config.lr * lr_multiplier(
+            config.schedule, self.step, self.total_steps, config.warmup
         )
-    except _Cancelled:
-        yield emit(
-            {
-                "event": "cancelled",
-                "step": step,
-                "epoch": epoch,
-                "seconds": time.perf_counter() - started,
-                "best_test_acc": best,
-                "message": f"cancelled at step {step} (epoch {epoch}); last.pt holds the last finished epoch",
-            }
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.mark_step()
+        with autocast(self.device, config.precision):
+            logits = self.forward(images)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        # read the outputs before backward: CUDA graphs may reuse their buffers
+        correct = (logits.detach().argmax(1) == labels).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.step += 1
+        if config.grad_norm_every and self.step % config.grad_norm_every == 0:
+            self.scaler.unscale_(self.optimizer)
+            self.emit(GradNorms(step=self.step, epoch=self.epoch, rows=grad_norm_rows(self.model)))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), correct
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """Train one epoch; returns (mean training loss, training accuracy, seconds)."""
+        self.epoch = epoch
+        self.model.train()
+        self.train_loader.set_epoch(epoch)
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        seen = 0
+        window: deque[tuple[float, int]] = deque([(started, 0)], maxlen=RATE_WINDOW)
+        for images, labels in self.train_loader:
+            self.check_cancel()
+            loss, hits = self.train_step(images, labels)
+            loss_sum += loss * len(labels)
+            correct += hits
+            seen += len(labels)
+            if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+                self._log_step(loss, seen, window)
+        seconds = time.perf_counter() - started
+        return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1), seconds
+
+    def _log_step(self, loss: torch.Tensor, seen: int, window: deque) -> None:
+        value = float(loss)  # the one host sync per logged step
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FloatingPointError(f"loss became {value} at step {self.step}")
+        now = time.perf_counter()
+        window.append((now, seen))
+        rate = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
+        remaining = self.total_steps - self.step
+        self.emit(
+            Step(
+                step=self.step,
+                epoch=self.epoch,
+                loss=value,
+                lr=self.lr,
+                images_per_s=rate,
+                elapsed=self.elapsed(),
+                eta_s=remaining * self.config.batch_size / max(rate, 1e-9),
+            )
         )
-        return
-    except GeneratorExit:  # the consumer stopped listening: record it as cancelled
-        emit({"event": "cancelled", "step": step, "epoch": epoch,
-              "seconds": time.perf_counter() - started, "best_test_acc": best,
-              "message": "stopped by the caller"})  # fmt: skip
-        raise
-    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - reported, then re-raised
-        if isinstance(error, KeyboardInterrupt):
-            emit({"event": "cancelled", "step": step, "epoch": epoch,
-                  "seconds": time.perf_counter() - started, "best_test_acc": best,
-                  "message": "interrupted (Ctrl-C)"})  # fmt: skip
+
+    def evaluate(self) -> tuple[float, float]:
+        """Test loss and accuracy of the current weights; CancelRun if cancelled part-way."""
+        result = evaluate(
+            self.forward, self.test_loader, self.config.precision, self.cancel, self.mark_step
+        )
+        if result is None:
+            self.check_cancel()
+            raise CancelRun("cancelled during evaluation")
+        return result
+
+    def end_epoch(
+        self, epoch: int, train_loss: float, train_acc: float, seconds: float
+    ) -> EpochEnd:
+        """Evaluate when due, checkpoint, and emit the epoch's event."""
+        started = time.perf_counter()
+        test_loss = test_acc = None
+        if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
+            test_loss, test_acc = self.evaluate()
+            self.final_test_acc = test_acc
+        improved = test_acc is not None and (
+            self.best_test_acc is None or test_acc > self.best_test_acc
+        )
+        if improved:
+            self.best_test_acc = test_acc
+        event = EpochEnd(
+            epoch=epoch,
+            step=self.step,
+            train_loss=train_loss,
+            train_acc=train_acc,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            best_test_acc=self.best_test_acc,
+            seconds=seconds,
+            eval_seconds=time.perf_counter() - started,
+            elapsed=self.elapsed(),
+        )
+        self.history.append(event)
+        self.checkpoint(event, improved)
+        return self.emit(event)
+
+    def checkpoint(self, event: EpochEnd, improved: bool) -> None:
+        """Offer the state after an epoch to the callbacks (RunWriter saves last.pt/best.pt)."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": event.epoch,
+            "step": event.step,
+            "test_acc": event.test_acc,
+            "best_test_acc": event.best_test_acc,
+        }
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, state, improved)
+
+    # The run -------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        """Set up, train every epoch, and report how it ended.
+
+        Raises TrainingFailed after a `Failed` event if training breaks; Ctrl-C is reported
+        as `Cancelled` and re-raised.
+        """
+        self.setup()
+        self._started = time.perf_counter()
+        try:
+            self.emit(self.start_event())
+            for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
+                train_loss, train_acc, seconds = self.train_epoch(epoch)
+                self.end_epoch(epoch, train_loss, train_acc, seconds)
+            self.model.eval()
+            self.outcome = self.emit(self._done_event())
+        except CancelRun as stop:
+            self.outcome = self.emit(self._cancelled_event(str(stop)))
+        except KeyboardInterrupt:
+            self.outcome = self.emit(self._cancelled_event("interrupted (Ctrl-C)"))
             raise
-        message = failure_message(error, config.batch_size, config.lr)
-        yield emit(
-            {
-                "event": "failed",
-                "message": message,
-                "error": type(error).__name__,
-                "step": step,
-                "epoch": epoch,
-                "seconds": time.perf_counter() - started,
-            }
+        except Exception as error:  # noqa: BLE001 - reported as an event, then re-raised
+            message = failure_message(error, self.config.batch_size, self.config.lr)
+            self.outcome = self.emit(self._failed_event(message, error))
+            raise TrainingFailed(message) from error
+        finally:
+            for callback in self.callbacks:
+                callback.on_close(self)
+        return self.result()
+
+    def _done_event(self) -> Done:
+        return Done(
+            best_test_acc=self.best_test_acc,
+            final_test_acc=self.final_test_acc,
+            seconds=self.elapsed(),
+            epochs=self.config.epochs,
+            steps=self.step,
+            synthetic=self.data.synthetic,
         )
-        raise TrainingFailed(message) from error
-    finally:
-        if writer is not None:
-            writer.close()
+
+    def _cancelled_event(self, message: str) -> Cancelled:
+        return Cancelled(
+            step=self.step,
+            epoch=self.epoch,
+            seconds=self.elapsed(),
+            best_test_acc=self.best_test_acc,
+            message=message,
+        )
+
+    def _failed_event(self, message: str, error: BaseException) -> Failed:
+        return Failed(
+            message=message,
+            error=type(error).__name__,
+            step=self.step,
+            epoch=self.epoch,
+            seconds=self.elapsed(),
+        )
+
+    def result(self) -> FitResult:
+        """How the run ended, as a FitResult (state "done" or "cancelled")."""
+        outcome = self.outcome
+        tested = [e.test_acc for e in self.history if e.test_acc is not None]
+        finished = isinstance(outcome, Done)
+        return FitResult(
+            state="cancelled" if isinstance(outcome, Cancelled) else "done",
+            best_test_acc=self.best_test_acc,
+            final_test_acc=self.final_test_acc if finished else (tested[-1] if tested else None),
+            seconds=float(getattr(outcome, "seconds", 0.0)),
+            epochs=self.history[-1].epoch if self.history else 0,
+            steps=self.step,
+            run_dir=str(self.run_dir) if self.run_dir else None,
+            model=self.model,
+            history=[event.to_dict() for event in self.history],
+        )
 
 
-class _Cancelled(Exception):
-    """Internal: a cancel request was seen."""
-
-
-def _grad_norm_event(model: nn.Module, step: int, epoch: int) -> dict:
-    from resnet_core.analysis.probes import grad_norm_rows
-
-    return {"event": "grad_norms", "step": step, "epoch": epoch, "rows": grad_norm_rows(model)}
-
-
+# Adapters: events as dicts -----------------------------------------------------------------
 def fit(
     config: TrainConfig | dict,
     on_event: Callable[[dict], Any] | None = None,
     cancel: Any = None,
     run_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
-    """Train a network and report progress through events.
+    """Train a network; `on_event` gets every event as a dict (`Event.to_dict()`).
 
-    Events are dicts with an "event" key:
-      - start: config, spec, model, device, device_type, total_steps, steps_per_epoch,
-        epochs, start_epoch, dataset, synthetic, num_train, num_test, classes, pid, run_dir
-      - step: step, epoch, loss, lr, images_per_s, elapsed, eta_s
-      - grad_norms: step, epoch, rows (index, layer, kind, grad_norm, weight_norm)
-      - epoch: epoch, step, train_loss, train_acc, test_loss, test_acc, best_test_acc,
-        seconds, eval_seconds, elapsed (accuracies are fractions; test_* None when the
-        epoch was not evaluated)
-      - done: best_test_acc, final_test_acc, seconds, epochs, steps, synthetic
-      - cancelled: step, epoch, seconds, best_test_acc, message
-      - failed: message, error, step, epoch, seconds
+    The events and their fields are the dataclasses in `resnet_core.training.events`.
 
     Args:
         config: a TrainConfig or its dict.
@@ -495,6 +505,7 @@ def fit(
             last.pt, best.pt); None records nothing.
         resume: a run dir whose last.pt to continue from (also recorded there unless
             run_dir is given).
+        callbacks: more listeners, called after `on_event`.
 
     Returns:
         FitResult with state "done" or "cancelled".
@@ -503,30 +514,75 @@ def fit(
         ConfigError, DatasetNotFound, RunError: before training starts.
         TrainingFailed: training broke after it started (a "failed" event came first).
     """
-    state = "done"
-    history: list[dict] = []
-    done: dict = {}
-    holder: dict = {}
-    for event in iter_fit(config, cancel=cancel, run_dir=run_dir, resume=resume, _holder=holder):
-        kind = event["event"]
-        if kind == "epoch":
-            history.append(event)
-        elif kind == "done":
-            done = event
-        elif kind == "cancelled":
-            state, done = "cancelled", event
-        if on_event is not None:
-            on_event(event)
-    result_model = holder.get("model")
-    tested = [e["test_acc"] for e in history if e["test_acc"] is not None]
-    return FitResult(
-        state=state,
-        best_test_acc=done.get("best_test_acc", max(tested) if tested else None),
-        final_test_acc=done.get("final_test_acc", tested[-1] if tested else None),
-        seconds=float(done.get("seconds", 0.0)),
-        epochs=history[-1]["epoch"] if history else 0,
-        steps=int(done.get("steps", done.get("step", 0))),
-        run_dir=str(run_dir or resume) if (run_dir or resume) else None,
-        model=result_model,
-        history=history,
-    )
+    listeners = [EventFunction(on_event)] if on_event is not None else []
+    trainer = Trainer(config, [*listeners, *callbacks], cancel, run_dir, resume)
+    return trainer.fit()
+
+
+class _StopSignal:
+    """The cancel flag `iter_fit` gives its trainer: the caller's, or its own with a reason."""
+
+    def __init__(self, cancel: Any) -> None:
+        self.cancel, self.message = cancel, ""
+        self._own = threading.Event()
+
+    def request(self, message: str) -> None:
+        self.message = message
+        self._own.set()
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or (self.cancel is not None and self.cancel.is_set())
+
+
+class _Forward(Callback):
+    def __init__(self, put: Callable[[Event], None]) -> None:
+        self.put = put
+
+    def on_event(self, trainer: Trainer, event: Event) -> None:
+        self.put(event)
+
+
+_END = object()
+
+
+def iter_fit(
+    config: TrainConfig | dict,
+    cancel: Any = None,
+    run_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+) -> Iterator[dict]:
+    """Train in a background thread, yielding event dicts as they happen.
+
+    Problems found before training starts (invalid config, missing data, unavailable
+    device, unreadable resume checkpoint) raise before the first event. Errors during
+    training yield a "failed" event and then raise TrainingFailed. Closing the generator
+    early (or Ctrl-C) cancels the run after its current step and waits for it.
+    """
+    stop = _StopSignal(cancel)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    trainer = Trainer(config, [_Forward(events.put)], stop, run_dir, resume).setup()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            trainer.fit()
+        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
+            failure.append(error)
+        finally:
+            events.put(_END)
+
+    thread = threading.Thread(target=work, name="resnet-explorer-fit", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not _END:
+            yield event.to_dict()
+    except GeneratorExit:  # the consumer stopped listening: record it as cancelled
+        stop.request("stopped by the caller")
+        raise
+    except KeyboardInterrupt:
+        stop.request("interrupted (Ctrl-C)")
+        raise
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]

@@ -8,10 +8,13 @@ and `to_png` / `to_svg` / `to_csv` turn charts and tables into downloadable byte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
 import pandas as pd
+
+from resnet_core.training.events import EpochEnd, Event, Step, parse_event
 
 __all__ = [
     "THEME",
@@ -27,7 +30,6 @@ __all__ = [
     "epoch_chart",
     "runs_compare_chart",
     "per_layer_long",
-    "event_kind",
     "metrics_frames",
 ]
 
@@ -86,14 +88,14 @@ def themed(chart: alt.TopLevelMixin, large: bool = False) -> alt.TopLevelMixin:
 
 def to_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
     """PNG bytes of a chart (scale 2 stays sharp on slides)."""
-    import vl_convert as vlc
+    import vl_convert as vlc  # imported here: only exports need the renderer
 
     return vlc.vegalite_to_png(chart.to_json(), scale=scale)
 
 
 def to_svg(chart: alt.TopLevelMixin) -> str:
     """SVG text of a chart."""
-    import vl_convert as vlc
+    import vl_convert as vlc  # imported here: only exports need the renderer
 
     return vlc.vegalite_to_svg(chart.to_json())
 
@@ -268,25 +270,22 @@ def per_layer_long(frames: dict[str, pd.DataFrame], value: str) -> pd.DataFrame:
     )
 
 
-def event_kind(event: dict) -> str:
-    """The kind of a metrics event ('start', 'step', 'epoch', ...), whichever key holds it."""
-    return str(event.get("event") or event.get("type") or event.get("kind") or "")
-
-
 def _percent(values: pd.Series) -> pd.Series:
     """Accuracies as percentages, whether they were logged as fractions or percents."""
     return values * 100 if len(values) and values.max() <= 1.0 else values
 
 
-def metrics_frames(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a run's events into a per-step table and a long per-epoch accuracy table.
+def metrics_frames(events: Sequence[Event | dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a run's events (typed, or metrics.jsonl records) into a per-step table and a
+    long per-epoch accuracy table; records that are not valid events are left out.
 
     Returns:
         (steps with columns step, epoch, loss, lr, images_per_s, eta_s where logged;
          epochs with columns epoch, split ("train" | "test"), accuracy in percent)
     """
-    steps = pd.DataFrame([e for e in events if event_kind(e) == "step"])
-    epochs = pd.DataFrame([e for e in events if event_kind(e) == "epoch"])
+    typed = [e if isinstance(e, Event) else parse_event(e) for e in events]
+    steps = pd.DataFrame([e.to_dict() for e in typed if isinstance(e, Step)])
+    epochs = pd.DataFrame([e.to_dict() for e in typed if isinstance(e, EpochEnd)])
     parts = []
     for split in ("train", "test"):
         column = f"{split}_acc"

@@ -99,6 +99,73 @@ def _layer_nodes(
     return (ids[0], ids[-1]) if ids else (node, node)
 
 
+def _stage_colour(row: pd.Series) -> str:
+    return STAGE_COLOURS[int(row["stage"]) % len(STAGE_COLOURS)]
+
+
+def _more_node(
+    lines: list[str], node: str, previous: str, wrap: str, count: int, sample: pd.Series
+) -> None:
+    """A dashed "... N more blocks" node standing for a stage's hidden blocks (and their skips)."""
+    colour = _stage_colour(sample)
+    label = f"... {count} more {sample['kind']} blocks ...\n{fmt_shape(sample['output_shape'])}"
+    lines.append(
+        f'{node} [label={_quote(label)}, fillcolor={_quote(colour)}, style="dashed,rounded,filled"];'
+    )
+    lines.append(f"{previous} -> {node}{wrap};")
+    if sample["shortcut"] not in ("", "none"):
+        lines.append(
+            f'{previous} -> {node} [style=dashed, color="#1f77b4", label={_quote(f"{count} skips")}];'
+        )
+
+
+def _block_body(
+    lines: list[str],
+    node: str,
+    previous: str,
+    wrap: str,
+    row: pd.Series,
+    layers: pd.DataFrame | None,
+) -> str:
+    """The block's node (expanded: its layers) with an edge from `previous`; returns its last node."""
+    if layers is not None and row["kind"] in ("basic", "bottleneck"):
+        first, last = _layer_nodes(lines, node, row, layers)
+        lines.append(f"{previous} -> {first}{wrap};")
+        return last
+    colour = _stage_colour(row)
+    lines.append(f"{node} [label={_quote(_block_label(row))}, fillcolor={_quote(colour)}];")
+    lines.append(f"{previous} -> {node}{wrap};")
+    return node
+
+
+def _add_node(lines: list[str], node: str, previous: str, body_end: str, shortcut: str) -> str:
+    """The "+" where the block's output meets its shortcut from `previous`; returns its id."""
+    add = f"{node}_add"
+    lines.append(
+        f'{add} [label="+", shape=circle, style=filled, fillcolor="#1f77b4", '
+        f"fontcolor=white, fontsize=16, width=0.4, fixedsize=true];"
+    )
+    lines.append(f"{body_end} -> {add};")
+    # constraint=false keeps the skip edge from pushing the main path around.
+    width = "2.5" if shortcut == "identity" else "1.5"
+    lines.append(
+        f'{previous} -> {add} [color="#1f77b4", penwidth={width}, constraint=false, '
+        f'label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor="#1f77b4"];'
+    )
+    return add
+
+
+def _stack_rows(lines: list[str], stage_nodes: dict[int, list[str]]) -> None:
+    """The "rows" layout: each stage's nodes on one rank, the rows stacked and left-aligned."""
+    stage_nodes[min(stage_nodes)].insert(0, "input")
+    stage_nodes[max(stage_nodes)].append("output")
+    heads = [nodes[0] for nodes in stage_nodes.values()]
+    for nodes in stage_nodes.values():
+        lines.append("{rank=same; " + "; ".join(nodes) + ";}")
+    for upper, lower in zip(heads, heads[1:]):
+        lines.append(f"{upper} -> {lower} [style=invis, weight=10];")
+
+
 def block_diagram(
     blocks: pd.DataFrame,
     title: str = "",
@@ -140,58 +207,20 @@ def block_diagram(
         previous_stage = stage
         if what == "more":
             count, sample = item  # type: ignore[misc]
-            colour = STAGE_COLOURS[int(sample["stage"]) % len(STAGE_COLOURS)]
-            label = (
-                f"... {count} more {sample['kind']} blocks ...\n{fmt_shape(sample['output_shape'])}"
-            )
-            lines.append(
-                f'{node} [label={_quote(label)}, fillcolor={_quote(colour)}, style="dashed,rounded,filled"];'
-            )
-            lines.append(f"{previous} -> {node}{wrap};")
-            if sample["shortcut"] not in ("", "none"):
-                lines.append(
-                    f'{previous} -> {node} [style=dashed, color="#1f77b4", label={_quote(f"{count} skips")}];'
-                )
+            _more_node(lines, node, previous, wrap, count, sample)
             previous = node
             continue
         row = item
-        colour = STAGE_COLOURS[int(row["stage"]) % len(STAGE_COLOURS)]
-        if layers is not None and row["kind"] in ("basic", "bottleneck"):
-            first, last = _layer_nodes(lines, node, row, layers)
-            lines.append(f"{previous} -> {first}{wrap};")
-            body_end = last
-        else:
-            lines.append(f"{node} [label={_quote(_block_label(row))}, fillcolor={_quote(colour)}];")
-            lines.append(f"{previous} -> {node}{wrap};")
-            body_end = node
-        shortcut = row["shortcut"]
-        if shortcut in SHORTCUT_TEXT:
-            add = f"{node}_add"
-            lines.append(
-                f'{add} [label="+", shape=circle, style=filled, fillcolor="#1f77b4", '
-                f"fontcolor=white, fontsize=16, width=0.4, fixedsize=true];"
-            )
-            lines.append(f"{body_end} -> {add};")
-            # constraint=false keeps the skip edge from pushing the main path around.
-            width = "2.5" if shortcut == "identity" else "1.5"
-            lines.append(
-                f'{previous} -> {add} [color="#1f77b4", penwidth={width}, constraint=false, '
-                f'label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor="#1f77b4"];'
-            )
-            stage_nodes[stage].append(add)
-            previous = add
+        body_end = _block_body(lines, node, previous, wrap, row, layers)
+        if row["shortcut"] in SHORTCUT_TEXT:
+            previous = _add_node(lines, node, previous, body_end, row["shortcut"])
+            stage_nodes[stage].append(previous)
         else:
             previous = body_end
     lines.append('output [label="class scores", shape=plaintext, style=""];')
     lines.append(f"{previous} -> output;")
     if rows and layers is None and stage_nodes:
-        stage_nodes[min(stage_nodes)].insert(0, "input")
-        stage_nodes[max(stage_nodes)].append("output")
-        heads = [nodes[0] for nodes in stage_nodes.values()]
-        for nodes in stage_nodes.values():
-            lines.append("{rank=same; " + "; ".join(nodes) + ";}")
-        for upper, lower in zip(heads, heads[1:]):  # stack the rows, left-aligned
-            lines.append(f"{upper} -> {lower} [style=invis, weight=10];")
+        _stack_rows(lines, stage_nodes)
     lines.append("}")
     return "\n".join(lines)
 

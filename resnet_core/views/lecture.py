@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_core.nets.model import build_model
+from resnet_core.nets.spec import ArchSpec
 from resnet_core.training.experiments import load_experiment, shipped_root
 
 __all__ = [
@@ -87,11 +89,10 @@ def degradation_curves(root: str | os.PathLike | None = None) -> pd.DataFrame:
     rows = []
     for _, row in epochs.iterrows():
         family = "plain" if row["run"].startswith("plain") else "residual"
-        rows.append({"run": row["run"], "family": family, "epoch": int(row["epoch"]),
-                     "split": "train", "error": 100 * (1 - row["train_acc"])})  # fmt: skip
+        point = {"run": row["run"], "family": family, "epoch": int(row["epoch"])}
+        rows.append({**point, "split": "train", "error": 100 * (1 - row["train_acc"])})
         if pd.notna(row.get("test_acc")):
-            rows.append({"run": row["run"], "family": family, "epoch": int(row["epoch"]),
-                         "split": "test", "error": 100 * (1 - row["test_acc"])})  # fmt: skip
+            rows.append({**point, "split": "test", "error": 100 * (1 - row["test_acc"])})
     return pd.DataFrame(rows)
 
 
@@ -164,9 +165,6 @@ def results_table(root: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def _params(run_dir: Path) -> int | None:
-    from resnet_core.nets.model import build_model
-    from resnet_core.nets.spec import ArchSpec
-
     try:
         spec = ArchSpec.from_json((run_dir / "spec.json").read_text())
     except (OSError, ValueError):

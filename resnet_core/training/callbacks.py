@@ -1,0 +1,75 @@
+"""Callbacks: what the trainer tells the outside world, one named hook per event.
+
+The trainer knows none of its listeners: it calls `on_event(trainer, event)` on each callback
+for every event, and the default `on_event` hands the event to the hook named after its kind
+(`on_start`, `on_step`, `on_grad_norms`, `on_epoch`, `on_done`, `on_cancelled`,
+`on_failed`). `on_checkpoint` receives the state to save after every epoch and `on_close`
+runs once the run has ended, however it ended. Override only the hooks you need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from resnet_core.training import events
+
+if TYPE_CHECKING:  # the trainer imports this module; annotations only
+    from resnet_core.training.trainer import Trainer
+
+__all__ = ["Callback", "EventFunction", "EventLog"]
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def on_event(self, trainer: Trainer, event: events.Event) -> None:
+        """Called for every event; dispatches to the hook named after the event's kind."""
+        getattr(self, f"on_{event.kind}")(trainer, event)
+
+    def on_start(self, trainer: Trainer, event: events.Start) -> None:
+        """Setup succeeded; the first step comes next."""
+
+    def on_step(self, trainer: Trainer, event: events.Step) -> None:
+        """A logged optimizer step."""
+
+    def on_grad_norms(self, trainer: Trainer, event: events.GradNorms) -> None:
+        """Per-layer gradient norms after a backward pass."""
+
+    def on_epoch(self, trainer: Trainer, event: events.EpochEnd) -> None:
+        """An epoch ended (after `on_checkpoint`)."""
+
+    def on_checkpoint(self, trainer: Trainer, state: dict, improved: bool) -> None:
+        """The state to save after an epoch; `improved` when the test accuracy is the best yet."""
+
+    def on_done(self, trainer: Trainer, event: events.Done) -> None:
+        """Every epoch ran."""
+
+    def on_cancelled(self, trainer: Trainer, event: events.Cancelled) -> None:
+        """The run stopped on request (or Ctrl-C)."""
+
+    def on_failed(self, trainer: Trainer, event: events.Failed) -> None:
+        """The run broke after it started."""
+
+    def on_close(self, trainer: Trainer) -> None:
+        """The run ended, however it ended: release files and threads here."""
+
+
+class EventFunction(Callback):
+    """Calls `function(event.to_dict())` for every event: the dict interface of `fit`."""
+
+    def __init__(self, function: Callable[[dict[str, Any]], Any]) -> None:
+        self.function = function
+
+    def on_event(self, trainer: Trainer, event: events.Event) -> None:
+        self.function(event.to_dict())
+
+
+class EventLog(Callback):
+    """Keeps every event in `events`, in order (for tests and short scripts)."""
+
+    def __init__(self) -> None:
+        self.events: list[events.Event] = []
+
+    def on_event(self, trainer: Trainer, event: events.Event) -> None:
+        self.events.append(event)

@@ -1,0 +1,128 @@
+"""The parts of a training recipe the trainer puts together: precision (autocast), the
+learning-rate schedule, the optimizer, CPU memory reuse and test-set evaluation.
+
+Recipe for short CPU runs: SGD with Nesterov momentum, a one-cycle learning rate (Smith &
+Topin 2017, https://arxiv.org/abs/1708.07120), label smoothing (Szegedy et al. 2016,
+https://arxiv.org/abs/1512.00567), bf16 autocast and a device-resident data loader
+(`resnet_core.training.data.DeviceLoader`, after cifar10-airbench).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_core.common.modes import model_mode
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.data import DeviceLoader
+
+__all__ = ["autocast", "keep_freed_memory", "lr_multiplier", "make_optimizer", "evaluate"]
+
+
+# Precision -------------------------------------------------------------------------------
+def autocast(device: torch.device, precision: str):
+    """Autocast context for bf16/fp16, nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_FREED_BYTES = 1 << 30  # freed heap memory kept for reuse, up to 1 GiB
+_HEAP_ALLOCATION_LIMIT = 32 << 20  # glibc's maximum for M_MMAP_THRESHOLD on 64-bit
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed activation buffers instead of returning them to the OS.
+
+    A CPU training step allocates and frees tens of MB of activations. By default glibc
+    serves large blocks with fresh mmaps or trims them back to the OS, so every step touches
+    new pages: about 18,000 page faults per ResNet-20 step at batch 64 in fp32. Avoiding them
+    makes bf16 training 5-11 % faster on the 2-core dev VM (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps
+    those pages in the heap; the process then holds its peak memory until it exits, the
+    trade that tcmalloc and jemalloc make too. Process-wide; returns False where it does not
+    apply (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _HEAP_ALLOCATION_LIMIT)
+        and mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)
+    )
+
+
+# Schedule and optimizer --------------------------------------------------------------------
+def lr_multiplier(schedule: str, step: int, total_steps: int, warmup: float) -> float:
+    """Learning-rate factor for `step` (0-based) out of `total_steps`."""
+    total = max(total_steps, 1)
+    warm = int(round(warmup * total))
+    if step < warm:
+        return (step + 1) / warm  # linear warm-up, never exactly 0
+    if schedule == "step":
+        return 0.1 ** ((step >= 0.5 * total) + (step >= 0.75 * total))
+    progress = (step - warm) / max(total - warm, 1)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return max(1.0 - progress, 0.0)  # onecycle: linear decay to 0 after the peak
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Weight decay on conv/linear weights only; BatchNorm and biases are not decayed."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
+        )
+    betas = (config.momentum, 0.999)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=betas)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=betas)
+
+
+# Evaluation --------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DeviceLoader,
+    precision: str = "fp32",
+    cancel: Any = None,
+    mark_step: Callable[[], None] | None = None,
+) -> tuple[float, float] | None:
+    """Mean cross-entropy and accuracy (a fraction) over a loader, in eval mode.
+
+    `mark_step` is called before each batch (a compiled model with CUDA graphs needs it).
+    Returns None if `cancel` was set part-way.
+    """
+    total_loss = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.int64)
+    count = 0
+    with model_mode(model, train=False):
+        for images, labels in loader:
+            if cancel is not None and cancel.is_set():
+                return None
+            if mark_step is not None:
+                mark_step()
+            with autocast(loader.device, precision):
+                logits = model(images)
+            total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+            count += len(labels)
+    return float(total_loss) / max(count, 1), int(correct) / max(count, 1)
