@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BROWSER := $(VENV)/.browser
 
 .PHONY: run test lint format bench clean
 
@@ -15,7 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/streamlit run app.py
 
-test: $(STAMP)
+# The browser tests need a Chromium: scripts/install_browser.sh finds or installs one once.
+$(BROWSER): $(STAMP) scripts/install_browser.sh
+	sh scripts/install_browser.sh $(BIN)
+	touch $(BROWSER)
+
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

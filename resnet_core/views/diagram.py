@@ -190,7 +190,9 @@ def block_diagram(
     rows = direction == "rows"
     lines = [
         "digraph resnet {",
-        f"rankdir={'TB' if rows else direction}; newrank=true; nodesep=0.25; ranksep=0.35;",
+        # white, not transparent: black edges stay readable on a dark theme
+        f"bgcolor=white; rankdir={'TB' if rows else direction}; newrank=true; nodesep=0.25; "
+        "ranksep=0.35;",
         f"label={_quote(title)}; labelloc=t; fontsize=18; fontname=Helvetica;",
         'node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=12];',
         "edge [fontname=Helvetica, fontsize=10];",

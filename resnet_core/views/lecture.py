@@ -223,7 +223,8 @@ def residual_block_dot(residual: bool = True) -> str:
     last = "add" if residual else "bn2"
     return (
         "digraph block {\n"
-        "  rankdir=TB; node [shape=box, style=rounded, fontsize=16, fontname=Helvetica];\n"
+        "  bgcolor=white; rankdir=TB;\n"
+        "  node [shape=box, style=rounded, fontsize=16, fontname=Helvetica];\n"
         '  x [label="x  (C x H x W)", shape=plaintext];\n'
         '  conv1 [label="3x3 conv"]; bn1 [label="BatchNorm"]; relu1 [label="ReLU"];\n'
         '  conv2 [label="3x3 conv"]; bn2 [label="BatchNorm"];\n'

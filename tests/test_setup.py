@@ -1,0 +1,71 @@
+"""What the README's two commands rely on: the browser provisioning `make test` runs, CI
+calling nothing but `make test`, and the app's Streamlit settings."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from resnet_core import build_model, trace_blocks
+from resnet_core.views.diagram import block_diagram
+from resnet_core.views.lecture import residual_block_dot
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "install_browser.sh"
+
+
+def test_ci_runs_only_the_readme_test_command():
+    lines = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[-1] == "make test"
+    assert not [line for line in lines if "apt-get" in line or "pip " in line]
+
+
+def test_make_test_provides_the_browser_first():
+    makefile = (ROOT / "Makefile").read_text()
+    test_rule = next(line for line in makefile.splitlines() if line.startswith("test:"))
+    assert "$(BROWSER)" in test_rule
+    assert "scripts/install_browser.sh" in makefile
+
+
+def test_install_browser_uses_a_chromium_already_there(tmp_path):
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "CHROMIUM": str(fake)}
+    done = subprocess.run(
+        ["sh", str(SCRIPT), str(Path(sys.executable).parent)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and f"Chromium at {fake}" in done.stdout
+
+
+def test_streamlit_settings():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["theme"]["base"] == "light"
+
+
+@pytest.mark.parametrize(
+    "dot",
+    [
+        residual_block_dot(True),
+        residual_block_dot(False),
+        block_diagram(trace_blocks(build_model("resnet20"), (1, 3, 32, 32)), "ResNet-20"),
+    ],
+)
+def test_diagrams_draw_their_own_white_background(dot):
+    """Black edges on a transparent background vanish on a dark theme."""
+    assert "bgcolor=white" in dot.split("{", 1)[1].split("node", 1)[0]
