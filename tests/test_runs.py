@@ -145,7 +145,7 @@ def test_list_delete_and_interrupted(finished_run, tmp_path, monkeypatch):
     assert infos[0].id == "b-crashed"  # newest first
     assert by_id["a-done"].state == "done" and by_id["a-done"].best_test_acc == result.best_test_acc
     assert by_id["b-crashed"].state == "interrupted"
-    assert by_id["c-broken"].state == "unknown"
+    assert by_id["c-broken"].state == "unreadable"  # shown with the reason, deletable
     assert set(runs.RunInfo.__dataclass_fields__) >= {
         "id",
         "path",

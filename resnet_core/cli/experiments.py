@@ -15,8 +15,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.name)  # unknown names fail before anything starts
     sys.stderr.write(f"{experiment.name}: {experiment.title}\n")
 
+    failed: list[str] = []
+
     def report(event: dict) -> None:
         result = event.get("result", {})
+        if result.get("event") == "failed":
+            failed.append(event["label"])
         best = result.get("best_test_acc")
         best_text = f"{best:.3f}" if isinstance(best, float) else "n/a"
         sys.stderr.write(
@@ -34,6 +38,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         command=" ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])]),
     )
     sys.stdout.write(f"{folder}\n")
+    if failed:
+        sys.stderr.write(f"error: {len(failed)} run(s) failed: {', '.join(failed)}\n")
+        return 1
     return 0
 
 

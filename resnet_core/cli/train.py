@@ -208,11 +208,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         resume = None
         run_dir = Path(args.run_dir) if args.run_dir else None
-    trainer = Trainer(config, [] if args.no_progress else [Progress()], resume=resume)
+    progress = [] if args.no_progress else [Progress()]
+    # a --run-dir holding another run is refused here, before any data is loaded
+    trainer = Trainer(config, progress, run_dir=run_dir, resume=resume)
     trainer.setup()  # config, data and device problems stop here, before a run folder exists
     if run_dir is None:
         run_dir = runs.new_run_dir(config.label(), args.runs_root)
-    trainer.record_in(run_dir)
+        trainer.record_in(run_dir)
     try:
         result = trainer.fit()
     except TrainingFailed as error:
@@ -319,7 +321,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Handler of `runs`."""
-    if args.delete:
+    if args.delete is not None:
         runs.delete_run(args.delete, args.root)
         print(f"deleted {args.delete}")
         return 0

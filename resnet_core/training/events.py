@@ -11,9 +11,10 @@ Accuracies are fractions in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from resnet_core.common.records import checked_fields
 
 __all__ = [
     "Event",
@@ -50,41 +51,7 @@ class Event:
         ones take their defaults. Raises ValueError for a wrong kind or a wrong-typed value."""
         if data.get("event") != cls.kind:
             raise ValueError(f"not a {cls.kind!r} event: {data.get('event')!r}")
-        values = {}
-        for item in dataclasses.fields(cls):
-            if item.name in data:
-                values[item.name] = _checked(cls.kind, item.name, item.type, data[item.name])
-        return cls(**values)
-
-
-# Field types as written in the annotations below ("float | None", ...) -> accepted Python types.
-_NUMBER = (int, float)
-_ACCEPTED: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": _NUMBER,
-    "str": (str,),
-    "bool": (bool,),
-    "dict": (dict,),
-    "list": (list, tuple),
-}
-
-
-def _checked(kind: str, name: str, annotation: str, value: Any) -> Any:
-    """`value` if it fits `annotation` (a string, e.g. "float | None"), else ValueError."""
-    options = [part.strip() for part in str(annotation).split("|")]
-    if value is None and "None" in options:
-        return value
-    for option in options:
-        accepted = _ACCEPTED.get(option.split("[")[0])
-        if accepted is None:
-            continue
-        if isinstance(value, bool) and bool not in accepted:
-            continue  # JSON true is not a number
-        if isinstance(value, accepted):
-            if option == "float" and not math.isfinite(float(value)):
-                continue
-            return float(value) if option == "float" else value
-    raise ValueError(f"{kind} event: {name}={value!r} is not {annotation}")
+        return cls(**checked_fields(cls, data, f"{cls.kind} event"))
 
 
 @dataclass(frozen=True)

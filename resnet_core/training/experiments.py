@@ -36,7 +36,7 @@ from resnet_core.common.files import write_bytes_atomic, write_json_atomic
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import DeviceLoader, load_dataset
 from resnet_core.training.events import EpochEnd, Failed
-from resnet_core.training.runs import load_checkpoint, load_run, read_events
+from resnet_core.training.runs import claim_run_dir, load_checkpoint, load_run, read_events
 from resnet_core.training.trainer import Trainer
 
 __all__ = [
@@ -235,6 +235,27 @@ def member_configs(
     return recipe_name, members
 
 
+def _check_members(
+    experiment: Experiment,
+    folder: Path,
+    device: str,
+    epochs: int | None,
+    data_dir: str | None,
+    overrides: dict[str, Any] | None,
+) -> None:
+    """Validate every run's settings and folder before anything is written: a bad setting
+    (e.g. epochs -1) or a folder holding an earlier run stops the whole experiment."""
+    if folder.exists() and not folder.is_dir():
+        raise ExperimentError(f"{folder}: is a file, not a folder; choose another --out")
+    _, configs = member_configs(experiment, device, epochs, data_dir, overrides)
+    for plan, config in configs:
+        try:
+            TrainConfig.from_dict(config)
+            claim_run_dir(folder / plan.label)
+        except ValueError as error:
+            raise ExperimentError(f"{experiment.name}, run {plan.label}: {error}") from None
+
+
 def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """Train one run (in this process or a worker); return its last event as a dict.
 
@@ -365,8 +386,10 @@ def run_experiment(
     """
     experiment = get_experiment(name)
     folder = Path(out_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
     device = str(resolve_device(device))  # 'auto' becomes the device it picks
+    if not experiment.analysis_of:
+        _check_members(experiment, folder, device, epochs, data_dir, overrides)
+    folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if experiment.analysis_of:
         source = Path(out_dir) / experiment.analysis_of

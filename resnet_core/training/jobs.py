@@ -35,9 +35,11 @@ from resnet_core.common.device import queue_key, resolve_device
 from resnet_core.common.env import checkpoints_root
 from resnet_core.common.errors import failure_advice, first_line
 from resnet_core.common.files import pid_alive, write_json_atomic
+from resnet_core.common.records import checked_fields
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import Cancelled, Done, Failed
+from resnet_core.training.runs import validate_run_id
 from resnet_core.training.trainer import TrainingFailed, fit
 
 __all__ = [
@@ -102,8 +104,10 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Rebuild from a queue file; ValueError for a wrong-typed field or a bad run id."""
+        job = cls(**checked_fields(cls, data, "queue file"))
+        validate_run_id(job.run_id)  # the worker writes into runs/<run_id>
+        return job
 
 
 class JobQueue:
@@ -138,7 +142,7 @@ class JobQueue:
     def get(self, job_id: str) -> Job | None:
         try:
             return Job.from_dict(json.loads(self._path(job_id).read_text()))
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):  # a broken queue file is skipped
             return None
 
     def jobs(self) -> list[Job]:

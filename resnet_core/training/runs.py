@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -58,6 +57,9 @@ __all__ = [
     "delete_run",
     "read_metrics",
     "read_events",
+    "RUN_FILES",
+    "is_run_folder",
+    "claim_run_dir",
     "read_status",
     "write_json_atomic",
 ]
@@ -71,6 +73,53 @@ STATUS_WRITE_INTERVAL_S = 1.0
 
 class RunError(ValueError):
     """A run or one of its files cannot be used; the message names the file and the fix."""
+
+
+# What a run folder holds: the files RunWriter writes (and the temp files of their atomic
+# writes). Only a folder holding nothing else is a run this app may delete.
+RUN_FILES = ("spec.json", "config.json", "metrics.jsonl", "status.json", "last.pt", "best.pt")
+_TEMP_FILE = re.compile(r"^\.(" + "|".join(re.escape(n) for n in RUN_FILES) + r")\..+\.tmp$")
+
+
+def _foreign_entries(path: Path) -> list[str]:
+    """Names in `path` that a run does not write."""
+    return sorted(
+        entry.name
+        for entry in path.iterdir()
+        if not (entry.is_file() and (entry.name in RUN_FILES or _TEMP_FILE.match(entry.name)))
+    )
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder this app wrote as a run: a status.json object and nothing
+    but run files."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    return isinstance(read_json(path / "status.json"), dict) and not _foreign_entries(path)
+
+
+def claim_run_dir(path: str | os.PathLike, resume: bool = False) -> Path:
+    """Check that a run may be recorded in `path` before anything is written there.
+
+    A new run needs a folder that does not exist yet or is empty; continuing a run
+    (`resume`) needs a run folder. Never reuses a folder silently: RunError otherwise.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: is a file, not a folder; choose a folder for the run")
+    if resume:
+        if not is_run_folder(path):
+            raise RunError(f"{path}: not a run folder; only a run can be resumed there")
+        return path
+    if path.is_dir() and any(path.iterdir()):
+        raise RunError(
+            f"{path}: already holds files; choose a new folder (or resume the run that is there)"
+        )
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+        raise RunError(f"{parent}: cannot create the run folder there (not a writable folder)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -174,8 +223,8 @@ class RunWriter(Callback):
     config.json, status.json, then metrics.jsonl (steps throttled), last.pt and best.pt.
     """
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.path = Path(run_dir)
+    def __init__(self, run_dir: str | os.PathLike, resume: bool = False) -> None:
+        self.path = claim_run_dir(run_dir, resume)
         self.status: dict[str, Any] = {}
         self._metrics: Any = None
         self._last_step_write = 0.0
@@ -340,7 +389,8 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
     """A RunInfo for one folder; never raises for broken files (state "unknown")."""
     path = Path(run_dir)
     status = read_json(path / "status.json")
-    status = status if isinstance(status, dict) else {}
+    if not isinstance(status, dict):  # shown as "unreadable", and can still be deleted
+        status = {"state": "unreadable", "message": "status.json is missing or not a JSON object"}
     state = str(status.get("state", "unknown"))
     if state == "running" and status.get("host") in (None, socket.gethostname()):
         if not pid_alive(status.get("pid")):
@@ -394,16 +444,26 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
 
 
 def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
-    """Delete a run folder; refuses ids that escape root and runs still in progress."""
+    """Delete a run folder: its run files, then the folder itself.
+
+    Refuses ids that escape root, folders that are not runs (or hold files a run does not
+    write: nothing is deleted then), and runs still in progress.
+    """
     base = Path(root) if root is not None else default_root()
     path = base / validate_run_id(run_id)
     if not path.resolve().is_relative_to(base.resolve()) or path.is_symlink():
         raise RunError(f"run id {run_id!r} points outside {base}")
     if not path.is_dir():
         raise RunError(f"no run {run_id!r} in {base}")
+    foreign = _foreign_entries(path)
+    if foreign or not (path / "status.json").is_file():
+        why = f"it also holds {', '.join(foreign[:3])}" if foreign else "it has no status.json"
+        raise RunError(f"{path}: not deleted, {why}; only run folders this app wrote are deleted")
     if run_info(path).state == "running":
         raise RunError(f"run {run_id!r} is still running; cancel it before deleting")
-    shutil.rmtree(path)
+    for entry in path.iterdir():
+        entry.unlink()
+    path.rmdir()
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

@@ -195,9 +195,11 @@ class Trainer:
     def record_in(self, run_dir: str | os.PathLike) -> None:
         """Record the run in `run_dir` instead of where it was to be recorded (a RunWriter,
         called before the other callbacks)."""
+        resuming = self.resume is not None and Path(run_dir).resolve() == self.resume.resolve()
+        writer = RunWriter(run_dir, resume=resuming)  # refuses a folder holding another run
         self.run_dir = run_dir
         others = [callback for callback in self.callbacks if not isinstance(callback, RunWriter)]
-        self.callbacks = [RunWriter(run_dir), *others]
+        self.callbacks = [writer, *others]
 
     # Setup ---------------------------------------------------------------------------------
     def setup(self) -> Trainer:
