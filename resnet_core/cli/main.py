@@ -16,7 +16,9 @@ import torch
 
 from resnet_core.analysis.probes import grad_ratio, gradient_norms
 from resnet_core.analysis.trace import trace_blocks, trace_shapes
+from resnet_core.common.device import memory_budget
 from resnet_core.nets.model import build_model
+from resnet_core.nets.size import check_buildable, check_fits
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, list_presets, resolve_spec
 
 __all__ = ["main", "build_parser", "CliError"]
@@ -79,8 +81,11 @@ def load_spec_argument(value: str) -> ArchSpec:
             text = path.read_text()
         except OSError as error:
             raise CliError(f"cannot read spec file {value}: {error.strerror}") from None
-        return ArchSpec.from_json(text)
-    return resolve_spec(value)
+        spec = ArchSpec.from_json(text)
+    else:
+        spec = resolve_spec(value)
+    check_buildable(spec)  # refused before a single weight is allocated
+    return spec
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
@@ -96,6 +101,7 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
     summary = []
     for name in args.models:
         spec = load_spec_argument(name)
+        check_fits(spec, args.batch, 32, memory_budget(), "this machine")
         torch.manual_seed(args.seed)
         model = build_model(spec)
         generator = torch.Generator().manual_seed(args.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from resnet_core.common.errors import ConfigError
@@ -61,3 +63,19 @@ def queue_key(requested: str | None) -> str:
     if requested == "auto":
         requested = resolve_device("auto").type
     return "cuda:0" if requested == "cuda" else requested
+
+
+MEMORY_SHARE = 0.5  # of the machine's memory a single request may ask for
+
+
+def memory_budget(device: torch.device | str = "cpu") -> int:
+    """Bytes one request may use on `device`: half of the GPU's memory, or of the RAM."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else 0
+        return int(torch.cuda.get_device_properties(index).total_memory * MEMORY_SHARE)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small laptop
+        total = 8 << 30
+    return int(total * MEMORY_SHARE)

@@ -43,3 +43,64 @@ def check_buildable(spec: ArchSpec) -> None:
             f"size: about {estimate / 1e6:,.0f} M parameters is too big to build here "
             f"(limit {MAX_PARAMS / 1e6:.0f} M); use fewer blocks or narrower stages"
         )
+
+
+# Memory ------------------------------------------------------------------------------------
+BYTES_PER_VALUE = 4  # fp32
+KEPT_PER_OUTPUT = 3  # conv, BatchNorm and ReLU outputs are all kept for the backward pass
+STATE_PER_PARAM = 4  # weight, gradient, momentum and one more optimizer buffer
+
+
+def estimate_activation_values(spec: ArchSpec, side: int) -> int:
+    """Activation values one image keeps for the backward pass, from the spec alone.
+
+    Counts every conv, BatchNorm and ReLU output (and each residual add) stage by stage;
+    an estimate within a small factor, enough to refuse work far too big before any tensor
+    is allocated.
+    """
+    stem = 2 if spec.stem == "imagenet" and spec.family != "simple_cnn" else 1
+    side = max(side // stem, 1)
+    values = spec.stem_channels() * side * side * KEPT_PER_OUTPUT
+    side = max(side // 2, 1) if stem == 2 else side  # the ImageNet stem's max-pool
+    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
+        if stage > 0 or spec.family == "simple_cnn":
+            side = max(side // 2, 1)
+        out = width * spec.expansion
+        if spec.family == "simple_cnn":
+            per_block = width
+        elif spec.block == "bottleneck":
+            per_block = 2 * width + out + out // KEPT_PER_OUTPUT  # + the add
+        else:
+            per_block = width + out + out // KEPT_PER_OUTPUT
+        values += depth * per_block * side * side * KEPT_PER_OUTPUT
+    return values
+
+
+def estimate_training_bytes(spec: ArchSpec, batch: int, side: int = 32) -> int:
+    """Memory one training step of `batch` images needs: activations plus weights and
+    optimizer state."""
+    activations = batch * estimate_activation_values(spec, side) * BYTES_PER_VALUE
+    return activations + estimate_params(spec) * STATE_PER_PARAM * BYTES_PER_VALUE
+
+
+def fmt_bytes(count: float) -> str:
+    """1.2 GB, 340 MB, ..."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count / 1e3:,.0f} kB"
+
+
+def check_fits(
+    spec: ArchSpec, batch: int, side: int, budget: int, where: str, error: type = SpecError
+) -> None:
+    """Raise `error` (naming the estimate and the limit) if the net is too big to build or
+    one step of `batch` images at `side` x `side` needs more memory than `budget` bytes."""
+    check_buildable(spec)
+    estimate = estimate_training_bytes(spec, batch, side)
+    if estimate > budget:
+        raise error(
+            f"memory: a batch of {batch:,} images of {side}x{side} needs about "
+            f"{fmt_bytes(estimate)}, more than {where} allows ({fmt_bytes(budget)}); "
+            "use a smaller batch, a smaller input or a smaller net"
+        )

@@ -60,6 +60,8 @@ CIFAR10_CLASSES = (
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SYNTHETIC_TRAIN_IMAGES = 5000  # the synthetic set's default sizes
+SYNTHETIC_TEST_IMAGES = 1000
 TARBALL_HINT = "tar -xzf cifar10-jpeg.tar.gz -C DIR"
 
 
@@ -373,7 +375,10 @@ def stratified_subset(dataset: Cifar10, subset: int) -> Cifar10:
 
 
 def synthetic_cifar10(
-    num_train: int = 5000, num_test: int = 1000, seed: int = 0, num_classes: int = 10
+    num_train: int = SYNTHETIC_TRAIN_IMAGES,
+    num_test: int = SYNTHETIC_TEST_IMAGES,
+    seed: int = 0,
+    num_classes: int = 10,
 ) -> Cifar10:
     """A small learnable stand-in: each class is a smooth random colour pattern plus noise.
 
@@ -414,7 +419,7 @@ def load_dataset(
 ) -> Cifar10:
     """ "cifar10" via `load_cifar10`, or "synthetic" via `synthetic_cifar10` (subset = train size)."""
     if name == "synthetic":
-        return synthetic_cifar10(num_train=subset or 5000, seed=seed)
+        return synthetic_cifar10(num_train=subset or SYNTHETIC_TRAIN_IMAGES, seed=seed)
     if name == "cifar10":
         return load_cifar10(root, download=download, subset=subset)
     raise ValueError(f"dataset: {name!r} is not allowed; choose cifar10 or synthetic")

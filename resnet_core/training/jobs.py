@@ -40,7 +40,7 @@ from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import Cancelled, Done, Failed
 from resnet_core.training.runs import validate_run_id
-from resnet_core.training.trainer import TrainingFailed, fit
+from resnet_core.training.trainer import TrainingFailed, check_resources, fit
 
 __all__ = [
     "ACTIVE",
@@ -324,7 +324,8 @@ class JobRunner:
 def _validate_config(config: dict) -> Any:
     """A bad field or a device this machine lacks raises here, before anything is queued."""
     parsed = TrainConfig.from_dict(config)
-    resolve_device(parsed.device)  # a device this machine lacks is refused here
+    device = resolve_device(parsed.device)  # a device this machine lacks is refused here
+    check_resources(parsed, device)  # and so is a run too big for it
     return parsed
 
 

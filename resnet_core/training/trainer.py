@@ -28,12 +28,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core.analysis.probes import grad_norm_rows
-from resnet_core.common.device import device_name, resolve_device
+from resnet_core.common.device import device_name, memory_budget, resolve_device
 from resnet_core.common.errors import ConfigError, failure_message, first_line
 from resnet_core.nets.model import build_model
+from resnet_core.nets.size import check_fits, fmt_bytes
 from resnet_core.training.callbacks import Callback, EventFunction
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.data import Cifar10, DeviceLoader, load_dataset
+from resnet_core.training.data import (
+    SYNTHETIC_TEST_IMAGES,
+    SYNTHETIC_TRAIN_IMAGES,
+    Cifar10,
+    DeviceLoader,
+    load_dataset,
+)
 from resnet_core.training.events import (
     Cancelled,
     Done,
@@ -116,6 +123,25 @@ def load_data(config: TrainConfig) -> Cifar10:
         subset=config.subset,
         seed=config.seed,
     )
+
+
+IMAGE_BYTES = 3 * 32 * 32 * 5  # one synthetic image while it is made (fp32) and kept (uint8)
+
+
+def check_resources(config: TrainConfig, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a run this device cannot hold: a net too big
+    to build, a batch whose training step needs more than half the device's memory, or a
+    synthetic set larger than that. ConfigError names the estimate and the limit."""
+    budget = memory_budget(device)
+    where = f"{device_name(device)}"
+    check_fits(config.spec(), config.batch_size, 32, budget, where, ConfigError)
+    if config.synthetic:
+        images = (config.subset or SYNTHETIC_TRAIN_IMAGES) + SYNTHETIC_TEST_IMAGES
+        if images * IMAGE_BYTES > budget:
+            raise ConfigError(
+                f"subset: {images:,} synthetic images need about {fmt_bytes(images * IMAGE_BYTES)}, "
+                f"more than {where} allows ({fmt_bytes(budget)}); use a smaller subset"
+            )
 
 
 def _loaders(
@@ -212,6 +238,7 @@ class Trainer:
             return self
         config = self.config
         self.device = resolve_device(config.device)
+        check_resources(config, self.device)
         checkpoint = load_checkpoint(self.resume / "last.pt") if self.resume else None
         if self.device.type == "cpu":
             keep_freed_memory()
