@@ -99,11 +99,12 @@ def current_label() -> str:
 
 
 def default_side(spec: ArchSpec) -> int:
-    """The input side a net is meant for: 224 for ImageNet stems, else 32."""
+    """The input side a net is meant for (224 for ImageNet stems, else 32), or the smallest
+    it can take when it downsamples more than that (a CIFAR-stem net with 7 or 8 stages)."""
     label = spec_label(spec)
     if label in PRESET_INFO:
         return int(PRESET_INFO[label]["input_size"])
-    return 224 if spec.stem == "imagenet" else 32
+    return max(224 if spec.stem == "imagenet" else 32, spec.min_input_size())
 
 
 # Cached calls into resnet_core (keyed by the spec's JSON, so equal nets share results) ----

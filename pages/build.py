@@ -9,7 +9,15 @@ import streamlit as st
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
 from resnet_core.nets.size import check_buildable
-from resnet_core.nets.spec import BLOCKS, PRESET_INFO, PRESETS, SHORTCUTS, STEMS, spec_label
+from resnet_core.nets.spec import (
+    BLOCKS,
+    PRESET_INFO,
+    PRESETS,
+    SHORTCUTS,
+    STEMS,
+    parse_int_list,
+    spec_label,
+)
 from resnet_core.views.diagram import block_diagram, stage_summary
 from resnet_core.views.explain import build_sentence, fmt_count
 
@@ -34,12 +42,6 @@ def _choose_preset(spec: ArchSpec) -> None:
         format_func=lambda name: f"{name}: {PRESET_INFO[name]['description']}",
         on_change=_pick_preset,
     )
-
-
-def _int_list(text: str) -> list:
-    """'3, 3, 3' -> [3, 3, 3]; anything not a number is passed on so the spec check names it."""
-    items = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
-    return [int(part) if part.lstrip("-").isdigit() else part for part in items]
 
 
 # The form's choices: ArchSpec field -> (options, help).
@@ -88,8 +90,8 @@ def _custom_form(spec: ArchSpec) -> dict | None:
     return {
         "stem": stem,
         "block": block,
-        "depths": _int_list(depths),
-        "widths": _int_list(widths),
+        "depths": depths,
+        "widths": widths,
         "residual": residual,
         "shortcut": shortcut,
         "num_classes": int(classes),
@@ -123,10 +125,16 @@ def _paste_json() -> None:
             _load(lambda: ArchSpec.from_json(text))
 
 
+def _from_form(fields: dict) -> ArchSpec:
+    """The net the custom form describes (its lists typed as text); SpecError if invalid."""
+    lists = {name: parse_int_list(fields[name], name) for name in ("depths", "widths")}
+    return ArchSpec(**{**fields, **lists})
+
+
 def _custom(spec: ArchSpec) -> None:
     fields = _custom_form(spec)
     advice = "Nothing was changed; fix the field and build again."
-    if fields is not None and not _load(lambda: ArchSpec(**fields), advice):
+    if fields is not None and not _load(lambda: _from_form(fields), advice):
         return
     _paste_json()
 

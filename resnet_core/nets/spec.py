@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,17 +38,92 @@ class SpecError(ValueError):
     """A user-visible problem with an architecture spec, preset name or input size."""
 
 
+# User-provided text ----------------------------------------------------------------------
+MAX_JSON_CHARS = 100_000  # a spec is a few hundred characters
+MAX_JSON_DEPTH = 16  # a spec nests two levels
+MAX_NUMBER_CHARS = 12  # no field of a net needs a number longer than this
+MAX_LIST = 64  # values in one list field (stages)
+MAX_PRESET_NAME = 40
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _json_depth(text: str) -> int:
+    """How deep brackets nest in JSON text, strings skipped (checked before parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json(text: Any, what: str = "spec") -> Any:
+    """Parse JSON a user provided, bounded before parsing: its length, how deep it nests and
+    how long its numbers are. Any problem is a one-line SpecError naming `what`."""
+    if not isinstance(text, str):
+        raise SpecError(f"{what}: expected JSON text, got {type(text).__name__}")
+    if len(text) > MAX_JSON_CHARS:
+        raise SpecError(
+            f"{what}: {len(text):,} characters is too long for a spec (limit {MAX_JSON_CHARS:,})"
+        )
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise SpecError(f"{what}: nested more than {MAX_JSON_DEPTH} levels deep; a spec needs two")
+    longest = max((len(m) for m in _NUMBER.findall(text)), default=0)
+    if longest > MAX_NUMBER_CHARS:
+        raise SpecError(f"{what}: a number with {longest:,} characters is too large for any field")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{what}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except (ValueError, RecursionError) as error:
+        raise SpecError(f"{what}: not valid JSON ({type(error).__name__})") from None
+
+
+def parse_int_list(text: str, field: str) -> list[Any]:
+    """'3, 3, 3' -> [3, 3, 3] from a form field; a part that is not a short whole number is
+    passed on as text, so the spec check names it."""
+    parts = [part.strip() for part in str(text).replace(";", ",").split(",") if part.strip()]
+    if len(parts) > MAX_LIST:
+        raise SpecError(f"{field}: {len(parts)} values is too many; use at most {MAX_LIST}")
+    return [
+        int(part) if part.lstrip("-").isdigit() and len(part) <= MAX_NUMBER_CHARS else part
+        for part in parts
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut to 40 characters."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_int(field: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     """Return value as int if it is a whole number in range, else raise SpecError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{field}: {value!r} is not a whole number; use an integer >= {minimum}")
+        raise SpecError(
+            f"{field}: {_shown(value)} is not a whole number; use an integer >= {minimum}"
+        )
     if isinstance(value, float) and not value.is_integer():
-        raise SpecError(f"{field}: {value!r} is not a whole number; use an integer >= {minimum}")
+        raise SpecError(
+            f"{field}: {_shown(value)} is not a whole number; use an integer >= {minimum}"
+        )
     value = int(value)
     if value < minimum:
-        raise SpecError(f"{field}: {value} is too small; it must be >= {minimum}")
+        raise SpecError(f"{field}: {_shown(value)} is too small; it must be >= {minimum}")
     if maximum is not None and value > maximum:
-        raise SpecError(f"{field}: {value} is too large; it must be <= {maximum}")
+        raise SpecError(f"{field}: {_shown(value)} is too large; it must be <= {maximum}")
     return value
 
 
@@ -56,13 +132,13 @@ def check_choice(
 ) -> str:
     """`value` if it is one of `allowed`, else `error` naming the field and the choices."""
     if value not in allowed:
-        raise error(f"{field}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+        raise error(f"{field}: {_shown(value)} is not allowed; choose one of {', '.join(allowed)}")
     return value
 
 
 def _check_int_list(field: str, value: Any, minimum: int, maximum: int) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise SpecError(f"{field}: {value!r} is not a list of integers, e.g. [2, 2, 2, 2]")
+        raise SpecError(f"{field}: {_shown(value)} is not a list of integers, e.g. [2, 2, 2, 2]")
     items = list(value)
     if not items:
         raise SpecError(f"{field}: the list is empty; give at least one stage, e.g. [3, 3, 3]")
@@ -200,11 +276,8 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise SpecError(f"spec: not valid JSON ({error.msg} at line {error.lineno})") from None
-        return cls.from_dict(data)
+        """Parse a spec from JSON text a user typed, pasted or linked; SpecError otherwise."""
+        return cls.from_dict(parse_json(text, "spec"))
 
     def replace(self, **changes: Any) -> ArchSpec:
         """A copy with some fields changed (validated again)."""
@@ -282,6 +355,8 @@ def get_preset(name: str) -> ArchSpec:
     key = name.strip().lower() if isinstance(name, str) else name
     if key in PRESETS:
         return PRESETS[key]
+    if not isinstance(key, str) or len(key) > MAX_PRESET_NAME:
+        raise SpecError(f"preset: unknown name {_shown(name)}; run 'python -m resnet_core presets'")
     close = difflib.get_close_matches(str(key), PRESETS, n=4, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "run 'python -m resnet_core presets'"
     raise SpecError(f"preset: unknown name {name!r}; {hint}")
