@@ -17,6 +17,7 @@ import torch
 from resnet_core.analysis.probes import grad_ratio, gradient_norms
 from resnet_core.analysis.trace import trace_blocks, trace_shapes
 from resnet_core.common.device import memory_budget
+from resnet_core.common.errors import first_line
 from resnet_core.nets.model import build_model
 from resnet_core.nets.size import check_buildable, check_fits
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, list_presets, resolve_spec
@@ -134,6 +135,19 @@ def _positive(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**31 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m resnet_core", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -157,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     grads = subparsers.add_parser("gradients", help="per-layer gradient norms at initialisation")
     grads.add_argument("models", nargs="+", metavar="NAME")
     grads.add_argument("--batch", type=_positive, default=64)
-    grads.add_argument("--seed", type=int, default=0)
+    grads.add_argument("--seed", type=_seed, default=0)
     grads.add_argument("--format", choices=formats, default="table")
     grads.set_defaults(func=_cmd_gradients)
 
@@ -180,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         sys.stderr.write(f"error: {message}\n")
         return 2
+    except OSError as error:  # a folder that is a file, a read-only disk, ...
+        where = f"{error.filename}: " if error.filename else ""
+        sys.stderr.write(f"error: {where}{error.strerror or first_line(error)}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -203,7 +203,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         resume = runs.resolve_run(args.resume, args.runs_root)
         saved = read_json(resume / "config.json")
-        base = config.from_dict(saved) if isinstance(saved, dict) else config
+        if not isinstance(saved, dict):  # never train with defaults over a run's settings
+            raise runs.RunError(f"{resume / 'config.json'}: unreadable; this run cannot be resumed")
+        base = config.from_dict(saved)
         overrides = {k: v for k, v in config.to_dict().items() if v != type(config)().to_dict()[k]}
         config = base.replace(**overrides)
         run_dir = Path(args.run_dir) if args.run_dir else resume

@@ -182,6 +182,10 @@ def resolve_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -
     path = Path(run)
     if path.is_dir() and ((path / "status.json").exists() or (path / "config.json").exists()):
         return path
+    if path.is_dir():
+        raise RunError(f"{path}: not a run folder (no status.json or config.json)")
+    if os.sep in str(run) or str(run).startswith("."):
+        raise RunError(f"{path}: no such run folder; 'python -m resnet_core runs' lists the runs")
     base = Path(root) if root is not None else default_root()
     candidate = base / validate_run_id(str(run))
     if not candidate.resolve().is_relative_to(base.resolve()):
@@ -474,9 +478,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        text = str(error)
+        if "weights_only" in text or "Unsupported global" in text:
+            # torch's message suggests loading with weights_only=False: never done here
+            raise RunError(
+                f"{path}: not a checkpoint this app wrote (it holds Python objects, not just "
+                "tensors, and is never loaded); delete it or use the other checkpoint"
+            ) from None
         raise RunError(
-            f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line(error, telling=True)}); "
-            "it may be truncated or foreign; delete it or use the other checkpoint"
+            f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line(error)}); "
+            "it may be truncated; delete it or use the other checkpoint"
         ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise RunError(
