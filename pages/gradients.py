@@ -10,6 +10,7 @@ from resnet_core.analysis.measure import measure_net, sample_batch
 from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
+from resnet_core.training.data import DatasetNotFound
 from resnet_core.views.charts import layer_norms_chart, per_layer_long
 from resnet_core.views.explain import gradient_sentence, gradient_story, response_sentence
 
@@ -104,16 +105,18 @@ if not nets:
     st.stop()
 grads, responses = {}, {}
 progress = st.progress(0.0, text="Measuring ...")
+source = st.session_state["grad_source"]
 for done, (name, (spec, run)) in enumerate(nets.items()):
     progress.progress(done / len(nets), text=f"Measuring {name} (forward + backward) ...")
-    grads[name], responses[name] = measure(
-        spec.to_json(),
-        st.session_state["grad_source"],
-        str(_ui.data_dir()),
-        int(st.session_state["grad_batch"]),
-        int(st.session_state["grad_seed"]),
-        run,
-    )
+    arguments = (spec.to_json(), source, str(_ui.data_dir()))
+    settings = (int(st.session_state["grad_batch"]), int(st.session_state["grad_seed"]), run)
+    try:
+        grads[name], responses[name] = measure(*arguments, *settings)
+    except DatasetNotFound as error:  # a damaged data folder: say which file, use noise
+        if source == "CIFAR-10":
+            _ui.error_box(error, "Measured on a random batch instead.")
+            source = "random"
+        grads[name], responses[name] = measure(arguments[0], source, arguments[2], *settings)
 progress.empty()
 residual = {name: spec.residual for name, (spec, _) in nets.items()}
 

@@ -134,16 +134,37 @@ def _read_batch(path: Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
+def _batch_arrays(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N, 3072) and labels (N,) of one batch file, checked; DatasetNotFound
+    naming the file and what is wrong otherwise."""
+    batch = _read_batch(path)
+    if "data" not in batch or "labels" not in batch:
+        missing = [key for key in ("data", "labels") if key not in batch]
+        raise DatasetNotFound(f"{path}: not a CIFAR-10 batch (no {' or '.join(missing)} entry)")
+    try:
+        data = torch.as_tensor(batch["data"], dtype=torch.uint8)
+        labels = torch.as_tensor(list(batch["labels"]), dtype=torch.int64)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DatasetNotFound(f"{path}: not a CIFAR-10 batch ({first_line(error)})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DatasetNotFound(
+            f"{path}: not a CIFAR-10 batch (data has shape {tuple(data.shape)} and "
+            f"{len(labels)} labels; expected (N, 3072) and N labels)"
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(CIFAR10_CLASSES)):
+        raise DatasetNotFound(f"{path}: labels outside 0..{len(CIFAR10_CLASSES) - 1}")
+    return data, labels
+
+
 def _read_batches_py(folder: Path) -> dict:
     """Read torchvision's `cifar-10-batches-py` folder into uint8/int64 tensors."""
 
     def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []
         for name in names:
-            batch = _read_batch(folder / name)
-            data = torch.as_tensor(batch["data"], dtype=torch.uint8)
+            data, batch_labels = _batch_arrays(folder / name)
             images.append(data.reshape(-1, 3, 32, 32))  # stored as (N, 3072), channel-major
-            labels.append(torch.as_tensor(list(batch["labels"]), dtype=torch.int64))
+            labels.append(batch_labels)
         return torch.cat(images), torch.cat(labels)
 
     missing = [
@@ -172,6 +193,35 @@ def _read_batches_py(folder: Path) -> dict:
     }
 
 
+BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+
+def _has_image(split_dir: Path) -> bool:
+    """Whether any class folder of a split holds an image (stops at the first one)."""
+    try:
+        for entry in os.scandir(split_dir):
+            if entry.is_dir() and any(
+                name.lower().endswith(IMAGE_SUFFIXES) for name in os.listdir(entry.path)
+            ):
+                return True
+    except OSError:
+        return False
+    return False
+
+
+def cifar10_layout(root: str | os.PathLike) -> str | None:
+    """Which CIFAR-10 layout `root` holds, checked without decoding: "cifar-10-batches-py"
+    (all six batch files present) or "image-folder" (images under train/<class>/ and
+    test/<class>/), else None. The two places `load_cifar10` reads."""
+    root = Path(root)
+    batches = root / "cifar-10-batches-py"
+    if batches.is_dir() and all((batches / name).is_file() for name in BATCH_FILES):
+        return "cifar-10-batches-py"
+    if _has_image(root / "train") and _has_image(root / "test"):
+        return "image-folder"
+    return None
+
+
 def _list_image_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """Class names (sorted, as ImageFolder) and (file, label) pairs of one split."""
     classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
@@ -192,11 +242,16 @@ def _decode(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     for index, (path, _label) in enumerate(files):
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (32, 32):
-                image = image.resize((32, 32), Image.BILINEAR)
-            images[index] = np.asarray(image)
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (32, 32):
+                    image = image.resize((32, 32), Image.BILINEAR)
+                images[index] = np.asarray(image)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise DatasetNotFound(
+                f"{path}: not a readable image ({first_line(error)}); remove or replace it"
+            ) from None
     labels = torch.tensor([label for _path, label in files], dtype=torch.int64)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels  # (N, 3, 32, 32)
 
