@@ -15,13 +15,20 @@ from resnet_core.views.explain import fmt_seconds
 _ui.require_router()
 
 
+def _data_label(info: RunInfo) -> str:
+    """What the run trained on; nothing for a run whose status cannot be read."""
+    if info.state == "unreadable":
+        return ""
+    return "synthetic" if info.synthetic else "CIFAR-10"
+
+
 def _table(infos: list[RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
                 "run": info.id,
                 "model": info.model,
-                "data": "synthetic" if info.synthetic else "CIFAR-10",
+                "data": _data_label(info),
                 "status": info.state,
                 "best test acc (%)": ""
                 if info.best_test_acc is None

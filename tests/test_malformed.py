@@ -100,6 +100,8 @@ def test_runs_page_shows_broken_runs_and_deletes_them(base_run, tmp_path, monkey
     assert no_exceptions(at) == []
     statuses = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"], strict=True))
     assert statuses == {"a-bad-metrics": "done", "b-broken-status": "unreadable"}
+    data = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["data"], strict=True))
+    assert data == {"a-bad-metrics": "synthetic", "b-broken-status": ""}  # not a guess
     at.selectbox(key="runs_one_Your runs").set_value("b-broken-status").run()
     assert no_exceptions(at) == []
     assert any("status.json" in c.value for c in at.caption)
