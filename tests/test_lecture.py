@@ -1,5 +1,7 @@
 """Lecture material: slide order, numbers read from the shipped results, every slide renders."""
 
+import json
+
 import pytest
 from app_helpers import app_test, no_exceptions
 
@@ -62,3 +64,17 @@ def test_every_slide_renders(number):
     assert not no_exceptions(at)
     assert at.title[0].value == lecture.SLIDES[number - 1].title
     assert not at.error
+
+
+def test_recipe_text_gives_each_run_its_own_differing_setting():
+    """The weight-decay comparison states both decays, read from each run's config.json."""
+    text = lecture.recipe_text("weight_decay")
+    folder = shipped_root() / "weight_decay"
+    record = json.loads((folder / "experiment.json").read_text())
+    decays = {}
+    for member in record["runs"]:
+        config = json.loads((folder / member["run"] / "config.json").read_text())
+        decays[member["label"]] = config["weight_decay"]
+        assert f"{config['weight_decay']} ({member['label']})" in text
+    assert len(set(decays.values())) == 2
+    assert "(" not in lecture.recipe_text("degradation").split("weight decay ")[1].split(",")[0]
