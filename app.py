@@ -11,7 +11,7 @@ import os
 import streamlit as st
 
 from pages import _ui
-from resnet_core.training.data import DatasetNotFound, load_cifar10
+from resnet_core.training.data import DatasetNotFound, cifar10_layout, load_cifar10
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
 
@@ -39,7 +39,7 @@ def sidebar() -> None:
         st.caption(f"**Current net:** `{_ui.current_label()}`")
         st.session_state.setdefault("data_dir", os.environ.get(_ui.DATA_ENV) or "data")
         root = _ui.data_dir()
-        found = _ui.cifar_found(root)
+        found = cifar10_layout(root)
         if found:
             st.caption(f"**CIFAR-10:** found in `{root.resolve()}` ({found})")
         else:

@@ -22,7 +22,7 @@ from resnet_core.common.env import DATA_ENV
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 from resnet_core.training import jobs, runs
-from resnet_core.training.data import cifar10_layout, load_cifar10
+from resnet_core.training.data import load_cifar10
 from resnet_core.training.events import Event
 from resnet_core.training.experiments import shipped_root
 from resnet_core.views import charts
@@ -128,11 +128,6 @@ def device_name() -> str:
 
 def data_dir() -> Path:
     return Path(st.session_state.get("data_dir") or os.environ.get(DATA_ENV) or "data")
-
-
-def cifar_found(root: Path) -> str | None:
-    """Which CIFAR-10 layout `root` holds, or None (see `cifar10_layout`)."""
-    return cifar10_layout(root)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading CIFAR-10 (decoded once, then cached) ...")

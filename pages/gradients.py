@@ -10,7 +10,7 @@ from resnet_core.analysis.measure import measure_net, sample_batch
 from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
-from resnet_core.training.data import DatasetNotFound
+from resnet_core.training.data import DatasetNotFound, cifar10_layout
 from resnet_core.views.charts import layer_norms_chart, per_layer_long
 from resnet_core.views.explain import gradient_sentence, gradient_story, response_sentence
 
@@ -87,7 +87,7 @@ elif mode == "A trained run":
     )
 else:
     controls[1].markdown(f"Current net: **{_ui.current_label()}**")
-found = _ui.cifar_found(_ui.data_dir()) is not None
+found = cifar10_layout(_ui.data_dir()) is not None
 controls[2].radio(
     "Batch",
     ["CIFAR-10", "random"] if found else ["random"],
@@ -106,17 +106,16 @@ if not nets:
 grads, responses = {}, {}
 progress = st.progress(0.0, text="Measuring ...")
 source = st.session_state["grad_source"]
+batch, seed = int(st.session_state["grad_batch"]), int(st.session_state["grad_seed"])
 for done, (name, (spec, run)) in enumerate(nets.items()):
     progress.progress(done / len(nets), text=f"Measuring {name} (forward + backward) ...")
-    arguments = (spec.to_json(), source, str(_ui.data_dir()))
-    settings = (int(st.session_state["grad_batch"]), int(st.session_state["grad_seed"]), run)
     try:
-        grads[name], responses[name] = measure(*arguments, *settings)
+        result = measure(spec.to_json(), source, str(_ui.data_dir()), batch, seed, run)
     except DatasetNotFound as error:  # a damaged data folder: say which file, use noise
-        if source == "CIFAR-10":
-            _ui.error_box(error, "Measured on a random batch instead.")
-            source = "random"
-        grads[name], responses[name] = measure(arguments[0], source, arguments[2], *settings)
+        _ui.error_box(error, "Measured on a random batch instead.")
+        source = "random"
+        result = measure(spec.to_json(), source, str(_ui.data_dir()), batch, seed, run)
+    grads[name], responses[name] = result
 progress.empty()
 residual = {name: spec.residual for name, (spec, _) in nets.items()}
 

@@ -16,6 +16,7 @@ from resnet_core.training.config import (
     TrainConfig,
     field_help,
 )
+from resnet_core.training.data import cifar10_layout
 from resnet_core.training.events import EpochEnd, Event, Start, Step
 from resnet_core.training.jobs import RECIPES, Job
 from resnet_core.views.charts import epoch_chart, metrics_frames, step_chart
@@ -94,7 +95,7 @@ def _widget(container, name: str, value, default, prefix: str):
 
 def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ()) -> dict | None:
     """The form over TrainConfig; returns the config to start when submitted."""
-    found = _ui.cifar_found(_ui.data_dir()) is not None
+    found = cifar10_layout(_ui.data_dir()) is not None
     if not found:
         base = {**base, "dataset": "synthetic"}
         defaults = {**defaults, "dataset": "synthetic"}

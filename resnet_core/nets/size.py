@@ -67,12 +67,10 @@ def estimate_activation_values(spec: ArchSpec, side: int) -> int:
             side = max(side // 2, 1)
         out = width * spec.expansion
         if spec.family == "simple_cnn":
-            per_block = width
-        elif spec.block == "bottleneck":
-            per_block = 2 * width + out + out // KEPT_PER_OUTPUT  # + the add
-        else:
-            per_block = width + out + out // KEPT_PER_OUTPUT
-        values += depth * per_block * side * side * KEPT_PER_OUTPUT
+            kept, added = width, 0
+        else:  # conv outputs of the block, and the residual add once
+            kept, added = (2 * width if spec.block == "bottleneck" else width) + out, out
+        values += depth * (kept * KEPT_PER_OUTPUT + added) * side * side
     return values
 
 

@@ -60,6 +60,9 @@ CIFAR10_CLASSES = (
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + (
+    "test_batch",
+)  # cifar-10-batches-py: 5 train, 1 test
 SYNTHETIC_TRAIN_IMAGES = 5000  # the synthetic set's default sizes
 SYNTHETIC_TEST_IMAGES = 1000
 TARBALL_HINT = "tar -xzf cifar10-jpeg.tar.gz -C DIR"
@@ -167,11 +170,7 @@ def _read_batches_py(folder: Path) -> dict:
             labels.append(batch_labels)
         return torch.cat(images), torch.cat(labels)
 
-    missing = [
-        n
-        for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-        if not (folder / n).is_file()
-    ]
+    missing = [name for name in BATCH_FILES if not (folder / name).is_file()]
     if missing:
         raise DatasetNotFound(
             f"{folder}: missing {', '.join(missing)}; delete the folder and download again "
@@ -182,8 +181,8 @@ def _read_batches_py(folder: Path) -> dict:
         meta = _read_batch(folder / "batches.meta")
         names = meta.get("label_names", CIFAR10_CLASSES)
         classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    train_images, train_labels = read([f"data_batch_{i}" for i in range(1, 6)])
-    test_images, test_labels = read(["test_batch"])
+    train_images, train_labels = read(list(BATCH_FILES[:-1]))
+    test_images, test_labels = read([BATCH_FILES[-1]])
     return {
         "train_images": train_images,
         "train_labels": train_labels,
@@ -191,9 +190,6 @@ def _read_batches_py(folder: Path) -> dict:
         "test_labels": test_labels,
         "classes": list(classes),
     }
-
-
-BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
 def _has_image(split_dir: Path) -> bool:

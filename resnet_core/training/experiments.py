@@ -236,18 +236,12 @@ def member_configs(
 
 
 def _check_members(
-    experiment: Experiment,
-    folder: Path,
-    device: str,
-    epochs: int | None,
-    data_dir: str | None,
-    overrides: dict[str, Any] | None,
+    experiment: Experiment, folder: Path, configs: list[tuple[RunPlan, dict[str, Any]]]
 ) -> None:
     """Validate every run's settings and folder before anything is written: a bad setting
     (e.g. epochs -1) or a folder holding an earlier run stops the whole experiment."""
     if folder.exists() and not folder.is_dir():
         raise ExperimentError(f"{folder}: is a file, not a folder; choose another --out")
-    _, configs = member_configs(experiment, device, epochs, data_dir, overrides)
     for plan, config in configs:
         try:
             TrainConfig.from_dict(config)
@@ -387,8 +381,9 @@ def run_experiment(
     experiment = get_experiment(name)
     folder = Path(out_dir) / name
     device = str(resolve_device(device))  # 'auto' becomes the device it picks
+    recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
     if not experiment.analysis_of:
-        _check_members(experiment, folder, device, epochs, data_dir, overrides)
+        _check_members(experiment, folder, configs)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if experiment.analysis_of:
@@ -407,7 +402,6 @@ def run_experiment(
             )
         recipe_name, recipe, members = _analyse(experiment, folder, source, data_dir, device)
     else:
-        recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
         recipe = {k: v for k, v in configs[0][1].items() if k not in ("model", "device")}
         members = _train(configs, folder, jobs, on_event)
     record = _record(experiment, command, device, started, recipe_name, recipe, members)

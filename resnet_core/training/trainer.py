@@ -13,6 +13,7 @@ see benchmarks/RESULTS.md for times and throughput.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -133,7 +134,7 @@ def check_resources(config: TrainConfig, device: torch.device) -> None:
     to build, a batch whose training step needs more than half the device's memory, or a
     synthetic set larger than that. ConfigError names the estimate and the limit."""
     budget = memory_budget(device)
-    where = f"{device_name(device)}"
+    where = device_name(device)
     check_fits(config.spec(), config.batch_size, 32, budget, where, ConfigError)
     if config.synthetic:
         images = (config.subset or SYNTHETIC_TRAIN_IMAGES) + SYNTHETIC_TEST_IMAGES
@@ -365,7 +366,7 @@ class Trainer:
 
     def _log_step(self, loss: torch.Tensor, seen: int, window: deque) -> None:
         value = float(loss)  # the one host sync per logged step
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {self.step}")
         now = time.perf_counter()
         window.append((now, seen))
