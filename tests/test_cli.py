@@ -87,6 +87,8 @@ def _sample(item: dataclasses.Field):
     """A valid value of a TrainConfig field that is not its default, and its CLI arguments."""
     default = DEFAULTS[item.name]
     choices = item.metadata.get("choices")
+    if item.name == "milestones":  # text on the command line, a list in the config
+        return [8, 12], [_flag(item.name), "8,12"]
     if isinstance(default, bool):
         return not default, [_flag(item.name) if not default else "--no-" + _flag(item.name)[2:]]
     if choices:
@@ -136,6 +138,8 @@ def test_each_flag_sets_its_field(item):
     expected = {**DEFAULTS, item.name: value}
     if item.name == "compile_mode":
         expected["compile"] = True  # --compile-mode implies --compile
+    if item.name == "milestones":
+        expected["schedule"] = "step"  # --milestones implies --schedule step
     assert changed == expected
 
 

@@ -50,6 +50,7 @@ def _saved_activation_values(name: str, side: int) -> float:
         ("plain56", 32),
         ("resnet18", 32),
         ("simple_cnn", 32),
+        ("small_cnn", 32),
         ("resnet50-imagenet", 64),
     ],
 )

@@ -34,7 +34,8 @@ def test_every_preset_traces_with_matching_totals(name):
     assert blocks["params"].sum() == layers["params"].sum()
     assert blocks["mult_adds"].sum() == layers["mult_adds"].sum()
     assert blocks["name"].iloc[-1] == "head"
-    assert blocks["name"].iloc[0] == ("features.0" if name == "simple_cnn" else "stem")
+    first = {"small_cnn": "features.0", "simple_cnn": "block1"}.get(name, "stem")
+    assert blocks["name"].iloc[0] == first
     assert blocks["output_shape"].iloc[-1] == [1, model.spec.num_classes]
     # consecutive blocks chain: each block's input is the previous block's output
     shapes = blocks["output_shape"].tolist()

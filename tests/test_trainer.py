@@ -212,7 +212,10 @@ def test_shipped_run_folders_read_back_unchanged(run_dir: Path):
     events = read_events(run_dir)
     assert len(events) == len(records) > 0
     for record, event in zip(records, events):
-        assert event.to_dict() == {k: v for k, v in record.items() if k != "time"}
+        written = {k: v for k, v in record.items() if k != "time"}
+        read = event.to_dict()
+        assert {k: read.get(k) for k in written} == written
+        assert all(read[k] is None for k in set(read) - set(written))  # fields added since: unset
     assert isinstance(events[0], Start) and isinstance(events[-1], Done)
     steps, epochs = metrics_frames(events)
     assert len(steps) == sum(isinstance(e, Step) for e in events)

@@ -16,7 +16,7 @@ from torch import nn
 
 from resnet_core.common.errors import first_line
 from resnet_core.common.modes import model_mode
-from resnet_core.nets.model import BasicBlock, Bottleneck, ConvBNReLU, build_model, model_spec
+from resnet_core.nets.model import CONV_UNITS, BasicBlock, Bottleneck, build_model, model_spec
 from resnet_core.nets.spec import SpecError
 
 __all__ = ["trace_shapes", "trace_blocks", "normalize_input_size"]
@@ -167,7 +167,7 @@ def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:
         return blocks
     stage = 1
     for name, module in model.named_modules():
-        if isinstance(module, ConvBNReLU):
+        if isinstance(module, CONV_UNITS):
             blocks.append((name, stage, module))
         elif isinstance(module, nn.MaxPool2d) and blocks:
             stage += 1

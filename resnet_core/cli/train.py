@@ -2,8 +2,9 @@
 
 `register(subparsers)` adds them to the parser of `resnet_core.cli.main`; every handler takes
 the parsed args and returns an exit code. The train flags are generated from TrainConfig's
-fields: `--field-name`, with the field's type, choices and help (from its metadata).
-Progress goes to stderr (tqdm), results to stdout.
+fields: `--field-name`, with the field's type, choices and help (from its metadata); a
+true/false field gets `--field-name` and `--no-field-name`, a list field (`--milestones 8,12`)
+takes text that TrainConfig parses. Progress goes to stderr (tqdm), results to stdout.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import torch
 from tqdm import tqdm
@@ -26,8 +27,8 @@ from resnet_core.nets.spec import parse_json
 from resnet_core.training import runs
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig, field_help
-from resnet_core.training.data import DeviceLoader
 from resnet_core.training.events import EpochEnd, Start, Step
+from resnet_core.training.recipe import eval_loader
 from resnet_core.training.trainer import Trainer, TrainingFailed, evaluate, load_data
 
 __all__ = ["register", "cmd_train", "cmd_eval", "cmd_runs", "evaluate_run"]
@@ -38,18 +39,22 @@ _ALIASES = {"model": ("--arch",)}
 _CLI_HELP = {
     "model": " (here: a path to its .json file)",
     "compile_mode": "; implies --compile unless --no-compile is given",
+    "milestones": "; implies --schedule step unless --schedule is given",
 }
 _FLAG_TYPES = (bool, int, float, str)
 
 
 def _flag_type(name: str, annotation: Any) -> type:
     """The argparse type of a TrainConfig field: its annotation without None (`int | None`:
-    int); for unions, the first of bool, int, float, str among its members (`str | dict`: str).
+    int); for unions, the first of bool, int, float, str among its members (`str | dict`: str);
+    a tuple (`tuple[int, ...] | None`) is text such as "8,12", which TrainConfig parses.
     """
     members = get_args(annotation) or (annotation,)
     for kind in _FLAG_TYPES:
         if kind in members:
             return kind
+    if any(get_origin(member) is tuple for member in members):
+        return str
     raise TypeError(f"TrainConfig.{name}: no command-line flag for type {annotation!r}")
 
 
@@ -143,6 +148,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {item.name: getattr(args, item.name) for item in dataclasses.fields(TrainConfig)}
     if values["compile_mode"] is not None and values["compile"] is None:
         values["compile"] = True
+    if values["milestones"] is not None and values["schedule"] is None:
+        values["schedule"] = "step"
     if values["model"] is not None:
         values["model"] = _read_arch(values["model"])
     return TrainConfig(**{name: value for name, value in values.items() if value is not None})
@@ -286,15 +293,7 @@ def evaluate_run(
     model, info = runs.load_run(run_dir, which=which, device=target)
     checkpoint = runs.load_checkpoint(run_dir / f"{which}.pt")
     data = load_data(config)
-    loader = DeviceLoader(
-        data.test_images,
-        data.test_labels,
-        config.eval_batch_size,
-        target,
-        train=False,
-        channels_last=config.channels_last,
-    )
-    loss, accuracy = evaluate(model, loader, config.precision)
+    loss, accuracy = evaluate(model, eval_loader(config, data, target), config.precision)
     return {
         "run": info.id,
         "checkpoint": which,

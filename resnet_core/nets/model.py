@@ -4,10 +4,15 @@ Blocks follow torchvision's `models/resnet.py` (conv1/bn1/conv2/bn2/downsample, 
 on the bottleneck's 3x3 conv) so that an `-imagenet` preset loads torchvision's state dict
 with strict=True. Shortcuts: option A (zero padding) and option B (projection) from
 He et al. 2016, https://arxiv.org/abs/1512.03385, section 3.3.
+
+Two plain conv stacks sit beside them as baselines: `SmallCNN`, and `SimpleCNN`, the
+course's seed-notebook net (391,946 parameters), whose state dict reads block1.conv.weight,
+block1.bn.weight, ..., fc.weight.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -22,6 +27,7 @@ __all__ = [
     "ZeroPadShortcut",
     "ResNet",
     "SimpleCNN",
+    "SmallCNN",
     "build_model",
     "conv3x3",
     "conv1x1",
@@ -217,7 +223,7 @@ class ResNet(nn.Module):
 
 
 class ConvBNReLU(nn.Sequential):
-    """conv3x3 -> BN -> ReLU, the unit of the plain CNN baseline."""
+    """conv3x3 -> BN -> ReLU, the unit of the small CNN baseline."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
@@ -225,7 +231,25 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
-class SimpleCNN(nn.Module):
+class ConvUnit(nn.Sequential):
+    """conv3x3 with a bias -> BN -> ReLU, children named conv, bn, relu: the seed notebook's
+    layer (its convs keep PyTorch's default bias, redundant before BatchNorm but counted in
+    its 391,946 parameters)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                bn=nn.BatchNorm2d(out_channels),
+                relu=nn.ReLU(),
+            )
+        )
+
+
+CONV_UNITS = (ConvBNReLU, ConvUnit)  # the layers of the conv stacks, one "block" each
+
+
+class SmallCNN(nn.Module):
     """The small baseline: per stage, `depth` conv-BN-ReLU layers then a 2x2 max-pool."""
 
     def __init__(self, spec: ArchSpec) -> None:
@@ -248,6 +272,45 @@ class SimpleCNN(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class SimpleCNN(nn.Module):
+    """The seed notebook's SimpleCNN: conv-BN-ReLU layers with a 2x2 max-pool after every
+    stage but the last, global average pooling and one linear layer.
+
+    The preset `simple_cnn` (depths 1, 1, 1, 1; widths 32, 64, 128, 256) is the notebook's
+    net layer for layer. Modules are named block1..blockN (each conv, bn, relu) and
+    pool1..poolK, so the state dict is as readable as the notebook's. Weights keep PyTorch's
+    default initialisation, as the notebook's nn.Conv2d and nn.Linear do.
+    """
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.layer_names: list[str] = []  # blocks and pools, in forward order
+        in_channels, blocks = spec.in_channels, 0
+        for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
+            for _ in range(depth):
+                blocks += 1
+                self._add(f"block{blocks}", ConvUnit(in_channels, width))
+                in_channels = width
+            if stage < len(spec.depths) - 1:
+                self._add(f"pool{stage + 1}", nn.MaxPool2d(2))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_channels, spec.num_classes)
+
+    def _add(self, name: str, module: nn.Module) -> None:
+        self.add_module(name, module)
+        self.layer_names.append(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.layer_names:
+            x = getattr(self, name)(x)  # blocks keep H, W; pools halve them: (N, 256, 4, 4)
+        x = torch.flatten(self.avgpool(x), 1)  # (N, C_last)
+        return self.fc(x)  # (N, num_classes)
+
+
+_CNN_TYPES: dict[str, type[nn.Module]] = {"small_cnn": SmallCNN, "seed_cnn": SimpleCNN}
+
+
 def build_model(name_or_spec: str | ArchSpec | dict, **overrides: Any) -> nn.Module:
     """Build a network from a preset name, a spec dict or an ArchSpec.
 
@@ -262,9 +325,7 @@ def build_model(name_or_spec: str | ArchSpec | dict, **overrides: Any) -> nn.Mod
         SpecError: unknown preset, unknown override or invalid field value.
     """
     spec = resolve_spec(name_or_spec, **overrides)
-    if spec.family == "simple_cnn":
-        return SimpleCNN(spec)
-    return ResNet(spec)
+    return _CNN_TYPES.get(spec.family, ResNet)(spec)
 
 
 def model_spec(model: nn.Module) -> ArchSpec | None:

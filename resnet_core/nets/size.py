@@ -14,15 +14,15 @@ def estimate_params(spec: ArchSpec) -> int:
     Within a few percent of the real count (BatchNorm and biases are left out): enough to
     refuse a net too big to build interactively before allocating it.
     """
-    if spec.family == "simple_cnn":
-        channels, total = spec.in_channels, 0
+    if spec.is_cnn:
+        channels, total = spec.in_channels, 0  # no stem: the first stage reads the image
     else:
         channels = spec.stem_channels()
         total = channels * spec.in_channels * (49 if spec.stem == "imagenet" else 9)
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
         out = width * spec.expansion
         for position in range(depth):
-            if spec.family == "simple_cnn":
+            if spec.is_cnn:
                 total += 9 * channels * width
             elif spec.block == "bottleneck":
                 total += channels * width + 9 * width * width + width * out
@@ -58,19 +58,32 @@ def estimate_activation_values(spec: ArchSpec, side: int) -> int:
     an estimate within a small factor, enough to refuse work far too big before any tensor
     is allocated.
     """
-    stem = 2 if spec.stem == "imagenet" and spec.family != "simple_cnn" else 1
+    if spec.is_cnn:
+        return _cnn_activation_values(spec, side)
+    stem = 2 if spec.stem == "imagenet" else 1
     side = max(side // stem, 1)
     values = spec.stem_channels() * side * side * KEPT_PER_OUTPUT
     side = max(side // 2, 1) if stem == 2 else side  # the ImageNet stem's max-pool
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
-        if stage > 0 or spec.family == "simple_cnn":
+        if stage > 0:
             side = max(side // 2, 1)
         out = width * spec.expansion
-        if spec.family == "simple_cnn":
-            kept, added = width, 0
-        else:  # conv outputs of the block, and the residual add once
-            kept, added = (2 * width if spec.block == "bottleneck" else width) + out, out
+        # conv outputs of the block, and the residual add once
+        kept, added = (2 * width if spec.block == "bottleneck" else width) + out, out
         values += depth * (kept * KEPT_PER_OUTPUT + added) * side * side
+    return values
+
+
+def _cnn_activation_values(spec: ArchSpec, side: int) -> int:
+    """`estimate_activation_values` of a plain conv stack: each conv-BN-ReLU layer at the
+    side it runs at, the side halved by the max-pool after a stage (small_cnn: every stage;
+    seed_cnn: every stage but the last)."""
+    values = 0
+    last = len(spec.depths) - 1
+    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
+        values += depth * width * KEPT_PER_OUTPUT * side * side
+        if stage < last or spec.family == "small_cnn":
+            side = max(side // 2, 1)
     return values
 
 
@@ -98,7 +111,8 @@ def check_fits(
     estimate = estimate_training_bytes(spec, batch, side)
     if estimate > budget:
         raise error(
-            f"memory: a batch of {batch:,} images of {side}x{side} needs about "
-            f"{fmt_bytes(estimate)}, more than {where} allows ({fmt_bytes(budget)}); "
+            f"memory: training this net (about {estimate_params(spec):,} parameters) on a "
+            f"batch of {batch:,} images of {side}x{side} needs about {fmt_bytes(estimate)}, "
+            f"more than {where} allows ({fmt_bytes(budget)}); "
             "use a smaller batch, a smaller input or a smaller net"
         )

@@ -25,7 +25,11 @@ __all__ = [
     "resolve_spec",
 ]
 
-FAMILIES = ("resnet", "simple_cnn")
+FAMILIES = ("resnet", "small_cnn", "seed_cnn")
+CNN_FAMILIES = ("small_cnn", "seed_cnn")  # conv-BN-ReLU stacks with max-pools, no blocks
+# Older run folders call the small_cnn family "simple_cnn", the name its preset had before the
+# seed notebook's SimpleCNN took that preset name; their spec.json files still load.
+_FAMILY_ALIASES = {"simple_cnn": "small_cnn"}
 STEMS = ("cifar", "imagenet")
 BLOCKS = ("basic", "bottleneck")
 SHORTCUTS = ("projection", "zero_pad")
@@ -182,8 +186,12 @@ class ArchSpec:
         num_classes: outputs of the final linear layer.
         in_channels: channels of the input image.
         stem_width: channels after the stem; None means widths[0].
-        family: "resnet" for everything above, "simple_cnn" for the small conv baseline
-            (depths conv-BN-ReLU layers per stage, a 2x2 max-pool after each stage).
+        family: "resnet" for everything above; two plain conv stacks ignore the block,
+            stem and shortcut fields:
+            "small_cnn": per stage, `depths` conv-BN-ReLU layers (biasless convs), then a
+            2x2 max-pool after every stage;
+            "seed_cnn": the course's seed-notebook SimpleCNN, per stage `depths` conv-BN-ReLU
+            layers whose convs have a bias, a 2x2 max-pool after every stage but the last.
     """
 
     stem: str = "cifar"
@@ -199,7 +207,12 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise once, at construction
-        set_(self, "family", check_choice("family", self.family, FAMILIES))
+        family = (
+            _FAMILY_ALIASES.get(self.family, self.family)
+            if isinstance(self.family, str)
+            else self.family
+        )
+        set_(self, "family", check_choice("family", family, FAMILIES))
         set_(self, "stem", check_choice("stem", self.stem, STEMS))
         set_(self, "block", check_choice("block", self.block, BLOCKS))
         set_(self, "shortcut", check_choice("shortcut", self.shortcut, SHORTCUTS))
@@ -241,10 +254,17 @@ class ArchSpec:
         """Channels coming out of each stage."""
         return tuple(width * self.expansion for width in self.widths)
 
+    @property
+    def is_cnn(self) -> bool:
+        """A plain conv stack (small_cnn, seed_cnn) rather than a ResNet or its plain twin."""
+        return self.family in CNN_FAMILIES
+
     def downsample_factor(self) -> int:
         """How much the spatial size shrinks from input to the last stage."""
-        if self.family == "simple_cnn":
-            return 2 ** len(self.depths)
+        if self.family == "small_cnn":
+            return 2 ** len(self.depths)  # a max-pool after every stage
+        if self.family == "seed_cnn":
+            return 2 ** (len(self.depths) - 1)  # no max-pool after the last stage
         stem = 4 if self.stem == "imagenet" else 1
         return stem * 2 ** (len(self.depths) - 1)
 
@@ -254,8 +274,8 @@ class ArchSpec:
 
     def num_layers(self) -> int:
         """Weighted layers in the main path (the N in ResNet-N): stem + block convs + fc."""
-        per_block = 1 if self.family == "simple_cnn" else (3 if self.block == "bottleneck" else 2)
-        stem = 0 if self.family == "simple_cnn" else 1
+        per_block = 1 if self.is_cnn else (3 if self.block == "bottleneck" else 2)
+        stem = 0 if self.is_cnn else 1
         return stem + per_block * sum(self.depths) + 1
 
     # Serialisation -------------------------------------------------------------------------
@@ -339,7 +359,13 @@ for _depth, (_block, _depths) in _TORCHVISION_DEPTHS.items():
     )
 _register(
     "simple_cnn",
-    ArchSpec(family="simple_cnn", depths=(2, 2), widths=(64, 128), residual=False),
+    ArchSpec(family="seed_cnn", depths=(1, 1, 1, 1), widths=(32, 64, 128, 256), residual=False),
+    32,
+    "the seed notebook's SimpleCNN: 4 conv layers, 3 max-pools, 391,946 parameters",
+)
+_register(
+    "small_cnn",
+    ArchSpec(family="small_cnn", depths=(2, 2), widths=(64, 128), residual=False),
     32,
     "small CNN baseline: 4 conv layers, 2 max-pools",
 )

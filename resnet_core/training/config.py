@@ -19,12 +19,14 @@ from resnet_core.nets.spec import (
     SpecError,
     check_choice,
     check_fields,
+    parse_int_list,
     resolve_spec,
     spec_label,
 )
+from resnet_core.training.data import NORMALIZATIONS, PAD_MODES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "onecycle")
+SCHEDULES = ("cosine", "step", "onecycle", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
 # torch.compile modes; the two with CUDA graphs replay a whole forward or backward as one
 # launch on CUDA, which is what short-step GPU runs are limited by (benchmarks/RESULTS.md).
@@ -68,6 +70,33 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+MAX_MILESTONES = 64
+
+
+def _milestones(value: Any) -> tuple[int, ...] | None:
+    """Epoch milestones from a list of whole numbers or text such as "8, 12" (or "[8, 12]",
+    as a form shows a list); None or empty text means none. Strictly increasing, each >= 1."""
+    if value is None or (isinstance(value, str) and not value.strip(" []()")):
+        return None
+    if isinstance(value, str):
+        try:
+            value = parse_int_list(value.strip().strip("[]()"), "milestones")
+        except SpecError as error:
+            raise ConfigError(str(error)) from None
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"milestones: {value!r} is not a list of epochs; use e.g. 8, 12")
+    if len(value) > MAX_MILESTONES:
+        raise ConfigError(f"milestones: {len(value)} is too many; use at most {MAX_MILESTONES}")
+    epochs = tuple(_whole(f"milestones[{i}]", item, 1, 100_000) for i, item in enumerate(value))
+    for before, after in zip(epochs, epochs[1:]):
+        if after <= before:
+            raise ConfigError(
+                f"milestones: {list(epochs)} must be strictly increasing ({after} follows "
+                f"{before}); list the epochs in order, e.g. 8, 12"
+            )
+    return epochs or None
+
+
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
     """A TrainConfig field with its help text (and its choices) in the metadata, which the
     CLI flags and the Train page form are generated from."""
@@ -98,11 +127,36 @@ class TrainConfig:
     schedule: str = option(
         "onecycle",
         "onecycle (linear warm-up then linear decay to 0), cosine (warm-up then cosine "
-        "to 0) or step (x0.1 at 50% and 75% of the steps, as He et al. 2016)",
+        "to 0), step (x gamma at 50% and 75% of the steps, as He et al. 2016, or at the "
+        "milestones) or constant (lr throughout); every schedule starts with the warm-up "
+        "when warmup > 0",
         SCHEDULES,
     )
     warmup: float = option(0.2, "fraction of all steps spent warming up, in [0, 1)")
+    milestones: tuple[int, ...] | None = option(
+        None,
+        "schedule step only: epochs after which the lr is multiplied by gamma, e.g. 8, 12 "
+        "(as torch's MultiStepLR stepped once per epoch); unset: 50% and 75% of the steps",
+    )
+    gamma: float = option(
+        0.1, "schedule step: the factor each drop multiplies the lr by, in (0, 1]"
+    )
     label_smoothing: float = option(0.1, "cross-entropy label smoothing, in [0, 1)")
+    augment: bool = option(
+        True, "random crops and horizontal flips of the training images (false: neither)"
+    )
+    crop_pad: str = option(
+        "reflect",
+        "how the random crop pads by 4 pixels: reflect (mirror the border) or zeros (black, "
+        "as torchvision's RandomCrop(32, padding=4))",
+        PAD_MODES,
+    )
+    normalize: str = option(
+        "cifar10",
+        "per-channel normalisation: cifar10 (the training set's std 0.2470, 0.2435, 0.2616) or "
+        "notebook (the widely copied std 0.2023, 0.1994, 0.2010); same mean",
+        tuple(NORMALIZATIONS),
+    )
     seed: int = option(0, "seeds initialisation, shuffling and augmentation")
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     precision: str = option(
@@ -164,11 +218,23 @@ class TrainConfig:
         set_(self, "weight_decay", _number("weight_decay", self.weight_decay, 0.0, 1.0))
         _choice("schedule", self.schedule, SCHEDULES)
         set_(self, "warmup", _number("warmup", self.warmup, 0.0, 1.0, high_open=True))
+        set_(self, "milestones", _milestones(self.milestones))
+        if self.milestones is not None and self.schedule != "step":
+            raise ConfigError(
+                f"milestones: only schedule step uses them (schedule is {self.schedule}); "
+                "set schedule step or clear milestones"
+            )
+        set_(self, "gamma", _number("gamma", self.gamma, 0.0, 1.0))
+        if self.gamma <= 0:
+            raise ConfigError(f"gamma: {self.gamma} must be > 0, e.g. 0.1 for a tenfold drop")
         set_(
             self,
             "label_smoothing",
             _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True),
         )
+        _flag("augment", self.augment)
+        _choice("crop_pad", self.crop_pad, PAD_MODES)
+        _choice("normalize", self.normalize, tuple(NORMALIZATIONS))
         set_(self, "seed", _whole("seed", self.seed, 0, 2**31 - 1))
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
             raise ConfigError(
@@ -208,6 +274,8 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         if isinstance(self.model, dict):
             data["model"] = dict(self.model)
+        if self.milestones is not None:
+            data["milestones"] = list(self.milestones)
         return data
 
     @classmethod

@@ -31,6 +31,10 @@ __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "NORMALIZATIONS",
+    "NOTEBOOK_MEAN",
+    "NOTEBOOK_STD",
+    "PAD_MODES",
     "DATA_ENV",
     "Cifar10",
     "DatasetNotFound",
@@ -59,6 +63,14 @@ CIFAR10_CLASSES = (
 # Per-channel statistics of the CIFAR-10 training set, as fractions of 255.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# The constants most CIFAR-10 notebooks copy (and the seed notebooks use): the same mean, but
+# a std about 0.8x the per-pixel one, so inputs are spread about 1.25x wider.
+NOTEBOOK_MEAN = (0.4914, 0.4822, 0.4465)
+NOTEBOOK_STD = (0.2023, 0.1994, 0.2010)
+NORMALIZATIONS = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "notebook": (NOTEBOOK_MEAN, NOTEBOOK_STD)}
+# How the random crop pads: "reflect" mirrors the border; "zeros" pads black pixels, as
+# torchvision's RandomCrop(32, padding=4) does on the unnormalised image.
+PAD_MODES = ("reflect", "zeros")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + (
     "test_batch",
@@ -480,8 +492,9 @@ def load_dataset(
 class DeviceLoader:
     """Batches from a dataset that lives on the training device.
 
-    Normalises on the device (CIFAR-10 mean/std), and for training applies a per-image random
-    crop (reflect padding) and a horizontal flip with probability 1/2, in whole batches.
+    Normalises on the device (CIFAR-10 mean/std by default), and for training applies a
+    per-image random crop (reflect or zero padding) and a horizontal flip with probability
+    1/2, in whole batches.
     The order and augmentation of epoch e depend only on (seed, e), so a resumed run sees
     the same batches as an uninterrupted one.
 
@@ -493,10 +506,12 @@ class DeviceLoader:
         train: shuffle and augment (True) or keep order, no augmentation (False).
         seed: seed of the torch.Generator behind shuffling and augmentation.
         crop_padding: pixels of padding for the random crop (0 turns cropping off).
+        pad_mode: "reflect", or "zeros" (black pixels, as torchvision's RandomCrop).
         flip: random horizontal flips.
         channels_last: return batches in channels_last memory format.
         drop_last: drop the last partial batch in training (kept if it is the only one).
         dtype: float dtype of the batches.
+        mean, std: per-channel statistics (fractions of 255) that normalisation removes.
     """
 
     def __init__(
@@ -509,6 +524,7 @@ class DeviceLoader:
         seed: int = 0,
         crop_padding: int = 4,
         flip: bool = True,
+        pad_mode: str = "reflect",
         channels_last: bool = False,
         drop_last: bool = True,
         dtype: torch.dtype = torch.float32,
@@ -521,6 +537,8 @@ class DeviceLoader:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size: {batch_size} must be >= 1")
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode: {pad_mode!r} is not allowed; choose reflect or zeros")
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -528,6 +546,7 @@ class DeviceLoader:
         self.train = train
         self.seed = seed
         self.crop_padding = crop_padding if train else 0
+        self.pad_mode = pad_mode
         self.flip = flip and train
         self.channels_last = channels_last
         self.drop_last = drop_last and train and len(images) >= batch_size
@@ -559,11 +578,22 @@ class DeviceLoader:
         """uint8 (N, C, H, W) -> normalised float batch of `dtype`."""
         return ((images.float() - self.mean) * self.scale).to(self.dtype)
 
-    def _crop(self, batch: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """Per-image random crop of the reflect-padded batch, as one gather (no host sync)."""
+    def _pad(self, batch: torch.Tensor) -> torch.Tensor:
+        """The normalised batch padded by `crop_padding` on every side: mirrored, or with the
+        normalised value of a black pixel (what zero padding before normalising gives)."""
         pad = self.crop_padding
+        if self.pad_mode == "reflect":
+            return F.pad(batch, (pad, pad, pad, pad), mode="reflect")
+        count, channels, height, width = batch.shape
+        black = (-self.mean * self.scale).to(batch.dtype)  # (1, C, 1, 1)
+        padded = black.expand(count, channels, height + 2 * pad, width + 2 * pad).clone()
+        padded[:, :, pad : pad + height, pad : pad + width] = batch
+        return padded
+
+    def _crop(self, batch: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Per-image random crop of the padded batch, as one gather (no host sync)."""
         count, _channels, height, width = batch.shape
-        padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")  # (N, C, H+2p, W+2p)
+        padded = self._pad(batch)  # (N, C, H+2p, W+2p)
         rows = shifts[:, :1] + torch.arange(height, device=batch.device)  # (N, H)
         cols = shifts[:, 1:] + torch.arange(width, device=batch.device)  # (N, W)
         images = torch.arange(count, device=batch.device).view(-1, 1, 1)

@@ -96,6 +96,7 @@ class Step(AtStep):
     images_per_s: float = 0.0
     elapsed: float = 0.0
     eta_s: float = 0.0
+    accuracy: float | None = None  # of this step's batch (None in runs logged before it)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 - degradation: deeper plain nets train worse, residual nets do not (He et al. 2016, Fig. 6,
   https://arxiv.org/abs/1512.03385).
-- cnn_vs_resnet: the small CNN baseline against ResNet-18.
+- cnn_vs_resnet: the small CNN baseline (preset small_cnn) against ResNet-18.
 - weight_decay: weight decay 5e-4 vs 1e-4 and the train-test generalisation gap.
 - layer_responses: std of each BN output of the trained degradation nets (He et al. Fig. 7).
 
@@ -129,8 +129,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment(
             name="cnn_vs_resnet",
             title="A small CNN against ResNet-18",
-            claim="resnet18 reaches a higher test accuracy than simple_cnn",
-            runs=(RunPlan("simple_cnn", "simple_cnn"), RunPlan("resnet18", "resnet18")),
+            claim="resnet18 reaches a higher test accuracy than small_cnn",
+            runs=(RunPlan("small_cnn", "small_cnn"), RunPlan("resnet18", "resnet18")),
             gpu_recipe={
                 **_SGD,
                 "epochs": 15,
@@ -402,7 +402,10 @@ def run_experiment(
             )
         recipe_name, recipe, members = _analyse(experiment, folder, source, data_dir, device)
     else:
-        recipe = {k: v for k, v in configs[0][1].items() if k not in ("model", "device")}
+        # where the data lay on this machine is no part of the recipe
+        recipe = {
+            k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
+        }
         members = _train(configs, folder, jobs, on_event)
     record = _record(experiment, command, device, started, recipe_name, recipe, members)
     write_json_atomic(folder / "experiment.json", record)

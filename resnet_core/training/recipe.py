@@ -5,6 +5,12 @@ Recipe for short CPU runs: SGD with Nesterov momentum, a one-cycle learning rate
 Topin 2017, https://arxiv.org/abs/1708.07120), label smoothing (Szegedy et al. 2016,
 https://arxiv.org/abs/1512.00567), bf16 autocast and a device-resident data loader
 (`resnet_core.training.data.DeviceLoader`, after cifar10-airbench).
+
+The seed notebooks' recipes are settings of the same parts (`resnet_core.training.seeds`):
+MultiStepLR milestones (schedule "step" with `milestones` in epochs and `gamma`), a constant
+rate (schedule "constant"), Adam at 1e-3 with no weight decay (optimizer "adam",
+weight_decay 0: nothing here adds decay the config does not ask for), torchvision's
+zero-padded crops and the widely copied normalisation constants.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -22,9 +28,19 @@ from torch import nn
 
 from resnet_core.common.modes import model_mode
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.data import DeviceLoader
+from resnet_core.training.data import NORMALIZATIONS, Cifar10, DeviceLoader
 
-__all__ = ["autocast", "keep_freed_memory", "lr_multiplier", "make_optimizer", "evaluate"]
+__all__ = [
+    "autocast",
+    "keep_freed_memory",
+    "lr_multiplier",
+    "make_optimizer",
+    "evaluate",
+    "train_loader",
+    "eval_loader",
+]
+
+CROP_PADDING = 4  # pixels, as torchvision's RandomCrop(32, padding=4)
 
 
 # Precision -------------------------------------------------------------------------------
@@ -65,14 +81,34 @@ def keep_freed_memory() -> bool:
 
 
 # Schedule and optimizer --------------------------------------------------------------------
-def lr_multiplier(schedule: str, step: int, total_steps: int, warmup: float) -> float:
-    """Learning-rate factor for `step` (0-based) out of `total_steps`."""
+def lr_multiplier(
+    schedule: str,
+    step: int,
+    total_steps: int,
+    warmup: float,
+    *,
+    milestones: Sequence[int] | None = None,
+    gamma: float = 0.1,
+    steps_per_epoch: int = 1,
+) -> float:
+    """Learning-rate factor for `step` (0-based) out of `total_steps`.
+
+    Every schedule starts with a linear warm-up over `warmup` of the steps (none when 0).
+    "step" multiplies by `gamma` at each of `milestones`, in epochs of `steps_per_epoch`
+    steps: milestone m takes effect from the first step of epoch m + 1, as torch's
+    MultiStepLR stepped once per epoch; without milestones, at 50 % and 75 % of the steps.
+    """
     total = max(total_steps, 1)
     warm = int(round(warmup * total))
     if step < warm:
         return (step + 1) / warm  # linear warm-up, never exactly 0
+    if schedule == "constant":
+        return 1.0
     if schedule == "step":
-        return 0.1 ** ((step >= 0.5 * total) + (step >= 0.75 * total))
+        if milestones is None:
+            return gamma ** ((step >= 0.5 * total) + (step >= 0.75 * total))
+        epoch = step // max(steps_per_epoch, 1)  # epochs finished before this step
+        return gamma ** sum(epoch >= milestone for milestone in milestones)
     progress = (step - warm) / max(total - warm, 1)
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
@@ -95,6 +131,42 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, betas=betas)
     return torch.optim.AdamW(groups, lr=config.lr, betas=betas)
+
+
+# Data ------------------------------------------------------------------------------------
+def _normalization(config: TrainConfig) -> dict[str, tuple[float, ...]]:
+    mean, std = NORMALIZATIONS[config.normalize]
+    return {"mean": mean, "std": std}
+
+
+def train_loader(config: TrainConfig, data: Cifar10, device: torch.device) -> DeviceLoader:
+    """The shuffled training loader with the config's augmentation and normalisation."""
+    return DeviceLoader(
+        data.train_images,
+        data.train_labels,
+        config.batch_size,
+        device,
+        train=True,
+        seed=config.seed,
+        crop_padding=CROP_PADDING if config.augment else 0,
+        flip=config.augment,
+        pad_mode=config.crop_pad,
+        channels_last=config.channels_last,
+        **_normalization(config),
+    )
+
+
+def eval_loader(config: TrainConfig, data: Cifar10, device: torch.device) -> DeviceLoader:
+    """The test set in order, normalised as the config trains (a run is evaluated alike)."""
+    return DeviceLoader(
+        data.test_images,
+        data.test_labels,
+        config.eval_batch_size,
+        device,
+        train=False,
+        channels_last=config.channels_last,
+        **_normalization(config),
+    )
 
 
 # Evaluation --------------------------------------------------------------------------------

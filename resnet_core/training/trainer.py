@@ -54,10 +54,12 @@ from resnet_core.training.events import (
 )
 from resnet_core.training.recipe import (
     autocast,
+    eval_loader,
     evaluate,
     keep_freed_memory,
     lr_multiplier,
     make_optimizer,
+    train_loader,
 )
 from resnet_core.training.runs import RunError, RunWriter, load_checkpoint
 
@@ -93,7 +95,7 @@ class FitResult:
     """How a run ended.
 
     Attributes:
-        state: "done", "cancelled" (or "failed" when read back from a run dir).
+        state: "done", "cancelled" or "failed" (a lockstep member that broke; `fit` raises).
         best_test_acc: best test accuracy seen (None if never evaluated).
         final_test_acc: test accuracy after the last completed epoch.
         seconds: wall time of the run.
@@ -149,12 +151,7 @@ def _loaders(
     config: TrainConfig, data: Cifar10, device: torch.device
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """The shuffled, augmented training loader and the plain test loader."""
-    layout = {"device": device, "channels_last": config.channels_last}
-    images, labels = data.train_images, data.train_labels
-    train = DeviceLoader(images, labels, config.batch_size, train=True, seed=config.seed, **layout)
-    images, labels = data.test_images, data.test_labels
-    test = DeviceLoader(images, labels, config.eval_batch_size, train=False, **layout)
-    return train, test
+    return train_loader(config, data, device), eval_loader(config, data, device)
 
 
 def _step_marker(config: TrainConfig) -> Callable[[], None]:
@@ -181,13 +178,36 @@ def _build(config: TrainConfig, data: Cifar10, device: torch.device) -> nn.Modul
     return model
 
 
+class EpochTally:
+    """What one epoch of one net has seen so far: loss and hits summed on the device (no host
+    sync per step), images seen, and the recent (time, images) marks behind images/s."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.started = time.perf_counter()
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.seen = 0
+        self.window: deque[tuple[float, int]] = deque([(self.started, 0)], maxlen=RATE_WINDOW)
+
+    def add(self, loss: torch.Tensor, hits: torch.Tensor, count: int) -> None:
+        self.loss_sum += loss * count
+        self.correct += hits
+        self.seen += count
+
+    def result(self) -> tuple[float, float, float]:
+        """(mean training loss, training accuracy, seconds since the epoch began)."""
+        seconds = time.perf_counter() - self.started
+        seen = max(self.seen, 1)
+        return float(self.loss_sum) / seen, int(self.correct) / seen, seconds
+
+
 # The trainer -------------------------------------------------------------------------------
 class Trainer:
     """One training run: `setup()` builds everything, `fit()` runs the epoch loop.
 
     Each piece can be driven on its own (a test can run one step or one epoch):
-    `train_step(images, labels)`, `train_epoch(epoch)`, `evaluate()`, `checkpoint(event,
-    improved)`. Every event goes to the callbacks (`Callback.on_event`); with a `run_dir`
+    `train_step(images, labels)`, `train_epoch(epoch)` (or `begin_epoch` and `fit_batch` per
+    batch, as a lockstep group drives it), `evaluate()`, `checkpoint(event, improved)`. Every event goes to the callbacks (`Callback.on_event`); with a `run_dir`
     (or `resume`) a `RunWriter` records the run there.
 
     Attributes (after `setup`): config, device, data, model (the network being trained),
@@ -202,8 +222,10 @@ class Trainer:
         cancel: Any = None,
         run_dir: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None,
+        data: Cifar10 | None = None,
     ) -> None:
         self.config = TrainConfig.from_dict(config)
+        self.data = data  # loaded in setup() unless given (a lockstep group shares one copy)
         self.cancel = cancel  # anything with is_set(), checked before every step
         self.resume = Path(resume) if resume is not None else None
         self.callbacks: list[Callback] = list(callbacks)
@@ -243,7 +265,8 @@ class Trainer:
         checkpoint = load_checkpoint(self.resume / "last.pt") if self.resume else None
         if self.device.type == "cpu":
             keep_freed_memory()
-        self.data = load_data(config)
+        if self.data is None:
+            self.data = load_data(config)
         model = _build(config, self.data, self.device)
         self.optimizer = make_optimizer(config, model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
@@ -323,7 +346,13 @@ class Trainer:
         predictions, both still on the device (no host sync)."""
         config = self.config
         self.lr = config.lr * lr_multiplier(
-            config.schedule, self.step, self.total_steps, config.warmup
+            config.schedule,
+            self.step,
+            self.total_steps,
+            config.warmup,
+            milestones=config.milestones,
+            gamma=config.gamma,
+            steps_per_epoch=self.steps_per_epoch,
         )
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
@@ -343,33 +372,35 @@ class Trainer:
         self.scaler.update()
         return loss.detach(), correct
 
-    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
-        """Train one epoch; returns (mean training loss, training accuracy, seconds)."""
+    def begin_epoch(self, epoch: int) -> EpochTally:
+        """Put the model in training mode for `epoch` and start counting its steps."""
         self.epoch = epoch
         self.model.train()
         self.train_loader.set_epoch(epoch)
-        started = time.perf_counter()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        seen = 0
-        window: deque[tuple[float, int]] = deque([(started, 0)], maxlen=RATE_WINDOW)
-        for images, labels in self.train_loader:
-            self.check_cancel()
-            loss, hits = self.train_step(images, labels)
-            loss_sum += loss * len(labels)
-            correct += hits
-            seen += len(labels)
-            if self.step % self.config.log_every == 0 or self.step == self.total_steps:
-                self._log_step(loss, seen, window)
-        seconds = time.perf_counter() - started
-        return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1), seconds
+        return EpochTally(self.device)
 
-    def _log_step(self, loss: torch.Tensor, seen: int, window: deque) -> None:
-        value = float(loss)  # the one host sync per logged step
+    def fit_batch(self, tally: EpochTally, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One step of the epoch `tally` counts: check for a cancel, step, log when due."""
+        self.check_cancel()
+        loss, hits = self.train_step(images, labels)
+        tally.add(loss, hits, len(labels))
+        if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+            self._log_step(loss, int(hits) / max(len(labels), 1), tally)
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """Train one epoch; returns (mean training loss, training accuracy, seconds)."""
+        tally = self.begin_epoch(epoch)
+        for images, labels in self.train_loader:
+            self.fit_batch(tally, images, labels)
+        return tally.result()
+
+    def _log_step(self, loss: torch.Tensor, accuracy: float, tally: EpochTally) -> None:
+        value = float(loss)  # the host sync of a logged step (the batch's hits came with it)
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {self.step}")
         now = time.perf_counter()
-        window.append((now, seen))
+        window = tally.window
+        window.append((now, tally.seen))
         rate = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
         remaining = self.total_steps - self.step
         self.emit(
@@ -381,6 +412,7 @@ class Trainer:
                 images_per_s=rate,
                 elapsed=self.elapsed(),
                 eta_s=remaining * self.config.batch_size / max(rate, 1e-9),
+                accuracy=accuracy,
             )
         )
 
@@ -497,12 +529,12 @@ class Trainer:
         )
 
     def result(self) -> FitResult:
-        """How the run ended, as a FitResult (state "done" or "cancelled")."""
+        """How the run ended, as a FitResult (state "done", "cancelled" or "failed")."""
         outcome = self.outcome
         tested = [e.test_acc for e in self.history if e.test_acc is not None]
         finished = isinstance(outcome, Done)
         return FitResult(
-            state="cancelled" if isinstance(outcome, Cancelled) else "done",
+            state={Cancelled: "cancelled", Failed: "failed"}.get(type(outcome), "done"),
             best_test_acc=self.best_test_acc,
             final_test_acc=self.final_test_acc if finished else (tested[-1] if tested else None),
             seconds=float(getattr(outcome, "seconds", 0.0)),
