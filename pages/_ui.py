@@ -98,6 +98,24 @@ def current_label() -> str:
     return spec_label(current_spec())
 
 
+CURRENT_NET = "current net"  # the Train page's model choice that stands for the Build page's net
+TRAIN_MODEL_KEY = "train_f_own_model"  # the Train page's own-settings model box
+
+
+def model_choice() -> str:
+    """The Train page's model choice for the current net: its preset name, or
+    'current net: <label>' for a custom one."""
+    label = current_label()
+    return label if label in PRESETS else f"{CURRENT_NET}: {label}"
+
+
+def train_current_net() -> None:
+    """Open the Train page with the current net chosen in its own-settings form."""
+    st.session_state[TRAIN_MODEL_KEY] = model_choice()
+    st.session_state["train_recipe"] = None  # the form with the model box, not a ready choice
+    st.switch_page("pages/train.py")
+
+
 def default_side(spec: ArchSpec) -> int:
     """The input side a net is meant for (224 for ImageNet stems, else 32), or the smallest
     it can take when it downsamples more than that (a CIFAR-stem net with 7 or 8 stages)."""
@@ -262,3 +280,29 @@ def run_model(run_path: str) -> tuple[ArchSpec, dict]:
 def delete_run(run_id: str) -> None:
     """Delete one of your runs (shipped ones are read-only)."""
     runs.delete_run(run_id, root=runs_dir())
+
+
+# Images ----------------------------------------------------------------------------------
+def show_image(png: bytes, name: str, data: pd.DataFrame | None = None) -> None:
+    """Render a PNG (an image grid) with a PNG download, and a CSV one when `data` is given."""
+    st.image(png, width="content")
+    row = st.container(horizontal=True, gap="small")
+    row.download_button(
+        "PNG",
+        png,
+        f"{name}.png",
+        "image/png",
+        key=f"dl_image_{name}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+    if data is not None:
+        row.download_button(
+            "CSV",
+            lambda: charts.to_csv(data),
+            f"{name}.csv",
+            "text/csv",
+            key=f"dl_image_csv_{name}",
+            on_click="ignore",
+            icon=":material/download:",
+        )

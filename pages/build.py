@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
+from resnet_core.common.device import device_name, memory_budget, resolve_device
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import (
     BLOCKS,
@@ -18,10 +19,13 @@ from resnet_core.nets.spec import (
     parse_int_list,
     spec_label,
 )
+from resnet_core.training.config import TrainConfig
 from resnet_core.views.diagram import block_diagram, stage_summary
-from resnet_core.views.explain import build_sentence, fmt_count
+from resnet_core.views.explain import build_sentence, fmt_count, training_size_sentence
 
 _ui.require_router()
+
+TRAIN_BATCH = TrainConfig.batch_size  # the Train page's default batch, for the size estimate
 
 
 def _pick_preset() -> None:
@@ -139,6 +143,17 @@ def _custom(spec: ArchSpec) -> None:
     _paste_json()
 
 
+def _train_button(spec: ArchSpec) -> None:
+    """'Train this net' and what training it on CIFAR-10 takes here (the trainer's estimate)."""
+    left, right = st.columns([1, 4], vertical_alignment="center")
+    if left.button("Train this net", icon=":material/model_training:", key="build_train"):
+        _ui.train_current_net()
+    device = resolve_device("auto")
+    right.caption(
+        training_size_sentence(spec, TRAIN_BATCH, 32, memory_budget(device), device_name(device))
+    )
+
+
 def _overview(spec: ArchSpec) -> None:
     label = spec_label(spec)
     side = _ui.default_side(spec)
@@ -151,6 +166,7 @@ def _overview(spec: ArchSpec) -> None:
     columns[2].metric("Multiply-adds", fmt_count(mult_adds))
     columns[3].metric("Input", f"{spec.in_channels}x{side}x{side}")
     st.markdown(build_sentence(label, spec.num_layers(), params, mult_adds, side))
+    _train_button(spec)
 
     st.subheader("Diagram")
     options = st.columns(3)

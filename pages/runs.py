@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui
+from resnet_core.training.events import Start
 from resnet_core.training.runs import RunError, RunInfo
-from resnet_core.views.charts import epoch_chart, metrics_frames, runs_compare_chart, step_chart
+from resnet_core.views.charts import epoch_chart, metrics_frames
 from resnet_core.views.explain import fmt_seconds
+from resnet_core.views.lockstep import lockstep_chart, lockstep_frames
 
 _ui.require_router()
 
@@ -43,33 +45,41 @@ def _table(infos: list[RunInfo]) -> pd.DataFrame:
     )
 
 
+# The comparison charts: (table, x, value, title, axis title)
+COMPARE_CHARTS = (
+    ("steps", "step", "loss", "Training loss per step", "loss"),
+    ("epochs", "epoch", "train_acc", "Training accuracy per epoch", "accuracy (%)"),
+    ("epochs", "epoch", "test_acc", "Test accuracy per epoch", "accuracy (%)"),
+    ("epochs", "epoch", "test_loss", "Test loss per epoch", "loss"),
+)
+
+
+def _residual(events: list) -> bool:
+    start = next((e for e in events if isinstance(e, Start)), None)
+    return bool(start.spec.get("residual", True)) if start is not None else True
+
+
 def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
-    epochs, losses = [], []
+    events, residual = {}, {}
     for run_id in chosen:
-        steps, long = metrics_frames(_ui.run_events(infos[run_id].path))
         info = infos[run_id]
         name = info.model if run_id == info.model else f"{info.model} ({run_id[:15]})"
-        test = long[long["split"] == "test"].rename(columns={"accuracy": "test_acc"})
-        if len(test):
-            epochs.append(test.assign(run=name)[["run", "epoch", "test_acc"]])
-        if len(steps) and "loss" in steps:
-            losses.append(steps[["step", "loss"]].assign(run=name))
-    if not epochs and not losses:
+        events[name] = _ui.run_events(info.path)
+        residual[name] = _residual(events[name])
+    frames = lockstep_frames(events)
+    if frames.steps.empty and frames.epochs.empty:
         st.info("The chosen runs have no curves yet.")
         return
-    left, right = st.columns(2)
-    if epochs:
-        frame = pd.concat(epochs, ignore_index=True)
-        with left:
-            _ui.show_chart(runs_compare_chart(frame), "runs-test-accuracy", frame)
-    else:
-        left.caption("No test accuracy yet: a run is evaluated after each epoch.")
-    if losses:
-        frame = pd.concat(losses, ignore_index=True)
-        with right:
-            _ui.show_chart(
-                step_chart(frame, "loss", "Training loss per step", "loss"), "runs-loss", frame
-            )
+    columns = st.columns(2)
+    for index, (table, x, value, title, axis) in enumerate(COMPARE_CHARTS):
+        frame = getattr(frames, table)
+        with columns[index % 2]:
+            if frame[value].notna().any():
+                chart = lockstep_chart(frame, x, value, title, axis, residual)
+                _ui.show_chart(chart, f"runs-{value}", frame)
+            else:
+                st.caption(f"{title}: none logged yet (a run is evaluated after each epoch).")
+    st.caption("Plain nets in reds, residual nets in blues.")
 
 
 def _open_in_gradients(run_path: str) -> None:

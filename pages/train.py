@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
 from pages import _ui
 from resnet_core import list_presets
+from resnet_core.nets.spec import PRESETS, SpecError, spec_label
 from resnet_core.training import runs
-from resnet_core.training.config import (
-    DATASETS,
-    OPTIMIZERS,
-    PRECISIONS,
-    SCHEDULES,
-    TrainConfig,
-    field_help,
-)
+from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.data import cifar10_layout
 from resnet_core.training.events import EpochEnd, Event, Start, Step
-from resnet_core.training.jobs import RECIPES, Job
+from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, Job
 from resnet_core.views.charts import epoch_chart, metrics_frames, step_chart
 from resnet_core.views.explain import fmt_seconds, run_sentence
+from resnet_core.views.lockstep import (
+    SMOOTH_STEPS,
+    lockstep_chart,
+    lockstep_frames,
+    lockstep_sentence,
+)
 
 _ui.require_router()
 
-# Widgets for TrainConfig fields; a field not listed here gets a text/number box from its type.
+# Widgets for TrainConfig fields: a field with choices (in its metadata, or here) gets a
+# selectbox, the others a toggle, number or text box from their type.
 CHOICES = {
-    "dataset": DATASETS,
     "device": ("auto", "cpu", "cuda", "mps"),
-    "optimizer": OPTIMIZERS,
-    "precision": PRECISIONS,
-    "schedule": SCHEDULES,
+    **{
+        f.name: f.metadata["choices"]
+        for f in dataclasses.fields(TrainConfig)
+        if "choices" in f.metadata
+    },
 }
 MAIN_FIELDS = (
     "model",
@@ -44,15 +48,33 @@ MAIN_FIELDS = (
     "device",
 )
 HIDDEN_FIELDS = ("data_dir",)
+MODEL_HELP = "; or type a preset name or paste a spec's JSON (the Build page's Spec box)"
 
 
 def _defaults() -> dict:
     return TrainConfig().to_dict()
 
 
+def _current_option() -> str | None:
+    """'current net: <label>' when the Build page's net is not a preset (else None)."""
+    choice = _ui.model_choice()
+    return None if choice in PRESETS else choice
+
+
+def _model_value(choice: str) -> str | dict:
+    """The model a choice stands for: a preset name, the current net's spec, or a typed spec
+    (JSON) or preset name; SpecError if it names no net."""
+    if choice == _current_option():
+        return _ui.current_spec().to_dict()
+    spec = _ui.net_from_param(choice)
+    label = spec_label(spec)
+    return label if label in PRESETS else spec.to_dict()
+
+
 def _field_choices(name: str, default) -> list | None:
     if name == "model":
-        return list_presets()
+        current = _current_option()
+        return ([current] if current else []) + list_presets()
     if name == "dataset" and default == "synthetic":
         return ["synthetic"]  # CIFAR-10 is not there (the sidebar says how to get it)
     if name in CHOICES:
@@ -67,12 +89,14 @@ def _widget(container, name: str, value, default, prefix: str):
     help_text = field_help(name)
     choices = _field_choices(name, default)
     if choices:
+        chosen = key in st.session_state  # e.g. set by "Train this net" on the Build page
         return container.selectbox(
             label,
             choices,
-            index=choices.index(value) if value in choices else 0,
+            index=None if chosen else choices.index(value) if value in choices else 0,
             key=key,
-            help=help_text,
+            help=help_text + MODEL_HELP if name == "model" else help_text,
+            accept_new_options=name == "model",
         )
     if isinstance(default, bool):
         return container.toggle(label, bool(value), key=key, help=help_text)
@@ -90,6 +114,8 @@ def _widget(container, name: str, value, default, prefix: str):
         return container.number_input(
             label, value=float(value), format="%.4g", key=key, help=help_text
         )
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(map(str, value))  # milestones: "8, 12"
     return container.text_input(label, "" if value is None else str(value), key=key, help=help_text)
 
 
@@ -126,26 +152,28 @@ def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ())
         if default is None and values.get(name) in (0, ""):
             values[name] = None  # 0 / empty means "off" for optional numbers
     values["data_dir"] = str(_ui.data_dir())
+    if "model" in values:
+        try:
+            values["model"] = _model_value(str(values["model"]))
+        except SpecError as error:
+            _ui.error_box(error, "Nothing was started; pick a model from the list.")
+            return None
     return values
 
 
 def _start(configs: list[dict]) -> None:
+    """Queue one run, or several nets as one lockstep group."""
     queue = _ui.job_queue()
     try:
-        for config in configs:
-            queue.validate(config)  # check them all before queueing any
-        count = len(configs)
-        jobs = [
-            queue.submit(
-                config, label=f"{config.get('model')}" + (f" ({i} of {count})" if count > 1 else "")
-            )
-            for i, config in enumerate(configs, start=1)
-        ]
-        st.session_state["train_watch"] = jobs[0].job_id  # the one that starts first
+        if len(configs) > 1:
+            job = queue.submit_group(configs)
+        else:
+            job = queue.submit(configs[0])
     except (ValueError, TypeError) as error:
         _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
         return
-    st.toast(f"Queued {len(configs)} run(s).", icon=":material/schedule:")
+    st.session_state["train_watch"] = job.job_id
+    st.toast(f"Queued {job.label}.", icon=":material/schedule:")
 
 
 def _status_line(job: Job, queue) -> str:
@@ -160,6 +188,10 @@ def _status_line(job: Job, queue) -> str:
 def _total_steps(events: list[Event]) -> int | None:
     start = next((e for e in events if isinstance(e, Start)), None)
     return start.total_steps if start is not None and start.total_steps else None
+
+
+def _last_step(events: list[Event]) -> int:
+    return max((e.step for e in events if isinstance(e, Step)), default=0)
 
 
 def _progress(job: Job, events: list[Event]) -> None:
@@ -213,51 +245,64 @@ def _charts(job: Job, events: list[Event]) -> None:
             )
 
 
-@st.fragment(run_every=1.0)
-def live() -> None:
-    """Redraws every second from the files on disk, so any browser sees the same runs."""
-    queue = _ui.job_queue()
-    all_jobs = queue.jobs()
-    if not all_jobs:
-        st.caption("No runs started from this app yet.")
-        return
-    recent = [job for job in all_jobs if job.active] + [
-        job for job in reversed(all_jobs) if not job.active
-    ][:5]
-    table = pd.DataFrame(
-        [
-            {
-                "run": job.label or job.run_id,
-                "status": _status_line(job, queue),
-                "device": job.device,
-                "run folder": job.run_id,
-            }
-            for job in recent
-        ]
-    )
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={"status": st.column_config.TextColumn(width="large")},
-    )
-    ids = [job.job_id for job in recent]
-    watched = st.session_state.get("train_watch")
-    if watched not in ids:
-        watched = ids[0]
-    by_id = {job.job_id: job for job in recent}
-    job = by_id[
-        st.selectbox(
-            "Watch",
-            ids,
-            index=ids.index(watched),
-            format_func=lambda i: f"{by_id[i].label or by_id[i].run_id}: {by_id[i].state}",
-        )
+def _member_names(job: Job) -> list[str]:
+    """A distinct name per net of a group (the model, numbered if two share it)."""
+    labels = [member.get("label") or f"net {i}" for i, member in enumerate(job.members, 1)]
+    return [
+        label if labels.count(label) == 1 else f"{label} #{index}"
+        for index, label in enumerate(labels, 1)
     ]
-    st.session_state["train_watch"] = job.job_id
-    events = runs.read_events(queue.run_dir(job))
-    if job.config.get("dataset") == "synthetic":
-        st.caption("Trained on the **synthetic** stand-in set, not CIFAR-10.")
+
+
+def _is_residual(config: dict) -> bool:
+    try:
+        return TrainConfig.from_dict(config).spec().residual
+    except ValueError:
+        return True
+
+
+# Each chart of a group: (frame, x, value, title, axis title, log scale)
+GROUP_CHARTS = (
+    ("steps", "step", "loss", "Training loss", "loss", False),
+    ("steps", "step", "accuracy", "Training accuracy", "accuracy (%)", False),
+    ("epochs", "epoch", "test_acc", "Test accuracy", "accuracy (%)", False),
+    ("grads", "step", "ratio", "Gradient: first layer / last layer", "ratio (log)", True),
+)
+
+
+def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
+    frames = lockstep_frames(member_events)
+    residual = {name: _is_residual(m["config"]) for name, m in zip(member_events, job.members)}
+    st.caption(lockstep_sentence(frames))
+    columns = st.columns(2)
+    for index, (table, x, value, title, axis, log) in enumerate(GROUP_CHARTS):
+        frame = getattr(frames, table)
+        with columns[index % 2]:
+            if frame[value].notna().any():
+                chart = lockstep_chart(frame, x, value, title, axis, residual, log=log)
+                _ui.show_chart(chart, f"{job.job_id}-{value}", frame)
+            else:
+                st.caption(f"{title}: {_group_wait(value, job.config)}")
+    st.caption(
+        f"Training accuracy is the running mean of the last {SMOOTH_STEPS} logged batches. "
+        "Every net sees the same batches in the same order, one step of each in turn."
+    )
+
+
+def _group_wait(value: str, config: dict) -> str:
+    """Why a group chart is still empty."""
+    if value == "test_acc":
+        return "appears after the first epoch."
+    every = int(config.get("grad_norm_every") or 0)
+    if value == "ratio" and every:
+        return f"appears at step {every} (gradient norms are logged every {every} steps)."
+    if value == "ratio":
+        return "off for this group (set grad norm every under More settings)."
+    return "appears after the first steps."
+
+
+def _outcome(job: Job, queue, events: list[Event]) -> None:
+    """Progress and a cancel button while the job runs, how it ended once it has."""
     if job.active:
         if job.state == "queued":
             st.info(_status_line(job, queue).capitalize() + ".", icon=":material/schedule:")
@@ -271,10 +316,68 @@ def live() -> None:
     elif job.state in ("cancelled", "interrupted"):
         st.warning(f"This run was {job.state}. {job.advice}".strip())
     else:
-        info = runs.run_info(queue.run_dir(job))
-        best = None if info.best_test_acc is None else 100 * info.best_test_acc
-        st.success(run_sentence(info.model, info.state, best, info.epoch, info.seconds))
-    _charts(job, events)
+        for run_id in job.run_ids:
+            info = runs.run_info(queue.runs_dir / run_id)
+            best = None if info.best_test_acc is None else 100 * info.best_test_acc
+            sentence = run_sentence(info.model, info.state, best, info.epoch, info.seconds)
+            (st.success if info.state == "done" else st.warning)(sentence)
+
+
+def _pick(recent: list[Job], queue) -> Job:
+    """The job table and the 'Watch' choice (kept across reruns)."""
+    table = pd.DataFrame(
+        [
+            {
+                "run": job.label or job.run_id,
+                "status": _status_line(job, queue),
+                "device": job.device,
+                "run folder": ", ".join(job.run_ids),
+            }
+            for job in recent
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"status": st.column_config.TextColumn(width="large")},
+    )
+    by_id = {job.job_id: job for job in recent}
+    ids = list(by_id)
+    watched = st.session_state.get("train_watch")
+    chosen = st.selectbox(
+        "Watch",
+        ids,
+        index=ids.index(watched) if watched in ids else 0,
+        format_func=lambda i: f"{by_id[i].label or by_id[i].run_id}: {by_id[i].state}",
+    )
+    st.session_state["train_watch"] = chosen
+    return by_id[chosen]
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    """Redraws every second from the files on disk, so any browser sees the same runs."""
+    queue = _ui.job_queue()
+    all_jobs = queue.jobs()
+    if not all_jobs:
+        st.caption("No runs started from this app yet.")
+        return
+    finished = [job for job in reversed(all_jobs) if not job.active]
+    job = _pick([job for job in all_jobs if job.active] + finished[:5], queue)
+    if job.config.get("dataset") == "synthetic":
+        st.caption("Trained on the **synthetic** stand-in set, not CIFAR-10.")
+    if not job.members:
+        events = runs.read_events(queue.run_dir(job))
+        _outcome(job, queue, events)
+        _charts(job, events)
+        return
+    member_events = {
+        name: runs.read_events(queue.runs_dir / run_id)
+        for name, run_id in zip(_member_names(job), job.run_ids)
+    }
+    _outcome(job, queue, max(member_events.values(), key=_last_step))
+    _group_charts(job, member_events)
 
 
 st.title("Train")
@@ -287,10 +390,13 @@ busy = bool(_ui.job_queue().active())
 with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"):
     recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")
     planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
+    if recipe in RECIPE_NOTES:
+        st.caption(RECIPE_NOTES[recipe])
     if len(planned) > 1:
         st.caption(
-            f"This starts {len(planned)} runs ({', '.join(c['model'] for c in planned)}) with the "
-            "settings below (model aside); they queue on the same device and share the Runs chart."
+            f"This trains {len(planned)} nets ({', '.join(map(str, (c['model'] for c in planned)))}) "
+            "together, with the settings below (model aside): one process, the same batches in "
+            "the same order, one step of each in turn, so their curves grow side by side."
         )
     prefix = str(list(RECIPES).index(recipe)) if recipe else "own"
     config = _form(planned[-1], defaults, prefix, locked=("model",) if len(planned) > 1 else ())

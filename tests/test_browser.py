@@ -267,3 +267,66 @@ def test_live_training_reload_and_cancel(page, server):
     _open(page, server, "runs")
     assert "cancelled" in page.inner_text("[data-testid=stMain]")
     _shot(page, "runs-after-cancel")
+
+
+def _group_step(page) -> int:
+    """The step up to which both nets' training loss is on the chart (0 before that)."""
+    found = re.search(r"Averaged over steps \d+-(\d+)", page.inner_text("[data-testid=stMain]"))
+    return int(found.group(1)) if found else 0
+
+
+def _wait_for_group_step(page, than: int, timeout_s: float = 90) -> int:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        step = _group_step(page)
+        if step > than:
+            return step
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the group's charts stayed at step {than}")
+
+
+def test_plain_and_residual_train_side_by_side(page, server):
+    _open(page, server, "train")
+    page.locator("[data-testid=stButtonGroup] button", has_text="side by side").click()
+    _settled(page)
+    page.wait_for_function(
+        "() => document.querySelectorAll('input[aria-label=\"epochs\"]').length === 1"
+    )
+    page.locator('input[aria-label="subset"]').fill("2000")  # quick to make, long to train
+    page.get_by_role("button", name="Start training").click()
+    _settled(page)
+    _no_exception(page)
+    first = _wait_for_group_step(page, 0)
+    text = page.inner_text("[data-testid=stMain]")
+    assert "for plain20 and" in text and "for resnet20" in text  # both curves, one chart each
+    second = _wait_for_group_step(page, first)
+    _shot(page, "train-group-live")
+    page.reload()  # the group lives on disk, not in this browser session
+    _settled(page)
+    assert _wait_for_group_step(page, second) > second
+    assert "for plain20 and" in page.inner_text("[data-testid=stMain]")
+    page.get_by_role("button", name="Cancel this run").click()
+    page.get_by_text("This run was cancelled").wait_for(timeout=60_000)
+    _no_exception(page)
+    _shot(page, "train-group-cancelled")
+
+
+def test_build_then_train_this_net(page, server):
+    _open(page, server, "")
+    page.locator("[data-testid=stButtonGroup] button", has_text="Custom").click()
+    page.locator('input[aria-label="Blocks per stage"]').fill("1, 1")
+    page.locator('input[aria-label="Width per stage"]').fill("8, 16")
+    page.get_by_role("button", name="Build this net").click()
+    page.wait_for_function("() => window.location.search.includes('depths')")
+    _settled(page)
+    page.get_by_role("button", name="Train this net").click()
+    page.get_by_role("heading", name="Train").wait_for()
+    _settled(page)
+    chosen = page.locator("[data-testid=stSelectbox]", has_text="model").first
+    assert "current net: custom basic [1, 1] residual" in chosen.inner_html()
+    page.locator('input[aria-label="epochs"]').fill("1")
+    page.get_by_role("button", name="Start training").click()
+    _settled(page)
+    _no_exception(page)
+    page.get_by_text("custom basic [1, 1] residual reached").wait_for(timeout=120_000)
+    _shot(page, "train-this-net")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from resnet_core.training.events import EpochEnd, GradNorms, Step
 from resnet_core.views.charts import (
+    PLAIN_COLOUR,
+    RESIDUAL_COLOUR,
     epoch_chart,
     layer_norms_chart,
     metrics_frames,
     per_layer_long,
-    runs_compare_chart,
     shape_profile_chart,
     step_chart,
     theme_config,
@@ -17,6 +19,12 @@ from resnet_core.views.charts import (
     to_csv,
     to_png,
     to_svg,
+)
+from resnet_core.views.lockstep import (
+    lockstep_chart,
+    lockstep_frames,
+    lockstep_sentence,
+    net_colours,
 )
 
 
@@ -90,6 +98,40 @@ def test_metrics_frames_from_events():
     assert metrics_frames([])[1].empty
 
 
-def test_runs_compare_chart_colours_by_run():
-    frame = pd.DataFrame({"run": ["a", "b"], "epoch": [1, 1], "test_acc": [50.0, 60.0]})
-    assert runs_compare_chart(frame).to_dict()["encoding"]["color"]["field"] == "run"
+def _events(losses: list[float], accuracy: float, test_acc: float, ratio: float) -> list:
+    steps = [Step(step=i, epoch=1, loss=v, accuracy=accuracy) for i, v in enumerate(losses, 1)]
+    rows = [{"kind": "conv", "grad_norm": ratio}, {"kind": "conv", "grad_norm": 1.0}]
+    return [
+        *steps,
+        GradNorms(step=2, epoch=1, rows=rows),
+        EpochEnd(epoch=1, step=len(losses), train_acc=accuracy, test_acc=test_acc),
+    ]
+
+
+def test_lockstep_frames_sentence_and_colours():
+    frames = lockstep_frames(
+        {
+            "plain20": _events([2.0, 1.8, 1.6], 0.5, 0.4, 300.0),
+            "resnet20": _events([2.0, 1.4], 0.7, 0.6, 3.0),
+        }
+    )
+    assert list(frames.epochs["test_acc"]) == [40.0, 60.0]  # percent
+    assert list(frames.grads["ratio"]) == [300.0, 3.0]  # first conv over last
+    assert frames.steps.groupby("net")["accuracy"].last().to_dict() == {
+        "plain20": 50.0,
+        "resnet20": 70.0,
+    }
+    # step 2 is the last both reached: (2.0 + 1.8) / 2 and (2.0 + 1.4) / 2
+    assert lockstep_sentence(frames) == (
+        "Averaged over steps 1-2, the training loss is 1.90 for plain20 and 1.70 for "
+        "resnet20: resnet20 is lowest so far."
+    )
+    residual = {"p1": False, "r1": True, "p2": False, "p3": False, "p4": False, "p5": False}
+    colours = net_colours(residual).to_dict()["range"]
+    assert colours[:2] == [PLAIN_COLOUR, RESIDUAL_COLOUR]
+    assert colours[5] == colours[0]  # a fifth plain net reuses the first red
+    spec = lockstep_chart(
+        frames.grads, "step", "ratio", "t", "r", {"plain20": False, "resnet20": True}, log=True
+    ).to_dict()
+    assert spec["encoding"]["y"]["scale"]["type"] == "log"
+    assert spec["encoding"]["color"]["scale"]["range"] == [PLAIN_COLOUR, RESIDUAL_COLOUR]

@@ -112,3 +112,16 @@ def test_cuda_graphs_compile_trains_like_eager():
         eager.history[-1]["train_loss"], rel=0.1
     )
     assert graphs.final_test_acc == pytest.approx(eager.final_test_acc, abs=0.1)
+
+
+def test_cuda_lockstep_group_trains_both_nets(tmp_path):
+    from resnet_core.training.group import fit_group
+    from resnet_core.training.runs import run_info
+
+    folders = [tmp_path / "plain", tmp_path / "residual"]
+    configs = [{**TINY, "model": "plain20"}, {**TINY, "model": "resnet20"}]
+    results = fit_group(configs, folders)
+    assert [r.state for r in results] == ["done", "done"]
+    assert all(next(r.model.parameters()).is_cuda for r in results)
+    assert [run_info(folder).state for folder in folders] == ["done", "done"]
+    assert results[0].steps == results[1].steps == 2 * (1280 // 128)

@@ -36,10 +36,13 @@ from resnet_core.common.env import checkpoints_root
 from resnet_core.common.errors import failure_advice, first_line
 from resnet_core.common.files import pid_alive, write_json_atomic
 from resnet_core.common.records import checked_fields
+from resnet_core.nets.spec import SpecError, resolve_spec, spec_label
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import Cancelled, Done, Failed
-from resnet_core.training.runs import validate_run_id
+from resnet_core.training.group import check_group, fit_group
+from resnet_core.training.runs import run_info, validate_run_id
+from resnet_core.training.seeds import SEED_NOTES, SEED_RECIPES
 from resnet_core.training.trainer import TrainingFailed, check_resources, fit
 
 __all__ = [
@@ -49,20 +52,23 @@ __all__ = [
     "JobQueue",
     "JobRunner",
     "RECIPES",
+    "RECIPE_NOTES",
 ]
 
 ACTIVE = ("queued", "starting", "running")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
 
 
-# Ready-made choices for the Train page: name -> the runs it starts (TrainConfig field overrides).
+# Ready-made choices for the Train page: name -> the nets it trains (TrainConfig field
+# overrides); more than one net train together as a lockstep group.
+_SIDE_BY_SIDE = {"epochs": 2, "subset": 10_000, "batch_size": 128, "grad_norm_every": 5}
 RECIPES: dict[str, list[dict[str, Any]]] = {
     "Quick CPU demo: ResNet-20 on 10,000 images, 1 epoch": [
         {"model": "resnet20", "epochs": 1, "subset": 10_000, "batch_size": 128},
     ],
     "plain-20 vs ResNet-20 side by side": [
-        {"model": "plain20", "epochs": 2, "subset": 10_000, "batch_size": 128},
-        {"model": "resnet20", "epochs": 2, "subset": 10_000, "batch_size": 128},
+        {"model": "plain20", **_SIDE_BY_SIDE},
+        {"model": "resnet20", **_SIDE_BY_SIDE},
     ],
     "GPU: ResNet-18, 30 epochs (aiming at 94%)": [
         {
@@ -75,7 +81,10 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
             "label_smoothing": 0.1,
         },
     ],
+    **SEED_RECIPES,
 }
+# What a ready-made choice reproduces, for the ones that need saying.
+RECIPE_NOTES: dict[str, str] = dict(SEED_NOTES)
 
 
 @dataclass
@@ -94,10 +103,18 @@ class Job:
     pid: int | None = None
     message: str = ""
     advice: str = ""
+    # A lockstep group (one job, several nets on the same batches): one entry per net with
+    # its run_id, config and label; `run_id` and `config` are the first net's. Empty for one run.
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Every run folder this job writes (one per net of a group)."""
+        return [member["run_id"] for member in self.members] or [self.run_id]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,7 +123,11 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         """Rebuild from a queue file; ValueError for a wrong-typed field or a bad run id."""
         job = cls(**checked_fields(cls, data, "queue file"))
-        validate_run_id(job.run_id)  # the worker writes into runs/<run_id>
+        for member in job.members:
+            if not isinstance(member, dict) or not isinstance(member.get("config"), dict):
+                raise ValueError("queue file: a group member needs a config")
+        for run_id in job.run_ids:
+            validate_run_id(run_id)  # the worker writes into runs/<run_id>
         return job
 
 
@@ -198,13 +219,42 @@ class JobQueue:
         self.validate(config)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         short = uuid.uuid4().hex[:6]
-        model = str(config.get("model", "run")).replace("/", "_")[:40]
+        model = _model_slug(config)
         job = Job(
             job_id=f"{stamp}-{short}",
             run_id=f"{stamp}-{model}-{short}",
             config=dict(config),
             device=queue_key(config.get("device")),
-            label=label or model,
+            label=label or _model_label(config),
+        )
+        with self._locked():
+            self._save(job)
+        return job
+
+    def submit_group(self, configs: Sequence[dict[str, Any]], label: str = "") -> Job:
+        """Queue nets that train in lockstep on the same batches, as one job.
+
+        Raises:
+            ValueError (ConfigError): a config is invalid or the nets cannot share batches.
+        """
+        for config in configs:
+            self.validate(config)
+        check_group(configs)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        short = uuid.uuid4().hex[:6]
+        members = [
+            {"run_id": f"{stamp}-{_model_slug(config)}-{short}", "config": dict(config)}
+            for config in configs
+        ]
+        for member in members:
+            member["label"] = _model_label(member["config"])
+        job = Job(
+            job_id=f"{stamp}-{short}",
+            run_id=members[0]["run_id"],
+            config=members[0]["config"],
+            device=queue_key(configs[0].get("device")),
+            label=label or " vs ".join(member["label"] for member in members),
+            members=members,
         )
         with self._locked():
             self._save(job)
@@ -320,6 +370,20 @@ class JobRunner:
             self._stop.wait(self.interval)
 
 
+def _model_slug(config: dict[str, Any]) -> str:
+    """The model's name for a run id: a preset name, or "custom" for a spec."""
+    model = config.get("model", "run")
+    return (model if isinstance(model, str) else "custom").replace("/", "_")[:40]
+
+
+def _model_label(config: dict[str, Any]) -> str:
+    """The model's name for people: a preset name or e.g. 'custom basic [1, 1] residual'."""
+    try:
+        return spec_label(resolve_spec(config.get("model", "run")))
+    except (SpecError, TypeError):
+        return _model_slug(config)
+
+
 # The worker process ------------------------------------------------------------------------
 def _validate_config(config: dict) -> Any:
     """A bad field or a device this machine lacks raises here, before anything is queued."""
@@ -381,6 +445,8 @@ def run_job(job_path: str | os.PathLike) -> int:
     if job is None:
         return 2
     try:
+        if job.members:
+            return _run_group(queue, job)
         fit(
             TrainConfig.from_dict(job.config),
             cancel=_CancelFile(queue, job_id),
@@ -391,6 +457,26 @@ def run_job(job_path: str | os.PathLike) -> int:
         return 1  # JobRecorder.on_failed recorded it
     except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
         return _fail(queue, job_id, first_line(error))
+    return 0
+
+
+def _run_group(queue: JobQueue, job: Job) -> int:
+    """Train a group's nets in lockstep; the job ends cancelled if asked, failed if every
+    net failed, else done (naming any net that failed)."""
+    cancel = _CancelFile(queue, job.job_id)
+    folders = [queue.runs_dir / run_id for run_id in job.run_ids]
+    results = fit_group([member["config"] for member in job.members], folders, cancel=cancel)
+    failures = [
+        f"{member['label']}: {run_info(folder).message or 'failed'}"
+        for member, folder, result in zip(job.members, folders, results, strict=True)
+        if result.state == "failed"
+    ]
+    if cancel.is_set() or any(result.state == "cancelled" for result in results):
+        queue.update(job.job_id, state="cancelled", finished=time.time())
+        return 0
+    if len(failures) == len(results):
+        return _fail(queue, job.job_id, "; ".join(failures))
+    queue.update(job.job_id, state="done", finished=time.time(), message="; ".join(failures))
     return 0
 
 

@@ -28,7 +28,6 @@ __all__ = [
     "shape_profile_chart",
     "step_chart",
     "epoch_chart",
-    "runs_compare_chart",
     "per_layer_long",
     "metrics_frames",
 ]
@@ -231,24 +230,6 @@ def epoch_chart(
         encoding["strokeDash"] = alt.StrokeDash("run:N", legend=alt.Legend(orient="top"))
         encoding["tooltip"] = ["run", *encoding["tooltip"]]
     return alt.Chart(frame, title=title, height=height).mark_line(point=True).encode(**encoding)
-
-
-def runs_compare_chart(frame: pd.DataFrame, height: int = 320) -> alt.Chart:
-    """Test accuracy per epoch of several runs on one chart.
-
-    Args:
-        frame: columns run, epoch, test_acc (percent).
-    """
-    return (
-        alt.Chart(frame, title="Test accuracy per epoch", height=height)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
-            y=alt.Y("test_acc:Q", title="test accuracy (%)", scale=alt.Scale(zero=False)),
-            color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top", columns=2)),
-            tooltip=["run", "epoch", alt.Tooltip("test_acc:Q", format=".2f")],
-        )
-    )
 
 
 def per_layer_long(frames: dict[str, pd.DataFrame], value: str) -> pd.DataFrame:

@@ -16,6 +16,8 @@ import math
 import pandas as pd
 
 from resnet_core.analysis.probes import grad_ratio
+from resnet_core.nets.size import estimate_params, estimate_training_bytes, fmt_bytes
+from resnet_core.nets.spec import ArchSpec
 
 __all__ = [
     "fmt_count",
@@ -26,6 +28,7 @@ __all__ = [
     "gradient_story",
     "response_sentence",
     "run_sentence",
+    "training_size_sentence",
 ]
 
 # A first/last gradient ratio inside [1/EVEN, EVEN] counts as "even"; outside, one end dominates.
@@ -157,3 +160,19 @@ def run_sentence(
         f"{model} reached {best_test_acc:.1f}% test accuracy in {epochs} {plural} "
         f"({fmt_seconds(seconds)}); {state}."
     )
+
+
+def training_size_sentence(spec: ArchSpec, batch: int, side: int, budget: int, where: str) -> str:
+    """What training the net takes, from the estimates the trainer refuses a run by: 'About
+    272 k parameters; a training step on 128 images of 32x32 needs about 310 MB, and cpu
+    allows 12 GB.' (or says that it does not fit)."""
+    need = estimate_training_bytes(spec, batch, side)
+    head = (
+        f"About {fmt_count(estimate_params(spec))} parameters; a training step on {batch} "
+        f"images of {side}x{side} needs about {fmt_bytes(need)}"
+    )
+    if need > budget:
+        return (
+            f"{head}, more than {where} allows ({fmt_bytes(budget)}): use a smaller batch or net."
+        )
+    return f"{head}, and {where} allows {fmt_bytes(budget)}."

@@ -1,0 +1,62 @@
+"""The Train page's model choice: the net from the Build page, and a net too big for this
+machine refused before anything is queued."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import app_test, no_exceptions
+
+from resnet_core.training.jobs import JobQueue
+
+
+@pytest.fixture()
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    return at
+
+
+def _start(app) -> None:
+    [b for b in app.button if b.label == "Start training"][0].click().run()
+
+
+def _build_custom(app, depths: str, widths: str) -> None:
+    app.segmented_control(key="build_mode").set_value("Custom").run()
+    app.text_input(key="build_depths").set_value(depths)
+    app.text_input(key="build_widths").set_value(widths)
+    [b for b in app.button if b.label == "Build this net"][0].click().run()
+
+
+def test_build_then_train_this_net_queues_the_custom_spec(app, tmp_path):
+    _build_custom(app, "2, 2", "8, 16")
+    captions = " ".join(c.value for c in app.caption)
+    assert "a training step on 128 images of 32x32 needs about" in captions
+    [b for b in app.button if b.label == "Train this net"][0].click().run()
+    assert no_exceptions(app) == []
+    model = app.selectbox(key="train_f_own_model")
+    assert model.value == "current net: custom basic [2, 2] residual"
+    _start(app)
+    assert no_exceptions(app) == [] and [e.value for e in app.error] == []
+    [job] = JobQueue(tmp_path / "checkpoints").jobs()
+    assert job.config["model"]["depths"] == [2, 2] and job.config["model"]["widths"] == [8, 16]
+    assert job.run_id.split("-")[2] == "custom"
+    JobQueue(tmp_path / "checkpoints").cancel(job.job_id)
+
+
+def test_a_preset_from_build_is_chosen_by_name(app):
+    app.selectbox(key="build_preset").set_value("resnet56").run()
+    [b for b in app.button if b.label == "Train this net"][0].click().run()
+    assert app.selectbox(key="train_f_own_model").value == "resnet56"
+
+
+def test_a_net_too_big_for_this_machine_is_refused_with_its_estimate(app, tmp_path):
+    app.switch_page("pages/train.py").run()
+    app.selectbox(key="train_f_own_model").set_value("resnet152-imagenet")
+    app.number_input(key="train_f_own_batch_size").set_value(60_000)
+    _start(app)
+    assert no_exceptions(app) == []
+    errors = " ".join(e.value for e in app.error)
+    assert "needs about" in errors and "parameters" in errors and "Nothing was started" in errors
+    assert JobQueue(tmp_path / "checkpoints").jobs() == []
