@@ -28,6 +28,7 @@ PAGES = [
     ),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("pages/inspect.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
     st.Page("pages/lecture.py", title="Lecture", icon=":material/co_present:", url_path="lecture"),
 ]
 
