@@ -26,6 +26,7 @@ from resnet_core.training.data import load_cifar10
 from resnet_core.training.events import Event
 from resnet_core.training.experiments import shipped_root
 from resnet_core.views import charts
+from resnet_core.views.lockstep import layer_grad_frame, layer_grad_heatmap
 
 
 def require_router() -> None:
@@ -306,3 +307,17 @@ def show_image(png: bytes, name: str, data: pd.DataFrame | None = None) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
+
+
+def show_grad_heatmap(events_by_net: dict, name: str) -> None:
+    """The layer x step heat map of gradient norms of runs that logged them (nothing if none)."""
+    frame = layer_grad_frame(events_by_net)
+    if frame.empty:
+        return
+    show_chart(layer_grad_heatmap(frame), name, frame)
+    steps = frame.groupby("net")["step"].nunique()
+    st.caption(
+        "Each column is a step at which gradient norms were logged ("
+        + ", ".join(f"{count} for {net}" for net, count in steps.items())
+        + "); each row a conv or linear layer, input end at the top. One colour scale for all."
+    )

@@ -11,11 +11,18 @@ from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
 from resnet_core.training.data import DatasetNotFound, cifar10_layout
+from resnet_core.views import lecture
 from resnet_core.views.charts import layer_norms_chart, per_layer_long
-from resnet_core.views.explain import gradient_sentence, gradient_story, response_sentence
+from resnet_core.views.explain import (
+    INIT_RESPONSES,
+    gradient_sentence,
+    gradient_story,
+    response_sentence,
+)
 
 _ui.require_router()
 
+SHIPPED_RESPONSE_IMAGES = 256  # experiments._probe_batch; tests/test_fig7.py checks the file
 DEPTHS = [6 * n + 2 for n in range(3, 19)]  # 20, 26, ..., 110: the CIFAR ResNets of He et al. 4.2
 
 
@@ -59,10 +66,49 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
     }
 
 
+def _shipped_pair() -> tuple[dict, dict[str, bool], str]:
+    """Fig. 7 of the shipped trained pair nearest the chosen depth (20 or 56 layers)."""
+    depth = 20 if st.session_state.get("grad_depth", 56) < 38 else 56
+    frame = lecture.trained_responses()
+    names = [f"plain{depth}", f"resnet{depth}"]
+    frames = {n: frame[frame["net"] == n].reset_index(drop=True) for n in names}
+    note = (
+        f"{INIT_RESPONSES} Shown instead: the shipped trained plain{depth} and resnet{depth} "
+        f"(checkpoints/demo/degradation), BatchNorm in eval mode, on the first "
+        f"{SHIPPED_RESPONSE_IMAGES} CIFAR-10 test images."
+    )
+    return frames, {n: n.startswith("resnet") for n in names}, note
+
+
+def _fig7(responses: dict, residual: dict[str, bool], batch: int, source: str) -> None:
+    """He et al. Fig. 7 for the trained nets on the page, else for the shipped trained pair."""
+    trained = {name: frame for name, frame in responses.items() if frame is not None}
+    if trained:
+        kinds = {name: residual[name] for name in trained}
+        note = (
+            f"Measured on {', '.join(trained)} with BatchNorm in eval mode (running "
+            f"statistics), on the same {batch} {source} images as the gradients."
+        )
+    else:
+        trained, kinds, note = _shipped_pair()
+    long_std = per_layer_long(trained, "std")
+    chart = layer_norms_chart(
+        long_std,
+        "std",
+        "Layer responses of trained nets (He et al. Fig. 7)",
+        "std of BatchNorm output",
+        residual=kinds,
+    )
+    _ui.show_chart(chart, "layer-responses", long_std)
+    st.caption(note)
+    st.markdown(response_sentence(trained, kinds))
+
+
 st.title("Gradient flow: plain vs residual")
 st.caption(
     "One forward and backward pass on one batch, at initialisation unless a trained run is "
-    "chosen. The numbers below are measured now, not quoted from a book."
+    "chosen, with BatchNorm in training mode (batch statistics) as during training. The "
+    "numbers below are measured now, not quoted from a book."
 )
 controls = st.columns([3, 3, 2, 1, 1])
 trained_runs = _ui.all_runs()  # path -> label, yours and the shipped demo runs
@@ -143,17 +189,5 @@ with left:
         "gradient-norms",
         long,
     )
-long_std = per_layer_long(responses, "std")
 with right:
-    _ui.show_chart(
-        layer_norms_chart(
-            long_std,
-            "std",
-            "Layer responses (He et al. Fig. 7)",
-            "std of BatchNorm output",
-            residual=residual,
-        ),
-        "layer-responses",
-        long_std,
-    )
-st.markdown(response_sentence(responses, residual))
+    _fig7(responses, residual, batch, source)

@@ -80,6 +80,7 @@ def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
             else:
                 st.caption(f"{title}: none logged yet (a run is evaluated after each epoch).")
     st.caption("Plain nets in reds, residual nets in blues.")
+    _ui.show_grad_heatmap(events, "runs-layer-gradients")
 
 
 def _open_in_gradients(run_path: str) -> None:

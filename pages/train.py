@@ -287,6 +287,7 @@ def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
         f"Training accuracy is the running mean of the last {SMOOTH_STEPS} logged batches. "
         "Every net sees the same batches in the same order, one step of each in turn."
     )
+    _ui.show_grad_heatmap(member_events, f"{job.job_id}-layer-gradients")
 
 
 def _group_wait(value: str, config: dict) -> str:
@@ -371,6 +372,7 @@ def live() -> None:
         events = runs.read_events(queue.run_dir(job))
         _outcome(job, queue, events)
         _charts(job, events)
+        _ui.show_grad_heatmap({job.label or job.run_id: events}, f"{job.run_id}-layer-gradients")
         return
     member_events = {
         name: runs.read_events(queue.runs_dir / run_id)

@@ -21,6 +21,8 @@ from resnet_core.views.charts import (
     to_svg,
 )
 from resnet_core.views.lockstep import (
+    layer_grad_frame,
+    layer_grad_heatmap,
     lockstep_chart,
     lockstep_frames,
     lockstep_sentence,
@@ -135,3 +137,26 @@ def test_lockstep_frames_sentence_and_colours():
     ).to_dict()
     assert spec["encoding"]["y"]["scale"]["type"] == "log"
     assert spec["encoding"]["color"]["scale"]["range"] == [PLAIN_COLOUR, RESIDUAL_COLOUR]
+
+
+def test_layer_gradient_heat_map_shares_one_log_scale():
+    def norms(step: int, first: float) -> GradNorms:
+        rows = [
+            {"index": 0, "layer": "conv1", "kind": "conv", "grad_norm": first},
+            {"index": 1, "layer": "bn1", "kind": "bn", "grad_norm": 5.0},
+            {"index": 2, "layer": "fc", "kind": "linear", "grad_norm": 1.0},
+        ]
+        return GradNorms(step=step, epoch=1, rows=rows)
+
+    events = {
+        "plain20": [norms(step, 100.0) for step in range(1, 201)],
+        "resnet20": [norms(5, 2.0), Step(step=6, epoch=1, loss=1.0)],
+    }
+    frame = layer_grad_frame(events, max_steps=50)
+    assert set(frame["layer"]) == {"conv1", "fc"}  # BatchNorm rows left out
+    assert frame[frame["net"] == "plain20"]["step"].nunique() == 50  # thinned evenly
+    spec = layer_grad_heatmap(frame).to_dict()
+    scale = spec["spec"]["encoding"]["color"]["scale"]
+    assert scale["type"] == "log" and scale["domain"] == [1.0, 100.0]
+    assert spec["facet"]["column"]["field"] == "net"
+    assert layer_grad_frame({"empty": []}).empty

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from resnet_core.analysis.measure import measure_net, sample_batch
+from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import resolve_spec
 from resnet_core.views.explain import (
     build_sentence,
@@ -115,4 +116,8 @@ def test_measure_net_is_reproducible():
     g1, r1 = measure_net(spec, inputs, targets, seed=1)
     g2, _ = measure_net(spec, inputs, targets, seed=1)
     pd.testing.assert_frame_equal(g1, g2)
-    assert len(r1) == 19 and (g1["grad_norm"] > 0).all()
+    assert r1 is None  # no Fig. 7 of an untrained net
+    assert (g1["grad_norm"] > 0).all()
+    trained = build_model(spec).state_dict()
+    _, responses = measure_net(spec, inputs, targets, seed=1, state_dict=trained)
+    assert len(responses) == 19

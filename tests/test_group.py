@@ -191,12 +191,15 @@ def test_train_page_overlays_every_member_of_a_group(tmp_path, monkeypatch):
     specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
     titles = sorted(spec.get("title") for spec in specs)
     assert titles == [
+        "Gradient norm per layer over training (log colour, shared scale)",
         "Gradient: first layer / last layer",
         "Test accuracy",
         "Training accuracy",
         "Training loss",
     ]
-    for spec in specs:  # plain in red, residual in blue, on every chart
+    heat_map = next(spec for spec in specs if "facet" in spec)
+    assert heat_map["facet"]["column"]["sort"] == ["plain20", "resnet20"]  # side by side
+    for spec in (s for s in specs if "facet" not in s):  # plain red, residual blue on each
         scale = spec["encoding"]["color"]["scale"]
         assert scale["domain"] == ["plain20", "resnet20"]
         assert scale["range"][:2] == [PLAIN_COLOUR, RESIDUAL_COLOUR]

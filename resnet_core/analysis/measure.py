@@ -37,11 +37,16 @@ def measure_net(
     targets: torch.Tensor,
     seed: int,
     state_dict: dict | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gradient norms and layer responses of a net freshly initialised with `seed` (or
-    carrying `state_dict`, e.g. trained weights): the two measurements the gradient page plots."""
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Gradient norms of a net freshly initialised with `seed` (or carrying `state_dict`,
+    e.g. trained weights), with BatchNorm in training mode as during training; and, for
+    trained weights only, its layer responses with BatchNorm in eval mode, as He et al.
+    measured Fig. 7 (None at initialisation: see `explain.INIT_RESPONSES`)."""
     torch.manual_seed(seed)
     model = build_model(spec)
     if state_dict is not None:
         model.load_state_dict(state_dict)
-    return gradient_norms(model, inputs, targets), layer_responses(model, inputs)
+    grads = gradient_norms(model, inputs, targets, train_mode=True)
+    if state_dict is None:
+        return grads, None
+    return grads, layer_responses(model, inputs, train_mode=False)

@@ -29,7 +29,17 @@ __all__ = [
     "response_sentence",
     "run_sentence",
     "training_size_sentence",
+    "INIT_RESPONSES",
 ]
+
+# Why the gradient page shows no layer responses of untrained nets.
+INIT_RESPONSES = (
+    "He et al. (Fig. 7) measured layer responses of *trained* nets, with BatchNorm in eval "
+    "mode. At initialisation that measurement says nothing: in training mode every "
+    "BatchNorm output has std 1 by construction, and in eval mode its running statistics "
+    "are still the untrained defaults (mean 0, variance 1), so the stds only echo the input "
+    "scale."
+)
 
 # A first/last gradient ratio inside [1/EVEN, EVEN] counts as "even"; outside, one end dominates.
 EVEN = 10.0

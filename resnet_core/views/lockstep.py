@@ -15,6 +15,8 @@ from resnet_core.training.events import EpochEnd, Event, GradNorms, Step, parse_
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
 
 __all__ = [
+    "layer_grad_frame",
+    "layer_grad_heatmap",
     "LockstepFrames",
     "lockstep_chart",
     "lockstep_frames",
@@ -148,4 +150,54 @@ def lockstep_sentence(frames: LockstepFrames, span: int = 20) -> str:
     return (
         f"Averaged over steps {first}-{common}, the training loss is {listed}: "
         f"{means.idxmin()} is lowest so far."
+    )
+
+
+def layer_grad_frame(
+    events_by_net: Mapping[str, Sequence[Event | dict]], max_steps: int = 80
+) -> pd.DataFrame:
+    """Per-layer weight-gradient norms over training, one row per net, logged step and layer
+    (columns net, step, index, layer, grad_norm); at most `max_steps` evenly spread logged
+    steps per net, so a long run still draws as a readable heat map."""
+    parts = []
+    for net, events in events_by_net.items():
+        logged = [e for e in _typed(events) if isinstance(e, GradNorms) and e.rows]
+        keep = logged[:: max(1, -(-len(logged) // max_steps))]  # ceil division
+        rows = [
+            {
+                "net": net,
+                "step": e.step,
+                "index": r.get("index"),
+                "layer": r.get("layer"),
+                "grad_norm": r.get("grad_norm"),
+            }
+            for e in keep
+            for r in e.rows
+            if r.get("kind") in ("conv", "linear")
+        ]
+        parts.append(pd.DataFrame(rows, columns=["net", "step", "index", "layer", "grad_norm"]))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    values = pd.to_numeric(frame.get("grad_norm"), errors="coerce")
+    return frame[values > 0].reset_index(drop=True) if len(frame) else frame
+
+
+def layer_grad_heatmap(frame: pd.DataFrame, height: int = 260) -> alt.FacetChart:
+    """Layer x step heat map of gradient norms, one panel per net side by side on one log
+    colour scale (the same colour means the same norm in every panel)."""
+    low, high = float(frame["grad_norm"].min()), float(frame["grad_norm"].max())
+    return (
+        alt.Chart(frame, height=height, width=320)
+        .mark_rect()
+        .encode(
+            x=alt.X("step:O", title="step", axis=alt.Axis(labelOverlap=True, labelAngle=0)),
+            y=alt.Y("index:O", title="layer (0 = input end)", axis=alt.Axis(labelOverlap=True)),
+            color=alt.Color(
+                "grad_norm:Q",
+                title="gradient norm",
+                scale=alt.Scale(type="log", scheme="viridis", domain=[low, high]),
+            ),
+            tooltip=["net", "step", "layer", alt.Tooltip("grad_norm:Q", format=".3g")],
+        )
+        .facet(column=alt.Column("net:N", title=None, sort=list(dict.fromkeys(frame["net"]))))
+        .properties(title="Gradient norm per layer over training (log colour, shared scale)")
     )
