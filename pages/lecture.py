@@ -250,25 +250,42 @@ slide = lecture.SLIDES[index]
 if st.query_params.get("slide") != str(index + 1):
     st.query_params["slide"] = str(index + 1)  # a link always names the slide it shows
 
+first, last = index == 0, index == len(lecture.SLIDES) - 1
 nav = st.container(horizontal=True, vertical_alignment="center")
 nav.button(
     "Previous",
     icon=":material/arrow_back:",
-    disabled=index == 0,
+    disabled=first,
     key="lecture_prev",
     on_click=go,
     args=(index - 1,),
+    shortcut="Left",
 )
 nav.button(
     "Next",
     icon=":material/arrow_forward:",
-    disabled=index == len(lecture.SLIDES) - 1,
+    disabled=last,
     key="lecture_next",
     on_click=go,
     args=(index + 1,),
     type="primary",
+    shortcut="Right",
 )
 nav.markdown(f"**Slide {index + 1} of {len(lecture.SLIDES)}**")
+# A presentation clicker sends PageUp / PageDown: two more buttons, kept out of sight.
+clicker = st.container(key="lecture_clicker")
+clicker.button(
+    "Back", key="lecture_page_up", disabled=first, on_click=go, args=(index - 1,), shortcut="PageUp"
+)
+clicker.button(
+    "On",
+    key="lecture_page_down",
+    disabled=last,
+    on_click=go,
+    args=(index + 1,),
+    shortcut="PageDown",
+)
+st.html("<style>.st-key-lecture_clicker {display: none;}</style>")
 
 st.title(slide.title)
 try:

@@ -72,3 +72,16 @@ def test_walk_every_slide_and_download_figures(page, server):  # noqa: F811
 
         with Image.open(ARTIFACTS / "lecture-download.png") as image:
             assert image.width > 100 and image.height > 100
+
+
+def test_arrow_keys_and_a_clicker_move_between_slides(page, server):  # noqa: F811
+    page.goto(f"{server['url']}/lecture?slide=1")
+    _settled(page)
+    page.get_by_role("heading", name=SLIDES[0].title).wait_for(timeout=90_000)
+    page.get_by_role("heading", name=SLIDES[0].title).click()  # focus the page, not a widget
+    for key, number in (("ArrowRight", 2), ("PageDown", 3), ("PageUp", 2), ("ArrowLeft", 1)):
+        page.keyboard.press(key)
+        page.get_by_role("heading", name=SLIDES[number - 1].title).wait_for(timeout=90_000)
+        _settled(page)
+        assert f"slide={number}" in page.url, (key, page.url)
+    _no_exception(page)
