@@ -18,9 +18,11 @@ from resnet_core.nets.spec import get_preset
 from resnet_core.training.experiments import ExperimentError
 from resnet_core.views import charts, lecture
 from resnet_core.views.diagram import block_diagram
-from resnet_core.views.explain import fmt_ratio, gradient_story
+from resnet_core.views.explain import fmt_ratio, gradient_story, response_sentence
 
 _ui.require_router()
+
+RESPONSE_IMAGES = 256  # experiments._probe_batch; tests/test_fig7.py checks the shipped file
 
 st.html(
     """<style>
@@ -50,16 +52,13 @@ def _slide_data(key: str):
             lecture.recipe_text("degradation"),
         )
     if key == "results":
-        return (
-            lecture.results_table(),
-            lecture.comparison_table("cnn_vs_resnet"),
-            lecture.weight_decay_gap(),
-            lecture.trained_responses(),
-            {
-                name: lecture.recipe_text(name)
-                for name in ("degradation", "cnn_vs_resnet", "weight_decay")
-            },
-        )
+        return lecture.results_table(), lecture.recipe_text("degradation")
+    if key == "responses":
+        return lecture.trained_responses(), lecture.recipe_text("layer_responses")
+    if key == "cnn_vs_resnet":
+        return lecture.comparison_table("cnn_vs_resnet"), lecture.recipe_text("cnn_vs_resnet")
+    if key == "weight_decay":
+        return lecture.weight_decay_gap(), lecture.recipe_text("weight_decay")
     return None
 
 
@@ -122,8 +121,7 @@ def slide_problem() -> None:
             "degradation_residual",
             curves[curves["family"] == "residual"],
         )
-    table(summary, "degradation_summary")
-    st.caption(recipe + " Compare He et al. 2016, Fig. 6.")
+    details(summary, "degradation_summary", recipe + " Compare He et al. 2016, Fig. 6.")
 
 
 def slide_block() -> None:
@@ -150,12 +148,10 @@ def slide_shapes() -> None:
         "ResNet-18 on a 32x32 image: every stage after the first **halves the picture and doubles "
         "the channels**; the blue shortcuts carry the input around each block."
     )
-    left, right = st.columns([3, 2])
-    with left:
-        st.graphviz_chart(block_diagram(blocks, "ResNet-18, 3x32x32 input"))
-    with right:
-        view = blocks[["name", "output_shape", "shortcut", "params"]].copy()
-        view["output_shape"] = view["output_shape"].map(lambda s: " x ".join(map(str, s[1:])))
+    st.graphviz_chart(block_diagram(blocks, "ResNet-18, 3x32x32 input"))
+    view = blocks[["name", "output_shape", "shortcut", "params"]].copy()
+    view["output_shape"] = view["output_shape"].map(lambda s: " x ".join(map(str, s[1:])))
+    with st.expander("Block table"):
         table(view, "resnet18_blocks")
 
 
@@ -181,54 +177,89 @@ def slide_gradients() -> None:
     )
 
 
-def slide_results() -> None:
-    results, comparison, gap, responses, recipes = _slide_data("results")
-    st.markdown("**Our numbers beside He et al. 2016, Table 6** (CIFAR-10 test error).")
-    table(results, "results_vs_he_table6")
-    st.caption(
-        recipes["degradation"]
-        + " "
-        + lecture.HE_RECIPE
-        + " Our short recipe is why our errors are higher; the ordering is what carries over."
-    )
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**A small CNN against ResNet-18**")
-        table(comparison, "cnn_vs_resnet")
-        st.caption(recipes["cnn_vs_resnet"])
-    with right:
-        st.markdown("**Weight decay: the train-test gap per epoch**")
-        gap_chart = (
-            alt.Chart(gap, height=300, title="train accuracy - test accuracy")
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("epoch:Q", axis=alt.Axis(format="d", tickMinStep=1)),
-                y=alt.Y("gap:Q", title="gap (percentage points)"),
-                color=alt.Color("run:N", title="weight decay", legend=alt.Legend(orient="top")),
-                tooltip=[
-                    "run",
-                    "epoch",
-                    alt.Tooltip("gap:Q", format=".2f"),
-                    alt.Tooltip("test:Q", format=".2f"),
-                ],
-            )
-        )
-        show(gap_chart, "weight_decay_gap", gap)
-        best = gap.groupby("run")["test"].max().round(2).to_dict()
-        st.caption(f"Best test accuracy: {best}. " + recipes["weight_decay"])
-    st.markdown(
-        "**Layer responses of the trained nets** (He et al. Fig. 7): std of each BN output."
-    )
+def details(table_frame: pd.DataFrame, name: str, recipe: str) -> None:
+    """The table and recipe behind a slide's figure, folded away."""
+    with st.expander("Table, recipe and command"):
+        table(table_frame, name)
+        st.caption(recipe)
+
+
+def slide_responses() -> None:
+    responses, recipe = _slide_data("responses")
+    residual = {n: n.startswith("resnet") for n in responses["net"].unique()}
+    frames = {n: part for n, part in responses.groupby("net", sort=False)}
+    st.markdown(response_sentence(frames, residual))
     chart = charts.layer_norms_chart(
         responses,
         "std",
-        "Response std per layer (trained nets, 256 test images)",
+        f"Std of each BatchNorm output: trained nets, eval mode, first {RESPONSE_IMAGES} test images",
         "std",
         log=False,
-        residual={n: n.startswith("resnet") for n in responses["net"].unique()},
-        height=340,
+        residual=residual,
+        height=420,
     )
     show(chart, "layer_responses_trained", responses)
+    details(responses, "layer_responses", recipe)
+
+
+def slide_results() -> None:
+    results, recipe = _slide_data("results")
+    st.markdown(lecture.results_sentence(results))
+    long = lecture.results_long(results)
+    chart = (
+        alt.Chart(long, title="CIFAR-10 test error (%)", height=380)
+        .mark_bar()
+        .encode(
+            x=alt.X("network:N", title=None, sort=list(results["network"])),
+            xOffset=alt.XOffset("source:N", sort=["ours", "He et al."]),
+            y=alt.Y("error:Q", title="test error (%)"),
+            color=alt.Color(
+                "source:N", sort=["ours", "He et al."], legend=alt.Legend(orient="top")
+            ),
+            tooltip=["network", "source", alt.Tooltip("error:Q", format=".2f")],
+        )
+    )
+    show(chart, "results_vs_he_table6", long)
+    details(results, "results_vs_he_table6_table", recipe + " " + lecture.HE_RECIPE)
+
+
+def slide_cnn_vs_resnet() -> None:
+    comparison, recipe = _slide_data("cnn_vs_resnet")
+    st.markdown(lecture.comparison_sentence(comparison))
+    chart = (
+        alt.Chart(comparison, title="Best test accuracy (%)", height=340)
+        .mark_bar()
+        .encode(
+            x=alt.X("best test accuracy (%):Q", scale=alt.Scale(domain=[0, 100])),
+            y=alt.Y("network:N", title=None),
+            color=alt.value(charts.RESIDUAL_COLOUR),
+            tooltip=list(comparison.columns),
+        )
+    )
+    show(chart, "cnn_vs_resnet", comparison)
+    details(comparison, "cnn_vs_resnet_table", recipe)
+
+
+def slide_weight_decay() -> None:
+    gap, recipe = _slide_data("weight_decay")
+    st.markdown(lecture.weight_decay_sentence(gap))
+    gap_chart = (
+        alt.Chart(gap, height=380, title="Train accuracy minus test accuracy, per epoch")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("gap:Q", title="gap (percentage points)"),
+            color=alt.Color("run:N", title="weight decay", legend=alt.Legend(orient="top")),
+            tooltip=[
+                "run",
+                "epoch",
+                alt.Tooltip("gap:Q", format=".2f"),
+                alt.Tooltip("test:Q", format=".2f"),
+            ],
+        )
+    )
+    show(gap_chart, "weight_decay_gap", gap)
+    details(gap, "weight_decay_table", recipe)
 
 
 SLIDE_VIEWS = {
@@ -236,7 +267,10 @@ SLIDE_VIEWS = {
     "block": slide_block,
     "shapes": slide_shapes,
     "gradients": slide_gradients,
+    "responses": slide_responses,
     "results": slide_results,
+    "cnn_vs_resnet": slide_cnn_vs_resnet,
+    "weight_decay": slide_weight_decay,
 }
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from app_helpers import app_test, no_exceptions
 
-from resnet_core.training.experiments import final_train_errors, shipped_root
+from resnet_core.training.experiments import final_train_errors, load_experiment, shipped_root
 from resnet_core.views import lecture
 
 
@@ -79,3 +79,33 @@ def test_recipe_text_gives_each_run_its_own_differing_setting():
         assert f"{config['weight_decay']} ({member['label']})" in text
     assert len(set(decays.values())) == 2
     assert "(" not in lecture.recipe_text("degradation").split("weight decay ")[1].split(",")[0]
+
+
+def test_slide_sentences_are_computed_from_the_shipped_files():
+    results = lecture.results_table()
+    ours = results.set_index("network")["our best test error (%)"]
+    text = lecture.results_sentence(results)
+    assert f"resnet56: {ours['resnet56']:.2f}% (He et al. 6.97%)" in text
+    deeper = "beats the 20-layer" in text
+    assert deeper == (ours["resnet56"] < ours["resnet20"])
+    long = lecture.results_long(results)
+    assert set(long["source"]) == {"ours", "He et al."}
+    assert len(long[long["source"] == "He et al."]) == 2  # Table 6 has the two ResNets only
+    comparison = lecture.comparison_table("cnn_vs_resnet")
+    assert "resnet18" in lecture.comparison_sentence(comparison).split(";")[0]  # best first
+    gap = lecture.weight_decay_gap()
+    sentence = lecture.weight_decay_sentence(gap)
+    spread = gap.groupby("run")["test"].max()
+    assert f"{spread.max() - spread.min():.1f}-point difference" in sentence
+    # "one run per setting": the shipped experiment has no repeated seeds to compare with
+    record = load_experiment(shipped_root() / "weight_decay")["record"]
+    models = [run["model"] for run in record["runs"]]
+    assert len(record["runs"]) == len(set(run["label"] for run in record["runs"])) == 2
+    assert len(set(models)) == 1
+
+
+def test_fig7_slide_title_holds_on_the_shipped_responses():
+    """Slide 5's title says trained residual layers respond less: check it on the files."""
+    responses = lecture.trained_responses()
+    medians = responses.groupby("net")["std"].median()
+    assert medians["resnet20"] < medians["plain20"] and medians["resnet56"] < medians["plain56"]

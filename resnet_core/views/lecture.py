@@ -35,6 +35,10 @@ __all__ = [
     "trained_responses",
     "recipe_text",
     "residual_block_dot",
+    "results_long",
+    "results_sentence",
+    "comparison_sentence",
+    "weight_decay_sentence",
 ]
 
 
@@ -49,7 +53,10 @@ SLIDES: tuple[Slide, ...] = (
     Slide("block", "2. The residual block"),
     Slide("shapes", "3. Shapes through ResNet-18"),
     Slide("gradients", "4. Gradients at initialisation"),
-    Slide("results", "5. The results"),
+    Slide("responses", "5. Trained residual layers respond less (He et al. Fig. 7)"),
+    Slide("results", "6. Our numbers beside He et al."),
+    Slide("cnn_vs_resnet", "7. A small CNN against ResNet-18"),
+    Slide("weight_decay", "8. Weight decay and the train-test gap"),
 )
 
 # He et al. 2016, Table 6: CIFAR-10 test error (%) of the residual nets (best of 5 runs;
@@ -259,4 +266,61 @@ def residual_block_dot(residual: bool = True) -> str:
         + ('  bn2 -> add [label=" F(x)"];\n' if residual else "")
         + f"  {last} -> relu2 -> y;\n"
         "}\n"
+    )
+
+
+# Sentences and chart tables for the slides: one claim each, its numbers computed here --------
+def results_long(results: pd.DataFrame) -> pd.DataFrame:
+    """Test error (%) of each net, ours and He et al.'s where Table 6 has it (long table)."""
+    rows = []
+    for _, row in results.iterrows():
+        network = row["network"]
+        rows.append({"network": network, "source": "ours", "error": row["our best test error (%)"]})
+        if network in HE_TABLE6:
+            rows.append({"network": network, "source": "He et al.", "error": HE_TABLE6[network]})
+    return pd.DataFrame(rows)
+
+
+def results_sentence(results: pd.DataFrame) -> str:
+    """Our ResNet errors beside Table 6's, and whether depth helps in both."""
+    ours = results.set_index("network")["our best test error (%)"]
+    shown = [n for n in ("resnet20", "resnet56") if n in ours.index]
+    parts = [f"{n}: {ours[n]:.2f}% (He et al. {HE_TABLE6[n]:.2f}%)" for n in shown]
+    text = "Best test error, ours beside He et al. Table 6 - " + "; ".join(parts) + "."
+    if len(shown) == 2:
+        deeper = ours["resnet56"] < ours["resnet20"]
+        text += (
+            " As in the paper, the 56-layer ResNet beats the 20-layer one."
+            if deeper
+            else " Unlike the paper, our 56-layer ResNet does not beat the 20-layer one."
+        )
+    gap = min(ours[n] - HE_TABLE6[n] for n in shown) if shown else None
+    if gap is not None and gap > 0:
+        text += f" Our errors are at least {gap:.1f} points higher, with a far shorter recipe."
+    return text
+
+
+def comparison_sentence(comparison: pd.DataFrame) -> str:
+    """Accuracy, size and time of each net of a comparison, best first."""
+    rows = comparison.sort_values("best test accuracy (%)", ascending=False)
+    parts = [
+        f"{r['network']} {r['best test accuracy (%)']:.1f}% with {int(r['parameters']):,} "
+        f"parameters in {r['training time (s)']:.0f} s"
+        for _, r in rows.iterrows()
+    ]
+    return "Best test accuracy: " + "; ".join(parts) + "."
+
+
+def weight_decay_sentence(gap: pd.DataFrame) -> str:
+    """Best test accuracy and last-epoch train-test gap per setting, and what one seed can say."""
+    best = gap.groupby("run")["test"].max()
+    last = gap.loc[gap.groupby("run")["epoch"].idxmax()].set_index("run")["gap"]
+    parts = [
+        f"{run}: best {best[run]:.1f}%, final gap {last[run]:.1f} points" for run in best.index
+    ]
+    spread = float(best.max() - best.min())
+    return (
+        "; ".join(parts)
+        + f". One run per setting: the {spread:.1f}-point difference in best test "
+        "accuracy is not compared with a seed-to-seed spread, which these files do not measure."
     )
