@@ -15,22 +15,43 @@ from resnet_core.training.data import DatasetNotFound, cifar10_layout, load_cifa
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
 
-# To add a page, add one st.Page here (the order is the order in the sidebar) and call
-# _ui.require_router() at the top of the page file.
-PAGES = [
-    st.Page("pages/build.py", title="Build", icon=":material/construction:", default=True),
-    st.Page("pages/shapes.py", title="Shapes", icon=":material/straighten:", url_path="shapes"),
-    st.Page(
-        "pages/gradients.py",
-        title="Gradient flow",
-        icon=":material/trending_down:",
-        url_path="gradients",
-    ),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
-    st.Page("pages/inspect.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
-    st.Page("pages/lecture.py", title="Lecture", icon=":material/co_present:", url_path="lecture"),
-]
+# To add a page, add one st.Page here (the order is the order in the sidebar, under its
+# section's heading) and call _ui.require_router() at the top of the page file.
+PAGES = {
+    "Look at a net": [
+        st.Page("pages/build.py", title="Build", icon=":material/construction:", default=True),
+        st.Page("pages/shapes.py", title="Shapes", icon=":material/straighten:", url_path="shapes"),
+        st.Page(
+            "pages/gradients.py",
+            title="Gradient flow",
+            icon=":material/trending_down:",
+            url_path="gradients",
+        ),
+    ],
+    "Why residual nets work": [
+        st.Page(
+            "pages/lesion.py", title="Lesions", icon=":material/content_cut:", url_path="lesion"
+        ),
+        st.Page(
+            "pages/landscape.py",
+            title="Loss landscape",
+            icon=":material/landscape:",
+            url_path="landscape",
+        ),
+    ],
+    "Train and inspect": [
+        st.Page(
+            "pages/train.py", title="Train", icon=":material/model_training:", url_path="train"
+        ),
+        st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+        st.Page("pages/inspect.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
+    ],
+    "Teach": [
+        st.Page(
+            "pages/lecture.py", title="Lecture", icon=":material/co_present:", url_path="lecture"
+        ),
+    ],
+}
 
 
 def sidebar() -> None:

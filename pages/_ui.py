@@ -321,3 +321,31 @@ def show_grad_heatmap(events_by_net: dict, name: str) -> None:
         + ", ".join(f"{count} for {net}" for net, count in steps.items())
         + "); each row a conv or linear layer, input end at the top. One colour scale for all."
     )
+
+
+def _default_trained_run(runs: dict[str, str]) -> str:
+    """Your newest run with weights, else the shipped ResNet-20, else anything with weights."""
+    weighted = [path for path in runs if (Path(path) / "best.pt").is_file()]
+    yours = [path for path in weighted if Path(path).is_relative_to(runs_dir())]
+    shipped = [path for path in weighted if Path(path).name == "resnet20"]
+    return (yours or shipped or weighted or list(runs))[0]
+
+
+def pick_trained_run(key: str, verb: str) -> str | None:
+    """A run picker over your runs and the shipped ones, runs without weights marked; None
+    (with a note) when there are no runs. `verb` says what needs the weights ("tested")."""
+    runs = all_runs()
+    if not runs:
+        st.info("No runs yet: train one on the Train page.")
+        return None
+    if st.session_state.get(key) not in runs:
+        st.session_state[key] = _default_trained_run(runs)
+    return st.selectbox(
+        "Run",
+        list(runs),
+        key=key,
+        format_func=lambda path: (
+            runs.get(path, path) + ("" if (Path(path) / "best.pt").is_file() else " (no weights)")
+        ),
+        help=f"Your runs and the shipped ones; only runs that saved weights (best.pt) can be {verb}",
+    )

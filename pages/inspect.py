@@ -57,32 +57,6 @@ def _probabilities(run_path: str, mtime: float, data_key: str, _data: Cifar10) -
     return views.run_predictions(run_path, _data)
 
 
-def _default_run(runs: dict[str, str]) -> str:
-    """Your newest run with weights, else the shipped ResNet-20, else anything with weights."""
-    weighted = [path for path in runs if (Path(path) / "best.pt").is_file()]
-    yours = [path for path in weighted if Path(path).is_relative_to(_ui.runs_dir())]
-    shipped = [path for path in weighted if Path(path).name == "resnet20"]
-    return (yours or shipped or weighted or list(runs))[0]
-
-
-def _pick_run() -> str | None:
-    runs = _ui.all_runs()
-    if not runs:
-        st.info("No runs yet: train one on the Train page.")
-        return None
-    if st.session_state.get("inspect_run") not in runs:
-        st.session_state["inspect_run"] = _default_run(runs)
-    return st.selectbox(
-        "Run",
-        list(runs),
-        key="inspect_run",
-        format_func=lambda path: (
-            runs.get(path, path) + ("" if (Path(path) / "best.pt").is_file() else " (no weights)")
-        ),
-        help="Your runs and the shipped ones; only runs that saved weights (best.pt) can be tested",
-    )
-
-
 def _results(run: str, data: Cifar10, data_key: str) -> None:
     """Per-class accuracy, the confusion matrix and the gallery of one run."""
     best = Path(run) / "best.pt"
@@ -203,7 +177,7 @@ st.markdown(
     "Look inside a trained net: which classes it gets right, what it mistakes for what, and "
     "the pictures it learned from."
 )
-run = _pick_run()
+run = _ui.pick_trained_run("inspect_run", "tested")
 if run is None:
     st.stop()
 try:

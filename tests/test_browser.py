@@ -31,6 +31,9 @@ PAGES = {
     "gradients": "gradients",
     "train": "train",
     "runs": "runs",
+    "inspect": "inspect",
+    "lesion": "lesion",
+    "landscape": "landscape",
     "lecture": "lecture",
 }
 HANG_S = 30.0  # render times are measured and reported, not asserted; this only catches a hang
@@ -179,7 +182,17 @@ def test_every_page_renders_and_is_timed(page, server):
     # the app's own navigation, not Streamlit's file list of pages/ (no "ui", no "app")
     links = page.locator("[data-testid=stSidebarNavLink]").all_inner_texts()
     titles = [text.strip().splitlines()[-1] for text in links]  # after the icon's name
-    assert titles == ["Build", "Shapes", "Gradient flow", "Train", "Runs", "Lecture"], titles
+    assert titles == [
+        "Build",
+        "Shapes",
+        "Gradient flow",
+        "Lesions",
+        "Loss landscape",
+        "Train",
+        "Runs",
+        "Inspect",
+        "Lecture",
+    ], titles
     for path in PAGES.values():  # warm-up: imports, first traces, first measurements
         _open(page, server, path)
         _no_exception(page)
@@ -330,3 +343,43 @@ def test_build_then_train_this_net(page, server):
     _no_exception(page)
     page.get_by_text("custom basic [1, 1] residual reached").wait_for(timeout=120_000)
     _shot(page, "train-this-net")
+
+
+def test_loss_landscape_shows_shipped_charts_and_downloads_a_png(page, server):
+    from resnet_core.views.landscape import read_shipped
+
+    if read_shipped() is None:
+        pytest.skip("no shipped landscape results in this checkout")
+    _open(page, server, "landscape")
+    _no_exception(page)
+    page.wait_for_function(  # both charts have drawn their marks
+        """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+                 .filter(c => c.querySelector('svg.marks, canvas.marks')).length >= 2""",
+        timeout=60_000,
+    )
+    text = page.inner_text("[data-testid=stMain]")
+    assert "One filter-normalised step away" in text and "local minim" in text
+    with page.expect_download(timeout=60_000) as info:
+        page.locator("[data-testid=stDownloadButton] button", has_text="PNG").first.click()
+    assert open(info.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    _shot(page, "landscape")
+
+
+def test_lesions_page_shows_shipped_charts_and_downloads_a_png(page, server):
+    from resnet_core.views.lesion import shipped_results
+
+    if shipped_results() is None:
+        pytest.skip("no shipped lesion results in this checkout")
+    _open(page, server, "lesion")
+    _no_exception(page)
+    page.wait_for_function(  # the single-deletion bars and the k-deletion curve have drawn
+        """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+                 .filter(c => c.querySelector('svg.marks, canvas.marks')).length >= 2""",
+        timeout=60_000,
+    )
+    text = page.inner_text("[data-testid=stMain]")
+    assert "Deleting one block of resnet56" in text and "near chance" in text
+    with page.expect_download(timeout=60_000) as info:
+        page.locator("[data-testid=stDownloadButton] button", has_text="PNG").first.click()
+    assert open(info.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    _shot(page, "lesion")

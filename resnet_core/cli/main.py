@@ -25,7 +25,12 @@ from resnet_core.nets.spec import PRESET_INFO, ArchSpec, list_presets, resolve_s
 __all__ = ["main", "build_parser", "CliError"]
 
 # Modules that add their own subcommands through `register(subparsers)`.
-PLUGIN_MODULES = ("resnet_core.cli.train", "resnet_core.cli.experiments")
+PLUGIN_MODULES = (
+    "resnet_core.cli.train",
+    "resnet_core.cli.experiments",
+    "resnet_core.cli.landscape",
+    "resnet_core.cli.lesion",
+)
 
 
 class CliError(ValueError):

@@ -1,0 +1,125 @@
+"""`python -m resnet_core lesion RUN_DIR ...`: delete blocks of trained nets and print what is
+left of their test accuracy (Veit et al. 2016, https://arxiv.org/abs/1605.06431)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from resnet_core.cli.main import MAX_SEED, emit
+from resnet_core.common.device import resolve_device
+from resnet_core.training.data import Cifar10
+from resnet_core.training.runs import load_checkpoint
+from resnet_core.views import lesion as views
+from resnet_core.views.inspect import TestSet, run_test_set
+
+__all__ = ["register"]
+
+
+def _count(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if not least <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} must be between {least} and {MAX_SEED}")
+    return value
+
+
+def _progress(net: str):
+    """Progress on stderr, one line per evaluation: the long runs say where they are."""
+
+    def report(done: int, total: int, sentence: str) -> None:
+        sys.stderr.write(f"  {net}: {done}/{total} {sentence}\n")
+
+    return report
+
+
+def _table(result: views.LesionResult) -> pd.DataFrame:
+    """The single deletions as printed: accuracy and drop in percent, one row per block."""
+    frame = result.single
+    return pd.DataFrame(
+        {
+            "net": frame["net"],
+            "block": frame["block"],
+            "replaced_by": frame["replaced_by"],
+            "accuracy_%": (100 * frame["accuracy"]).round(2),
+            "intact_%": (100 * frame["intact"]).round(2),
+            "drop_points": frame["drop"].round(2),
+        }
+    )
+
+
+def _check_weights(run: str) -> None:
+    """Fail before loading any data when a run has no readable best.pt."""
+    load_checkpoint(Path(run) / "best.pt")
+
+
+def _cmd_lesion(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    for run in args.runs:
+        _check_weights(run)
+    datasets: dict[TestSet, Cifar10] = {}
+    results = []
+    for run in args.runs:
+        test_set = run_test_set(run)
+        if test_set not in datasets:
+            datasets[test_set] = views.lesion_test_set(run, args.data_dir)
+        sys.stderr.write(f"{run}:\n")
+        results.append(
+            views.run_lesion(
+                run,
+                datasets[test_set],
+                args.images,
+                args.draws,
+                args.seed,
+                device,
+                on_progress=_progress(Path(run).name),
+            )
+        )
+    command = " ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])])
+    result = views.combine(results, **views.machine_record(command))
+    if args.out:
+        for path in views.write_results(result, args.out):
+            sys.stderr.write(f"wrote {path}\n")
+    emit(_table(result), args.format)
+    if args.format == "table":
+        story = [views.single_story(result.single), views.random_story(result.random)]
+        sys.stdout.write("\n" + "\n".join(line for line in story if line) + "\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lesion", help="test accuracy with blocks of a trained net deleted (Veit et al. 2016)"
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders with best.pt")
+    parser.add_argument(
+        "--images",
+        type=lambda text: _count(text, 1),
+        default=views.DEFAULT_IMAGES,
+        help=f"test images, the same number of each class (default {views.DEFAULT_IMAGES})",
+    )
+    parser.add_argument(
+        "--draws",
+        type=lambda text: _count(text, 0),
+        default=views.DEFAULT_DRAWS,
+        help=f"random sets of k blocks per k (default {views.DEFAULT_DRAWS}; 0: single only)",
+    )
+    parser.add_argument(
+        "--seed", type=lambda text: _count(text, 0), default=0, help="seed of the draws"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.csv",
+        help="also write FILE.csv, FILE-random.csv, FILE.json",
+    )
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.set_defaults(func=_cmd_lesion)
