@@ -17,6 +17,8 @@ from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import get_preset
 from resnet_core.training.experiments import ExperimentError
 from resnet_core.views import charts, lecture
+from resnet_core.views import landscape as landscape_views
+from resnet_core.views import lesion as lesion_views
 from resnet_core.views.diagram import block_diagram
 from resnet_core.views.explain import fmt_ratio, gradient_story, response_sentence
 
@@ -51,6 +53,18 @@ def _slide_data(key: str):
             lecture.degradation_summary(),
             lecture.recipe_text("degradation"),
         )
+    if key == "lesion":
+        result = lesion_views.shipped_results()
+        if result is None:
+            raise ExperimentError(
+                "checkpoints/demo/lesion/: the shipped lesion results are missing"
+            )
+        return lesion_views.select(result, ["plain56", "resnet56"])
+    if key == "landscape":
+        shipped = landscape_views.read_shipped()
+        if shipped is None:
+            raise ExperimentError("checkpoints/demo/landscape/: the shipped results are missing")
+        return shipped
     if key == "results":
         return lecture.results_table(), lecture.recipe_text("degradation")
     if key == "responses":
@@ -202,6 +216,36 @@ def slide_responses() -> None:
     details(responses, "layer_responses", recipe)
 
 
+def slide_lesion() -> None:
+    result = _slide_data("lesion")
+    st.markdown(lesion_views.single_story(result.single))
+    show(lesion_views.single_chart(result.single, large=True), "lesion_single", result.single)
+    with st.expander("k blocks deleted at random, and how this was measured"):
+        st.markdown(lesion_views.random_story(result.random))
+        show(lesion_views.random_chart(result.random, large=True), "lesion_random", result.random)
+        record = result.record
+        st.caption(
+            f"{record.get('images', '?')} CIFAR-10 test images, {record.get('draws', '?')} draws "
+            f"per k. Command: `{record.get('command', '')}`"
+        )
+
+
+def slide_landscape() -> None:
+    shipped = _slide_data("landscape")
+    surfaces = shipped.surfaces
+    st.markdown(
+        f"{landscape_views.roughness_sentence(surfaces)} {landscape_views.roughness_verdict(surfaces)}"
+    )
+    show(landscape_views.surface_chart(surfaces, side=380), "landscape_surfaces", surfaces)
+    with st.expander("One direction at a time, and how this was measured"):
+        slices = shipped.slices
+        st.markdown(
+            f"{landscape_views.rise_sentence(slices, 1.0)} {landscape_views.rise_verdict(slices, 1.0)}"
+        )
+        show(landscape_views.slice_chart(slices), "landscape_slices", slices)
+        st.caption(f"Command: `{shipped.surfaces_record.get('command', '')}`")
+
+
 def slide_results() -> None:
     results, recipe = _slide_data("results")
     st.markdown(lecture.results_sentence(results))
@@ -268,6 +312,8 @@ SLIDE_VIEWS = {
     "shapes": slide_shapes,
     "gradients": slide_gradients,
     "responses": slide_responses,
+    "lesion": slide_lesion,
+    "landscape": slide_landscape,
     "results": slide_results,
     "cnn_vs_resnet": slide_cnn_vs_resnet,
     "weight_decay": slide_weight_decay,

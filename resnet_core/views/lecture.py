@@ -54,9 +54,11 @@ SLIDES: tuple[Slide, ...] = (
     Slide("shapes", "3. Shapes through ResNet-18"),
     Slide("gradients", "4. Gradients at initialisation"),
     Slide("responses", "5. Trained residual layers respond less (He et al. Fig. 7)"),
-    Slide("results", "6. Our numbers beside He et al."),
-    Slide("cnn_vs_resnet", "7. A small CNN against ResNet-18"),
-    Slide("weight_decay", "8. Weight decay and the train-test gap"),
+    Slide("lesion", "6. Delete one block: lesions (Veit et al.)"),
+    Slide("landscape", "7. The loss around the trained weights (Li et al.)"),
+    Slide("results", "8. Our numbers beside He et al."),
+    Slide("cnn_vs_resnet", "9. A small CNN against ResNet-18"),
+    Slide("weight_decay", "10. Weight decay and the train-test gap"),
 )
 
 # He et al. 2016, Table 6: CIFAR-10 test error (%) of the residual nets (best of 5 runs;
@@ -296,7 +298,7 @@ def results_sentence(results: pd.DataFrame) -> str:
         )
     gap = min(ours[n] - HE_TABLE6[n] for n in shown) if shown else None
     if gap is not None and gap > 0:
-        text += f" Our errors are at least {gap:.1f} points higher, with a far shorter recipe."
+        text += f" Our errors are at least {gap:.1f} points higher (recipes under the table)."
     return text
 
 
