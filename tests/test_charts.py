@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from resnet_core.training.events import EpochEnd, GradNorms, Step
+from resnet_core.training.experiments import shipped_root
+from resnet_core.training.runs import read_events
 from resnet_core.views.charts import (
     PLAIN_COLOUR,
     RESIDUAL_COLOUR,
@@ -160,3 +162,12 @@ def test_layer_gradient_heat_map_shares_one_log_scale():
     assert scale["type"] == "log" and scale["domain"] == [1.0, 100.0]
     assert spec["facet"]["column"]["field"] == "net"
     assert layer_grad_frame({"empty": []}).empty
+
+
+def test_shipped_grad_flow_runs_draw_a_heat_map():
+    folder = shipped_root() / "grad_flow"
+    events = {name: read_events(folder / name) for name in ("plain20", "resnet20")}
+    frame = layer_grad_frame(events)
+    assert set(frame["net"]) == {"plain20", "resnet20"}
+    assert (frame.groupby("net")["step"].nunique() >= 20).all()  # every 10 of 234 steps
+    assert (frame.groupby("net")["index"].nunique() == 20).all()  # 19 convs and the fc layer
