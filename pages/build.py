@@ -183,6 +183,17 @@ def _overview(spec: ArchSpec) -> None:
         blocks, label, keep=None if every else 2, layers=layers, direction=layouts[direction]
     )
     st.graphviz_chart(dot, width="stretch" if direction == "one line" else "content")
+    st.download_button(
+        "Diagram (Graphviz .dot)",
+        dot,
+        f"{label}-diagram.dot".replace(" ", "_"),
+        "text/vnd.graphviz",
+        on_click="ignore",
+        icon=":material/download:",
+        key="build_dl_dot",
+        help="Graphviz source of this diagram: open it in any Graphviz viewer, or turn it "
+        "into SVG or PDF with `dot -Tsvg`",
+    )
     st.caption(
         "Blue **+** nodes add the block's input back (the skip connection); "
         "a plain net has none. Colours mark stages."

@@ -235,15 +235,21 @@ def test_build_custom_net_and_see_its_trace(page, server):
     _shot(page, "shapes-custom")
 
 
-def _steps_logged(page) -> int:
-    found = re.search(r"At step (\d+)", page.inner_text("[data-testid=stMain]"))
+ONE_RUN_STEP = r"At step (\d+)"  # the single run's loss caption
+GROUP_STEP = r"Averaged over steps \d+-(\d+)"  # the step up to which both nets are charted
+
+
+def _step_shown(page, pattern: str) -> int:
+    found = re.search(pattern, page.inner_text("[data-testid=stMain]"))
     return int(found.group(1)) if found else 0
 
 
-def _wait_for_more_steps(page, than: int, timeout_s: float = 60) -> int:
+def _wait_for_more_steps(
+    page, than: int, timeout_s: float = 60, pattern: str = ONE_RUN_STEP
+) -> int:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        steps = _steps_logged(page)
+        steps = _step_shown(page, pattern)
         if steps > than:
             return steps
         page.wait_for_timeout(250)
@@ -282,22 +288,6 @@ def test_live_training_reload_and_cancel(page, server):
     _shot(page, "runs-after-cancel")
 
 
-def _group_step(page) -> int:
-    """The step up to which both nets' training loss is on the chart (0 before that)."""
-    found = re.search(r"Averaged over steps \d+-(\d+)", page.inner_text("[data-testid=stMain]"))
-    return int(found.group(1)) if found else 0
-
-
-def _wait_for_group_step(page, than: int, timeout_s: float = 90) -> int:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        step = _group_step(page)
-        if step > than:
-            return step
-        page.wait_for_timeout(250)
-    raise AssertionError(f"the group's charts stayed at step {than}")
-
-
 def test_plain_and_residual_train_side_by_side(page, server):
     _open(page, server, "train")
     page.locator("[data-testid=stButtonGroup] button", has_text="side by side").click()
@@ -309,14 +299,14 @@ def test_plain_and_residual_train_side_by_side(page, server):
     page.get_by_role("button", name="Start training").click()
     _settled(page)
     _no_exception(page)
-    first = _wait_for_group_step(page, 0)
+    first = _wait_for_more_steps(page, 0, 90, GROUP_STEP)
     text = page.inner_text("[data-testid=stMain]")
     assert "for plain20 and" in text and "for resnet20" in text  # both curves, one chart each
-    second = _wait_for_group_step(page, first)
+    second = _wait_for_more_steps(page, first, 90, GROUP_STEP)
     _shot(page, "train-group-live")
     page.reload()  # the group lives on disk, not in this browser session
     _settled(page)
-    assert _wait_for_group_step(page, second) > second
+    assert _wait_for_more_steps(page, second, 90, GROUP_STEP) > second
     assert "for plain20 and" in page.inner_text("[data-testid=stMain]")
     page.get_by_role("button", name="Cancel this run").click()
     page.get_by_text("This run was cancelled").wait_for(timeout=60_000)

@@ -60,3 +60,9 @@ def test_a_net_too_big_for_this_machine_is_refused_with_its_estimate(app, tmp_pa
     errors = " ".join(e.value for e in app.error)
     assert "needs about" in errors and "parameters" in errors and "Nothing was started" in errors
     assert JobQueue(tmp_path / "checkpoints").jobs() == []
+
+
+def test_build_page_offers_the_diagram_source(app):
+    _build_custom(app, "2, 2", "8, 16")
+    buttons = [b for b in app.get("download_button") if "Graphviz" in b.proto.label]
+    assert len(buttons) == 1
