@@ -30,6 +30,7 @@ PLUGIN_MODULES = (
     "resnet_core.cli.experiments",
     "resnet_core.cli.landscape",
     "resnet_core.cli.lesion",
+    "resnet_core.cli.app",
 )
 
 

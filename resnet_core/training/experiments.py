@@ -52,7 +52,16 @@ __all__ = [
     "final_train_errors",
 ]
 
-SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo"
+
+def _find_shipped_root() -> Path:
+    """checkpoints/demo beside app.py: in an installed package resnet_core/_app/ (see
+    pyproject.toml), in a checkout the repository root."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "_app" / "checkpoints" / "demo"
+    return installed if installed.is_dir() else package.parent / "checkpoints" / "demo"
+
+
+SHIPPED_ROOT = _find_shipped_root()
 MAX_SHIPPED_PARAMS = 2_000_000  # ship weights of CIFAR ResNet-20..110-sized nets only
 RESPONSES_FILE = "responses.csv"
 
@@ -237,7 +246,10 @@ def get_experiment(name: str) -> Experiment:
 
 
 def shipped_root() -> Path:
-    """Where the results that ship with the app live (checkpoints/demo)."""
+    """Where the results that ship with the app live (checkpoints/demo beside app.py).
+
+    Read-only in an installed package: runs go to `checkpoints_root()`, never here.
+    """
     return SHIPPED_ROOT
 
 

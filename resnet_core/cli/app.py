@@ -1,0 +1,90 @@
+"""`resnet-explorer app [STREAMLIT OPTIONS]`: start the ResNet Explorer app.
+
+Runs `streamlit run app.py` on the app beside the shipped results (the repository root in a
+checkout, resnet_core/_app/ in an installed package) from the current folder, so runs are
+recorded in $RESNET_EXPLORER_CHECKPOINTS or ./checkpoints and CIFAR-10 is looked for in
+$RESNET_EXPLORER_DATA or ./data. Every argument goes to `streamlit run` unchanged, e.g.
+`resnet-explorer app --server.port 8600 --server.headless true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import tomllib
+
+from resnet_core.training.experiments import shipped_root
+
+__all__ = ["register", "app_dir", "streamlit_command"]
+
+HELP_FLAGS = ("-h", "--help")
+
+
+def app_dir() -> Path:
+    """The folder holding app.py, pages/ and checkpoints/demo (shipped_root's grandparent)."""
+    return shipped_root().parents[1]
+
+
+def _installed(folder: Path) -> bool:
+    return folder.name == "_app" and folder.parent.name == "resnet_core"
+
+
+def config_flags(folder: Path) -> list[str]:
+    """The app's .streamlit/config.toml as `--section.option value` flags.
+
+    Streamlit reads config.toml from the current folder, not from the script's; the flags
+    give the app its settings wherever it is started from.
+    """
+    path = folder / ".streamlit" / "config.toml"
+    if not path.is_file():
+        return []
+    flags = []
+    for section, options in tomllib.loads(path.read_text()).items():
+        for name, value in options.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{name}", text]
+    return flags
+
+
+def streamlit_command(extra: Sequence[str] = ()) -> list[str]:
+    """The command that starts the app; `extra` options come last, so they win."""
+    folder = app_dir()
+    script = folder / "app.py"
+    if not script.is_file():
+        raise ValueError(f"{script}: the app is missing from this installation")
+    flags = config_flags(folder)
+    if _installed(folder):  # nobody edits site-packages: no file watcher
+        flags += ["--server.fileWatcherType", "none"]
+    return [sys.executable, "-m", "streamlit", "run", str(script), *flags, *extra]
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    if any(flag in HELP_FLAGS for flag in args.streamlit_args):
+        args.app_parser.print_help()
+        return 0
+    command = streamlit_command(args.streamlit_args)
+    sys.stderr.write(f"starting the app: {' '.join(command[1:5])}\n")
+    sys.stderr.flush()
+    if os.name == "posix":  # hand the process over: Ctrl+C and kill reach streamlit itself
+        os.execv(command[0], command)
+    return subprocess.call(command)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    # prefix_chars="+": every "--section.option" is an argument for streamlit, not for us.
+    parser = subparsers.add_parser(
+        "app",
+        help="start the ResNet Explorer app (options go to `streamlit run`)",
+        description=__doc__.splitlines()[0],
+        epilog="Any `streamlit run` option can follow, e.g. --server.port 8600 "
+        "--server.headless true; see `streamlit run --help`.",
+        prefix_chars="+",
+        add_help=False,
+    )
+    parser.add_argument("streamlit_args", nargs="*", metavar="STREAMLIT_OPTION")
+    parser.set_defaults(func=_cmd_app, app_parser=parser)
