@@ -196,7 +196,13 @@ class TrainConfig:
     eval_batch_size: int = option(EVAL_BATCH_SIZE, "images per evaluation batch")
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise once, at construction
+        # frozen: every check below normalises its fields once, at construction
+        self._check_model()
+        self._check_optimisation()
+        self._check_run()
+
+    def _check_model(self) -> None:
+        set_ = object.__setattr__
         if isinstance(self.model, ArchSpec):
             set_(self, "model", self.model.to_dict())
         try:
@@ -205,8 +211,10 @@ class TrainConfig:
             raise ConfigError(f"model: {error}") from None
         if isinstance(self.model, dict):
             set_(self, "model", resolve_spec(self.model).to_dict())
-        set_(self, "epochs", _whole("epochs", self.epochs, 1, 100_000))
-        set_(self, "batch_size", _whole("batch_size", self.batch_size, 1, 1 << 16))
+
+    def _check_optimisation(self) -> None:
+        """Optimizer, learning-rate schedule and loss settings."""
+        set_ = object.__setattr__
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         set_(self, "lr", _number("lr", self.lr, 0.0, 100.0))
         if self.lr <= 0:
@@ -227,11 +235,14 @@ class TrainConfig:
         set_(self, "gamma", _number("gamma", self.gamma, 0.0, 1.0))
         if self.gamma <= 0:
             raise ConfigError(f"gamma: {self.gamma} must be > 0, e.g. 0.1 for a tenfold drop")
-        set_(
-            self,
-            "label_smoothing",
-            _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True),
-        )
+        smoothing = _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        set_(self, "label_smoothing", smoothing)
+
+    def _check_run(self) -> None:
+        """Data, augmentation, device, precision and logging settings."""
+        set_ = object.__setattr__
+        set_(self, "epochs", _whole("epochs", self.epochs, 1, 100_000))
+        set_(self, "batch_size", _whole("batch_size", self.batch_size, 1, 1 << 16))
         _flag("augment", self.augment)
         _choice("crop_pad", self.crop_pad, PAD_MODES)
         _choice("normalize", self.normalize, tuple(NORMALIZATIONS))

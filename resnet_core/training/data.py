@@ -18,6 +18,7 @@ import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "NORMALIZATIONS",
+    "normalization",
     "NOTEBOOK_MEAN",
     "NOTEBOOK_STD",
     "PAD_MODES",
@@ -68,6 +70,14 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 NOTEBOOK_MEAN = (0.4914, 0.4822, 0.4465)
 NOTEBOOK_STD = (0.2023, 0.1994, 0.2010)
 NORMALIZATIONS = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "notebook": (NOTEBOOK_MEAN, NOTEBOOK_STD)}
+
+
+def normalization(name: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of a config's `normalize` value; CIFAR-10's for None or an unknown name
+    (runs recorded before the option existed)."""
+    return NORMALIZATIONS.get(name, NORMALIZATIONS["cifar10"])
+
+
 # How the random crop pads: "reflect" mirrors the border; "zeros" pads black pixels, as
 # torchvision's RandomCrop(32, padding=4) does on the unnormalised image.
 PAD_MODES = ("reflect", "zeros")

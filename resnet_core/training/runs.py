@@ -40,6 +40,7 @@ from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec, SpecError, spec_label
 from resnet_core.training import events
 from resnet_core.training.callbacks import Callback
+from resnet_core.training.data import normalization
 
 __all__ = [
     "CHECKPOINTS_ENV",
@@ -468,6 +469,12 @@ def delete_run(run_id: str, root: str | os.PathLike | None = None) -> None:
     for entry in path.iterdir():
         entry.unlink()
     path.rmdir()
+
+
+def run_normalization(run_dir: str | os.PathLike) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) a run's images were normalised with in training (its config.json)."""
+    config = read_json(Path(run_dir) / "config.json")
+    return normalization(config.get("normalize") if isinstance(config, dict) else None)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

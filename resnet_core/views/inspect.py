@@ -22,8 +22,8 @@ import torch
 
 from resnet_core.analysis.inspect import predict
 from resnet_core.common.files import read_json
-from resnet_core.training.data import NORMALIZATIONS, Cifar10, DeviceLoader
-from resnet_core.training.runs import RunError, load_run
+from resnet_core.training.data import Cifar10, DeviceLoader
+from resnet_core.training.runs import RunError, load_run, run_normalization
 
 __all__ = [
     "TestSet",
@@ -91,9 +91,7 @@ def run_predictions(
     when the checkpoint is missing or unreadable, or its net answers a different number of
     classes.
     """
-    config = read_json(Path(run_path) / "config.json")
-    chosen = config.get("normalize") if isinstance(config, dict) else None
-    mean, std = NORMALIZATIONS.get(chosen, NORMALIZATIONS["cifar10"])
+    mean, std = run_normalization(run_path)
     model, _ = load_run(run_path, which="best")
     if model.spec.num_classes != data.num_classes:
         raise RunError(

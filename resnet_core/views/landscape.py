@@ -36,7 +36,7 @@ from resnet_core.common.device import machine_summary
 from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
-from resnet_core.training.data import NORMALIZATIONS, Cifar10, stratified_subset
+from resnet_core.training.data import Cifar10, normalization, stratified_subset
 from resnet_core.training.experiments import shipped_root
 from resnet_core.training.runs import RunError, load_run
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
@@ -106,7 +106,7 @@ def training_batch(
         dataset = stratified_subset(dataset, int(config["subset"]))
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(dataset.train_labels), generator=generator)[:images]
-    mean, std = NORMALIZATIONS[config.get("normalize") or "cifar10"]
+    mean, std = normalization(config.get("normalize"))
     batch = dataset.train_images[pick].float() / 255  # (N, 3, 32, 32) in [0, 1]
     batch = (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     return batch, dataset.train_labels[pick]

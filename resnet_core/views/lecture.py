@@ -322,7 +322,6 @@ def weight_decay_sentence(gap: pd.DataFrame) -> str:
     ]
     spread = float(best.max() - best.min())
     return (
-        "; ".join(parts)
-        + f". One run per setting: the {spread:.1f}-point difference in best test "
+        "; ".join(parts) + f". One run per setting: the {spread:.1f}-point difference in best test "
         "accuracy is not compared with a seed-to-seed spread, which these files do not measure."
     )

@@ -25,9 +25,9 @@ import torch
 from resnet_core.analysis.lesion import Progress, lesion_study, stratified_indices
 from resnet_core.common.device import device_name, machine_summary
 from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
-from resnet_core.training.data import NORMALIZATIONS, Cifar10, load_dataset
+from resnet_core.training.data import Cifar10, load_dataset
 from resnet_core.training.experiments import shipped_root
-from resnet_core.training.runs import RunError, load_checkpoint, load_run
+from resnet_core.training.runs import RunError, load_checkpoint, load_run, run_normalization
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
 from resnet_core.views.inspect import run_test_set
 
@@ -147,9 +147,7 @@ def run_lesion(
         raise RunError(
             f"{run_dir}: the net answers {model.spec.num_classes} classes, the data has {data.num_classes}"
         )
-    config = read_json(run_dir / "config.json")
-    chosen = config.get("normalize") if isinstance(config, dict) else None
-    mean, std = NORMALIZATIONS.get(chosen, NORMALIZATIONS["cifar10"])
+    mean, std = run_normalization(run_dir)
     picks = stratified_indices(data.test_labels, images, data.num_classes)
     started = time.perf_counter()
     single, random = lesion_study(
@@ -160,6 +158,15 @@ def run_lesion(
     for frame in (single, random):
         frame.insert(0, "residual", bool(model.spec.residual))
         frame.insert(0, "net", info.model)
+    sample = {"images": len(picks), "draws": draws, "seed": seed, "batch_size": batch_size}
+    record = _record(run_dir, info, data, sample, device, seconds)
+    return LesionResult(single, random, record)
+
+
+def _record(
+    run_dir: Path, info: Any, data: Cifar10, sample: dict, device: Any, seconds: float
+) -> dict[str, Any]:
+    """What one net's lesion study was measured on, by whom and how long it took."""
     run = {
         "net": info.model,
         "run": _run_name(run_dir),
@@ -167,18 +174,17 @@ def run_lesion(
         "recorded_test_acc": info.best_test_acc,
         "seconds": round(seconds, 1),
     }
-    record = {
-        "images": len(picks),
-        "sample": _sample_text(len(picks), len(data.test_labels), data.num_classes),
+    return {
+        "images": sample["images"],
+        "sample": _sample_text(sample["images"], len(data.test_labels), data.num_classes),
         "dataset": data.source,
         "synthetic": data.synthetic,
-        "draws": draws,
-        "seed": seed,
-        "batch_size": batch_size,
+        "draws": sample["draws"],
+        "seed": sample["seed"],
+        "batch_size": sample["batch_size"],
         "device": device_name(torch.device(device)),
         "runs": [run],
     }
-    return LesionResult(single, random, record)
 
 
 def combine(results: Sequence[LesionResult], **record: Any) -> LesionResult:
