@@ -336,10 +336,6 @@ def test_build_then_train_this_net(page, server):
 
 
 def test_loss_landscape_shows_shipped_charts_and_downloads_a_png(page, server):
-    from resnet_core.views.landscape import read_shipped
-
-    if read_shipped() is None:
-        pytest.skip("no shipped landscape results in this checkout")
     _open(page, server, "landscape")
     _no_exception(page)
     page.wait_for_function(  # both charts have drawn their marks
@@ -356,10 +352,6 @@ def test_loss_landscape_shows_shipped_charts_and_downloads_a_png(page, server):
 
 
 def test_lesions_page_shows_shipped_charts_and_downloads_a_png(page, server):
-    from resnet_core.views.lesion import shipped_results
-
-    if shipped_results() is None:
-        pytest.skip("no shipped lesion results in this checkout")
     _open(page, server, "lesion")
     _no_exception(page)
     page.wait_for_function(  # the single-deletion bars and the k-deletion curve have drawn
@@ -373,3 +365,22 @@ def test_lesions_page_shows_shipped_charts_and_downloads_a_png(page, server):
         page.locator("[data-testid=stDownloadButton] button", has_text="PNG").first.click()
     assert open(info.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     _shot(page, "lesion")
+
+
+def test_lesion_a_run_of_your_own_with_progress(page, server):
+    from app_helpers import tiny_run
+
+    tiny_run(server["checkpoints"])  # a synthetic run: judged on the synthetic test set
+    _open(page, server, "lesion")
+    page.get_by_role("button", name="Delete blocks").scroll_into_view_if_needed()
+    page.locator("[data-testid=stButtonGroup] button", has_text="0").last.click()  # no draws
+    _settled(page)
+    page.get_by_role("button", name="Delete blocks").click()
+    try:
+        sentence = re.compile(r"(Deleting one block of|For) resnet20")  # trained or near chance
+        page.get_by_text(sentence).first.wait_for(timeout=120_000)
+    finally:
+        _shot(page, "lesion-your-run")
+    _settled(page)
+    _no_exception(page)
+    assert "synthetic" in page.inner_text("[data-testid=stMain]")
