@@ -108,7 +108,7 @@ collection = st.selectbox(
     "Collection",
     list(collections),
     key="runs_collection",
-    help="Your runs, or results that ship with the app (trained on a GPU, "
+    help="Your runs, or results that ship with the app (where and how each was trained: "
     "see each experiment's experiment.json)",
 )
 yours = collection == _ui.YOUR_RUNS
@@ -116,7 +116,7 @@ infos = {info.id: info for info in _ui.run_list(collections[collection])}
 if not infos:
     st.info(
         "No runs yet. Start one on the Train page; it appears here while it runs. "
-        "Meanwhile the shipped collections above hold runs trained on a GPU."
+        "Meanwhile the shipped collections above hold finished runs to explore."
     )
     st.stop()
 _ui.show_table(_table(list(infos.values())), "runs")
