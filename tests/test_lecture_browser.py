@@ -77,11 +77,16 @@ def test_walk_every_slide_and_download_figures(page, server):  # noqa: F811
 def test_arrow_keys_and_a_clicker_move_between_slides(page, server):  # noqa: F811
     page.goto(f"{server['url']}/lecture?slide=1")
     _settled(page)
-    page.get_by_role("heading", name=SLIDES[0].title).wait_for(timeout=90_000)
-    page.get_by_role("heading", name=SLIDES[0].title).click()  # focus the page, not a widget
+    current = 1
     for key, number in (("ArrowRight", 2), ("PageDown", 3), ("PageUp", 2), ("ArrowLeft", 1)):
+        heading = page.get_by_role("heading", name=SLIDES[current - 1].title)
+        heading.wait_for(timeout=90_000)
+        _settled(page)
+        _charts_drawn(page)  # the slide is complete: its shortcuts are listening
+        heading.click()  # focus the page, not a widget
         page.keyboard.press(key)
         page.get_by_role("heading", name=SLIDES[number - 1].title).wait_for(timeout=90_000)
         _settled(page)
         assert f"slide={number}" in page.url, (key, page.url)
+        current = number
     _no_exception(page)
