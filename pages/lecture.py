@@ -86,10 +86,16 @@ def _probe(seed: int) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def _warm() -> None:
+    _ui.blocks_of(get_preset("resnet18").to_json(), 32)  # slide 3's trace
+    _probe(0)  # slide 4's default probe
+
+
 @st.cache_resource
 def _warm_probe() -> threading.Thread:
-    """Measure the default probe in the background once per server, so slide 4 opens at once."""
-    thread = threading.Thread(target=_probe, args=(0,), daemon=True, name="lecture-probe")
+    """Trace slide 3's net and measure slide 4's default probe in the background once per
+    server, so those slides open at once."""
+    thread = threading.Thread(target=_warm, daemon=True, name="lecture-warm")
     thread.start()
     return thread
 
