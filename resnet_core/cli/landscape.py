@@ -16,28 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_core.cli.main import emit
+from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import default_data_dir
 from resnet_core.training.data import load_cifar10
 from resnet_core.views.landscape import check_run, result_record, run_landscape, write_result
 
 __all__ = ["register"]
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number between low and high."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} must be between {low} and {high}")
-        return value
-
-    return parse
 
 
 def _progress(net: str) -> Callable[[int, int], None]:
@@ -89,13 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders with best.pt")
     parser.add_argument("--dims", type=int, choices=(1, 2), default=1, help="1-D slice or 2-D grid")
     parser.add_argument(
-        "--grid", type=_whole(3, 101), default=21, help="points per axis over [-1, 1]"
+        "--grid", type=whole_number(3, 101), default=21, help="points per axis over [-1, 1]"
     )
     parser.add_argument(
-        "--images", type=_whole(1, 50_000), default=200, help="training images used"
+        "--images", type=whole_number(1, 50_000), default=200, help="training images used"
     )
     parser.add_argument(
-        "--seed", type=_whole(0, 2**31 - 1), default=0, help="seeds the directions and images"
+        "--seed", type=whole_number(0, MAX_SEED), default=0, help="seeds the directions and images"
     )
     parser.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder")

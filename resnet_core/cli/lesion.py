@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_core.cli.main import MAX_SEED, emit
+from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.training.data import Cifar10
 from resnet_core.training.runs import load_checkpoint
@@ -18,16 +18,6 @@ from resnet_core.views import lesion as views
 from resnet_core.views.inspect import TestSet, run_test_set
 
 __all__ = ["register"]
-
-
-def _count(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
-    if not least <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{value} must be between {least} and {MAX_SEED}")
-    return value
 
 
 def _progress(net: str):
@@ -100,18 +90,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders with best.pt")
     parser.add_argument(
         "--images",
-        type=lambda text: _count(text, 1),
+        type=whole_number(1, MAX_SEED),
         default=views.DEFAULT_IMAGES,
         help=f"test images, the same number of each class (default {views.DEFAULT_IMAGES})",
     )
     parser.add_argument(
         "--draws",
-        type=lambda text: _count(text, 0),
+        type=whole_number(0, MAX_SEED),
         default=views.DEFAULT_DRAWS,
         help=f"random sets of k blocks per k (default {views.DEFAULT_DRAWS}; 0: single only)",
     )
     parser.add_argument(
-        "--seed", type=lambda text: _count(text, 0), default=0, help="seed of the draws"
+        "--seed", type=whole_number(0, MAX_SEED), default=0, help="seed of the draws"
     )
     parser.add_argument(
         "--out",
