@@ -101,7 +101,11 @@ def download(root) -> None:
     st.rerun()
 
 
-page = st.navigation(PAGES)
+# Hidden: the sidebar draws the links itself (see _ui.navigation), so a freshly started
+# server shows the app's navigation from its first request on.
+page = st.navigation(PAGES, position="hidden")
 _ui.sync_net_with_url()
+_ui.navigation(PAGES)
 sidebar()
-page.run()
+with _ui.routed():
+    page.run()

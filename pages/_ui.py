@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import altair as alt
@@ -28,23 +31,42 @@ from resnet_core.training.experiments import shipped_root
 from resnet_core.views import charts
 from resnet_core.views.lockstep import layer_grad_frame, layer_grad_heatmap
 
+_ROUTER = threading.local()  # set while app.py's router runs a page, per script thread
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """app.py runs its page inside this, so `require_router` knows the router is running it."""
+    _ROUTER.active = True
+    try:
+        yield
+    finally:
+        _ROUTER.active = False
+
 
 def require_router() -> None:
     """Call first in every page (before drawing anything): runs the page inside app.py's router.
 
     A folder named pages/ makes Streamlit run a page file on its own (no router, no
     sidebar) until app.py has called st.navigation: on a freshly started server, and in
-    every AppTest run. Then run app.py here, which draws the sidebar and runs this page
-    through st.navigation, and stop the outer run. No rerun, so no click is lost.
+    every AppTest run. Then run app.py here, which calls st.navigation, draws the sidebar
+    and runs this page, and stop the outer run. No rerun, so no click is lost.
     """
-    # Imported here: a Streamlit internal, needed only for this check.
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if not PagesManager.uses_pages_directory:
+    if getattr(_ROUTER, "active", False):
         return
-    PagesManager.uses_pages_directory = False
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
     st.stop()
+
+
+def navigation(sections: dict[str, list]) -> None:
+    """The sidebar's page links, under their section headings (st.navigation itself is hidden,
+    so a fresh server never shows Streamlit's own list of the files in pages/)."""
+    with st.sidebar:
+        for section, pages in sections.items():
+            st.markdown(f"**{section}**")
+            for page in pages:
+                st.page_link(page)
+        st.divider()
 
 
 NET_KEY = "net"  # session_state and query-param key of the current net

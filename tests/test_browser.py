@@ -178,9 +178,9 @@ def test_every_page_renders_and_is_timed(page, server):
         and "Net: resnet32" in text
         and "Page not found" not in text
     )
-    assert page.locator("[data-testid=stSidebarNav]").count() == 1
-    # the app's own navigation, not Streamlit's file list of pages/ (no "ui", no "app")
-    links = page.locator("[data-testid=stSidebarNavLink]").all_inner_texts()
+    # the app's own links, never Streamlit's file list of pages/ (no "ui", no "app")
+    assert page.locator("[data-testid=stSidebarNav]").count() == 0
+    links = page.locator("[data-testid=stSidebar] [data-testid=stPageLink]").all_inner_texts()
     titles = [text.strip().splitlines()[-1] for text in links]  # after the icon's name
     assert titles == [
         "Build",
@@ -224,7 +224,7 @@ def test_build_custom_net_and_see_its_trace(page, server):
     page.get_by_role("button", name="Build this net").click()
     page.get_by_text("is not a whole number").wait_for()
     _shot(page, "build-custom-error")
-    page.locator("[data-testid=stSidebarNav] a", has_text="Shapes").click()
+    page.locator("[data-testid=stSidebar] [data-testid=stPageLink] a", has_text="Shapes").click()
     page.get_by_role("heading", name="Shapes, layer by layer").wait_for()
     _settled(page)
     _no_exception(page)

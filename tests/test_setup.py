@@ -4,6 +4,7 @@ calling nothing but `make test`, and the app's Streamlit settings."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -56,6 +57,19 @@ def test_streamlit_settings():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["browser"]["gatherUsageStats"] is False
     assert config["theme"]["base"] == "light"
+    # Streamlit's own list of the files in pages/ never shows; app.py draws the page links
+    assert config["client"]["showSidebarNavigation"] is False
+
+
+def test_the_app_uses_only_streamlits_public_api():
+    files = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+    private = [
+        f"{path.name}: {line.strip()}"
+        for path in files
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(from|import) streamlit\.", line)
+    ]
+    assert not private, private
 
 
 @pytest.mark.parametrize(
