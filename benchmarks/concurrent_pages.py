@@ -1,15 +1,25 @@
-"""Page render times with N browser sessions at once (the app under a class's load).
+"""Page render times with N sessions at once (the app under a class's load).
 
 Starts `streamlit run app.py` on a free port (temporary checkpoints, no CIFAR-10, so every
 session sees the same app), opens every page once to warm the server, then opens the chosen
-pages in N headless Chromium sessions at the same time, each session visiting them in turn.
-A render time is from navigation to the page's title drawn and the script run finished.
+pages in N sessions at the same time, each session visiting them in turn. Two kinds of
+client, each against its own server:
 
-    python benchmarks/concurrent_pages.py                    # 10 sessions, ~1-2 min on 2 cores
+- `protocol`: a small client per session that speaks Streamlit's websocket protocol, asks
+  for the page and waits for the script run to finish. This is the server's part of a page
+  load, as ten students on their own laptops would see it.
+- `browser`: headless Chromium tabs (title drawn and script run finished). The tabs draw
+  the charts on the same cores as the server, so this overstates what a class would see.
+
+And two server settings, side by side: the app's own (.streamlit/config.toml) and
+Streamlit's defaults for the two settings that decide it (file watcher, post-run GC).
+
+    python benchmarks/concurrent_pages.py                    # 10 sessions, ~4 min on 2 cores
     python benchmarks/concurrent_pages.py --sessions 1       # the same pages, one session
+    python benchmarks/concurrent_pages.py --clients protocol # the server's part only
     python benchmarks/concurrent_pages.py --out FILE.json    # also write the figures
 
-Needs Chromium (`make test` installs one) and the dev requirements (Playwright).
+Needs the dev requirements (Playwright) and, for `browser`, Chromium (`make test` installs one).
 """
 
 from __future__ import annotations
@@ -29,7 +39,10 @@ from datetime import datetime
 from pathlib import Path
 
 import streamlit
+import websockets
 from playwright.async_api import async_playwright
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,6 +50,11 @@ from resnet_core.common.files import write_json_atomic  # noqa: E402
 
 PAGES = {"build": "", "gradients": "gradients", "lecture": "lecture"}
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
+# Streamlit's defaults for what .streamlit/config.toml changes for speed.
+SETTINGS = {
+    "app": [],
+    "streamlit defaults": ["--server.fileWatcherType", "auto", "--runner.postScriptGC", "true"],
+}
 
 
 def _free_port() -> int:
@@ -45,14 +63,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(port: int, scratch: Path) -> subprocess.Popen:
+def _start_server(port: int, scratch: Path, flags: list[str]) -> subprocess.Popen:
     env = {
         **os.environ,
         "RESNET_EXPLORER_CHECKPOINTS": str(scratch / "checkpoints"),
         "RESNET_EXPLORER_DATA": str(scratch / "no-data"),
     }
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    command += ["--server.port", str(port), "--server.address", "127.0.0.1", *flags]
     log = open(scratch / "server.log", "w")  # noqa: SIM115 - closed with the process
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
@@ -74,6 +92,35 @@ async def _open(page, url: str) -> float:
     return time.perf_counter() - started
 
 
+async def _ask(base: str, path: str) -> float:
+    """One page load over Streamlit's websocket: from connecting to the script run finished."""
+    started = time.perf_counter()
+    url = base.replace("http://", "ws://") + "/_stcore/stream"
+    async with websockets.connect(
+        url, subprotocols=["streamlit"], origin=base, max_size=None
+    ) as socket_:
+        message = BackMsg()
+        message.rerun_script.page_name = path
+        await socket_.send(message.SerializeToString())
+        while True:
+            reply = ForwardMsg()
+            reply.ParseFromString(await asyncio.wait_for(socket_.recv(), 300))
+            kind = reply.WhichOneof("type")
+            if kind == "delta" and reply.delta.new_element.WhichOneof("type") == "exception":
+                raise SystemExit(f"page {path!r} raised: {reply.delta.new_element.exception}")
+            if kind == "script_finished":
+                return time.perf_counter() - started
+
+
+async def _protocol_session(base: str, pages: list[str]) -> dict[str, float]:
+    return {name: await _ask(base, PAGES[name]) for name in pages}
+
+
+async def _measure_protocol(base: str, sessions: int, pages: list[str]) -> list[dict]:
+    await _protocol_session(base, list(PAGES))  # warm-up: imports, first traces
+    return list(await asyncio.gather(*(_protocol_session(base, pages) for _ in range(sessions))))
+
+
 async def _session(browser, base: str, pages: list[str]) -> dict[str, float]:
     context = await browser.new_context(viewport={"width": 1400, "height": 1800})
     page = await context.new_page()
@@ -82,7 +129,7 @@ async def _session(browser, base: str, pages: list[str]) -> dict[str, float]:
     return times
 
 
-async def _measure(base: str, sessions: int, pages: list[str]) -> list[dict[str, float]]:
+async def _measure_browser(base: str, sessions: int, pages: list[str]) -> list[dict]:
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -103,12 +150,13 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _table(results: list[dict[str, float]], pages: list[str]) -> list[dict]:
+def _table(results: list[dict[str, float]], pages: list[str], **labels) -> list[dict]:
     rows = []
     for name in pages:
         times = [result[name] for result in results]
         rows.append(
             {
+                **labels,
                 "page": name,
                 "median_s": round(statistics.median(times), 2),
                 "max_s": round(max(times), 2),
@@ -117,36 +165,58 @@ def _table(results: list[dict[str, float]], pages: list[str]) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=10)
-    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
-    parser.add_argument("--out", default=None, help="also write the figures as JSON")
-    args = parser.parse_args(argv)
+def _one_setting(clients: str, flags: list[str], sessions: int, pages: list[str]) -> tuple:
+    """Rows of page times and the server's CPU seconds, for one kind of client and settings."""
+    measure = _measure_protocol if clients == "protocol" else _measure_browser
     with tempfile.TemporaryDirectory() as scratch:
         port = _free_port()
-        server = _start_server(port, Path(scratch))
+        server = _start_server(port, Path(scratch), flags)
         try:
-            started, cpu_before = time.perf_counter(), _cpu_seconds(server.pid)
-            results = asyncio.run(_measure(f"http://127.0.0.1:{port}", args.sessions, args.pages))
-            wall = time.perf_counter() - started
+            cpu_before = _cpu_seconds(server.pid)
+            results = asyncio.run(measure(f"http://127.0.0.1:{port}", sessions, pages))
             cpu_after = _cpu_seconds(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    rows = _table(results, args.pages)
     server_cpu = None if cpu_before is None else round(cpu_after - cpu_before, 1)
-    print(f"{args.sessions} sessions at once, {os.cpu_count()} CPUs, wall {wall:.1f} s")
-    if server_cpu is not None:  # the rest of the CPU time went to the browser tabs
-        print(f"app server CPU: {server_cpu:.1f} s of {wall * (os.cpu_count() or 1):.1f} CPU-s")
-    print(f"{'page':<10} {'median (s)':>10} {'max (s)':>8}")
+    return results, server_cpu
+
+
+def _print(rows: list[dict], sessions: int) -> None:
+    print(f"{sessions} sessions at once, {os.cpu_count()} CPUs, Streamlit {streamlit.__version__}")
+    print(f"{'clients':<9} {'settings':<19} {'page':<10} {'median (s)':>10} {'max (s)':>8}")
     for row in rows:
-        print(f"{row['page']:<10} {row['median_s']:>10.2f} {row['max_s']:>8.2f}")
+        print(
+            f"{row['clients']:<9} {row['settings']:<19} {row['page']:<10} "
+            f"{row['median_s']:>10.2f} {row['max_s']:>8.2f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
+    parser.add_argument(
+        "--clients", nargs="+", choices=("protocol", "browser"), default=["protocol", "browser"]
+    )
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--out", default=None, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    rows, server_cpu = [], {}
+    for clients in args.clients:
+        for settings in args.settings:
+            results, cpu = _one_setting(clients, SETTINGS[settings], args.sessions, args.pages)
+            rows += _table(results, args.pages, clients=clients, settings=settings)
+            server_cpu[f"{clients}, {settings}"] = cpu  # warm-up session included
+    _print(rows, args.sessions)
+    print(
+        "app server CPU-s (warm-up included): "
+        + ", ".join(f"{k}: {v}" for k, v in server_cpu.items())
+    )
     if args.out:
         record = {
             "sessions": args.sessions,
             "rows": rows,
-            "wall_s": round(wall, 1),
             "server_cpu_s": server_cpu,
             "cpus": os.cpu_count(),
             "machine": platform.machine(),

@@ -28,7 +28,7 @@ from resnet_core.training import jobs, runs
 from resnet_core.training.data import load_cifar10
 from resnet_core.training.events import Event
 from resnet_core.training.experiments import shipped_root
-from resnet_core.views import charts
+from resnet_core.views import charts, lecture
 from resnet_core.views.lockstep import layer_grad_frame, layer_grad_heatmap
 
 _ROUTER = threading.local()  # set while app.py's router runs a page, per script thread
@@ -159,6 +159,12 @@ def blocks_of(spec_json: str, side: int) -> pd.DataFrame:
 def shapes_of(spec_json: str, side: int) -> pd.DataFrame:
     spec = ArchSpec.from_json(spec_json)
     return trace_shapes(build_model(spec), (1, spec.in_channels, side, side))
+
+
+@st.cache_data(show_spinner=False)
+def shipped_responses() -> pd.DataFrame:
+    """Fig. 7 of the shipped trained nets: read once per server, shared by every session."""
+    return lecture.trained_responses()
 
 
 # Environment -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
 from resnet_core.training.data import DatasetNotFound, cifar10_layout
-from resnet_core.views import lecture
 from resnet_core.views.charts import layer_norms_chart, per_layer_long
 from resnet_core.views.explain import (
     INIT_RESPONSES,
@@ -69,7 +68,7 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
 def _shipped_pair() -> tuple[dict, dict[str, bool], str]:
     """Fig. 7 of the shipped trained pair nearest the chosen depth (20 or 56 layers)."""
     depth = 20 if st.session_state.get("grad_depth", 56) < 38 else 56
-    frame = lecture.trained_responses()
+    frame = _ui.shipped_responses()
     names = [f"plain{depth}", f"resnet{depth}"]
     frames = {n: frame[frame["net"] == n].reset_index(drop=True) for n in names}
     note = (

@@ -384,3 +384,19 @@ def test_lesion_a_run_of_your_own_with_progress(page, server):
     _settled(page)
     _no_exception(page)
     assert "synthetic" in page.inner_text("[data-testid=stMain]")
+
+
+def test_the_load_benchmarks_protocol_client_gets_a_whole_page(server):
+    # benchmarks/concurrent_pages.py times the server's part of a page load with this client
+    import asyncio
+    import importlib.util
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = ROOT / "benchmarks" / "concurrent_pages.py"
+    spec = importlib.util.spec_from_file_location("concurrent_pages", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # in a thread of its own: Playwright's sync API keeps an event loop in this one
+    with ThreadPoolExecutor(1) as pool:
+        seconds = pool.submit(asyncio.run, bench._ask(server["url"], "lecture")).result()
+    assert 0 < seconds < HANG_S

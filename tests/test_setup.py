@@ -59,6 +59,9 @@ def test_streamlit_settings():
     assert config["theme"]["base"] == "light"
     # Streamlit's own list of the files in pages/ never shows; app.py draws the page links
     assert config["client"]["showSidebarNavigation"] is False
+    # what made ten sessions at once slow (benchmarks/concurrent_pages.py)
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["postScriptGC"] is False
 
 
 def test_the_app_uses_only_streamlits_public_api():

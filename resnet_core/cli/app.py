@@ -30,10 +30,6 @@ def app_dir() -> Path:
     return shipped_root().parents[1]
 
 
-def _installed(folder: Path) -> bool:
-    return folder.name == "_app" and folder.parent.name == "resnet_core"
-
-
 def config_flags(folder: Path) -> list[str]:
     """The app's .streamlit/config.toml as `--section.option value` flags.
 
@@ -57,9 +53,7 @@ def streamlit_command(extra: Sequence[str] = ()) -> list[str]:
     script = folder / "app.py"
     if not script.is_file():
         raise ValueError(f"{script}: the app is missing from this installation")
-    flags = config_flags(folder)
-    if _installed(folder):  # nobody edits site-packages: no file watcher
-        flags += ["--server.fileWatcherType", "none"]
+    flags = config_flags(folder)  # incl. no file watcher: nobody edits site-packages
     return [sys.executable, "-m", "streamlit", "run", str(script), *flags, *extra]
 
 
