@@ -351,6 +351,43 @@ def test_loss_landscape_shows_shipped_charts_and_downloads_a_png(page, server):
     _shot(page, "landscape")
 
 
+def _choose(page, label: str, option: str | re.Pattern) -> None:
+    """Pick `option` in the last selectbox labelled `label`."""
+    page.locator("[data-testid=stSelectbox]").filter(has_text=label).last.click()
+    page.get_by_role("option", name=option, exact=isinstance(option, str)).click()
+    _settled(page)
+
+
+SAW_PROGRESS = """() => { window.sawProgress = false; new MutationObserver(() => {
+    if (document.querySelector('[data-testid=stProgress]')) window.sawProgress = true;
+}).observe(document.body, {subtree: true, childList: true}); }"""
+
+
+def test_loss_landscape_live_slice_of_a_shipped_run_with_progress(page, server, cifar_root):
+    _open(page, server, "landscape")
+    folder = page.get_by_label("CIFAR-10 folder", exact=True)  # the sidebar's data folder, as a user would
+    folder.fill(str(cifar_root))
+    folder.press("Enter")
+    page.get_by_text("found in").wait_for(timeout=60_000)
+    _settled(page)
+    _choose(page, "Run", re.compile("^resnet20: Shipped: Deeper plain nets"))
+    _choose(page, "Points", "5")
+    _choose(page, "Training images", "256")
+    page.evaluate(SAW_PROGRESS)
+    page.get_by_role("button", name="Measure").click()
+    try:
+        page.get_by_text(re.compile("resnet20's training loss rises from")).wait_for(
+            timeout=180_000
+        )
+    finally:
+        _shot(page, "landscape-live")
+    _settled(page)
+    _no_exception(page)
+    assert page.evaluate("() => window.sawProgress")  # "Point k of 5" showed while it measured
+    buttons = page.locator("[data-testid=stDownloadButton] button", has_text="CSV")
+    assert buttons.count() >= 3  # the shipped slices, surfaces and the live slice
+
+
 def test_lesions_page_shows_shipped_charts_and_downloads_a_png(page, server):
     _open(page, server, "lesion")
     _no_exception(page)
