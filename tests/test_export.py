@@ -4,6 +4,7 @@ metrics as TensorBoard event files (read back with TensorBoard's own reader)."""
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -151,6 +152,21 @@ def test_tensorboard_export_refuses_a_folder_with_files(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tb"]  # no temp folder left
+
+
+def test_tensorboard_export_finds_a_run_by_id_under_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "default"))
+    root = tmp_path / "runs"
+    (root / "copied").mkdir(parents=True)
+    for name in ("status.json", "config.json", "metrics.jsonl"):
+        shutil.copy(SHIPPED_RUN / name, root / "copied" / name)
+    before = ["runs", "--root", str(root), "export", "copied", "--tensorboard"]
+    assert main([*before, str(tmp_path / "a")]) == 0
+    after = ["runs", "export", "copied", "--root", str(root), "--tensorboard"]
+    assert main([*after, str(tmp_path / "b")]) == 0
+    assert main(["runs", "export", "copied", "--tensorboard", str(tmp_path / "c")]) == 2
+    files = [sorted(p.name for p in (tmp_path / x).iterdir()) for x in "ab"]
+    assert all(len(names) == 1 and names[0].startswith("events.out.tfevents") for names in files)
 
 
 def test_tensorboard_export_of_a_run_without_metrics(tmp_path):
