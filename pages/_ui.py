@@ -22,8 +22,9 @@ from pandas.io.formats.style import Styler
 from resnet_core import ArchSpec, SpecError, build_model, trace_blocks, trace_shapes
 from resnet_core.common.device import machine_summary
 from resnet_core.common.env import DATA_ENV
+from resnet_core.nets.onnx_export import input_side, to_onnx
 from resnet_core.nets.size import check_buildable
-from resnet_core.nets.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
+from resnet_core.nets.spec import PRESETS, resolve_spec, spec_label
 from resnet_core.training import jobs, runs
 from resnet_core.training.data import load_cifar10
 from resnet_core.training.events import Event
@@ -142,10 +143,7 @@ def train_current_net() -> None:
 def default_side(spec: ArchSpec) -> int:
     """The input side a net is meant for (224 for ImageNet stems, else 32), or the smallest
     it can take when it downsamples more than that (a CIFAR-stem net with 7 or 8 stages)."""
-    label = spec_label(spec)
-    if label in PRESET_INFO:
-        return int(PRESET_INFO[label]["input_size"])
-    return max(224 if spec.stem == "imagenet" else 32, spec.min_input_size())
+    return input_side(spec)
 
 
 # Cached calls into resnet_core (keyed by the spec's JSON, so equal nets share results) ----
@@ -165,6 +163,12 @@ def shapes_of(spec_json: str, side: int) -> pd.DataFrame:
 def shipped_responses() -> pd.DataFrame:
     """Fig. 7 of the shipped trained nets: read once per server, shared by every session."""
     return lecture.trained_responses()
+
+
+@st.cache_data(max_entries=2, show_spinner=False)  # up to 240 MB each (ResNet-152)
+def onnx_of(spec_json: str, side: int) -> bytes:
+    """The net as an ONNX file (fresh initial weights); see `onnx_export.to_onnx`."""
+    return to_onnx(ArchSpec.from_json(spec_json), side)
 
 
 # Environment -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import streamlit as st
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
 from resnet_core.common.device import device_name, memory_budget, resolve_device
+from resnet_core.nets.onnx_export import ExportError, check_exportable
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import (
     BLOCKS,
@@ -21,6 +22,7 @@ from resnet_core.nets.spec import (
 )
 from resnet_core.training.config import TrainConfig
 from resnet_core.views.diagram import block_diagram, stage_summary
+from resnet_core.views.diagram_svg import block_diagram_svg
 from resnet_core.views.explain import build_sentence, fmt_count, training_size_sentence
 
 _ui.require_router()
@@ -154,6 +156,55 @@ def _train_button(spec: ArchSpec) -> None:
     )
 
 
+def _onnx_button(row, spec: ArchSpec, name: str, side: int) -> None:
+    """The ONNX download, made on click (and cached); a net too big for it gets a note."""
+    try:
+        check_exportable(spec)
+    except ExportError as error:
+        row.caption(f"No ONNX download: {error}.")
+        return
+    row.download_button(
+        "ONNX model (open in Netron)",
+        lambda: _ui.onnx_of(spec.to_json(), side),
+        f"{name}.onnx",
+        "application/octet-stream",
+        on_click="ignore",
+        icon=":material/download:",
+        key="build_dl_onnx",
+        help="The net with its initial weights, batch axis free: open it in Netron "
+        "(netron.app) to browse every layer, or run it with any ONNX runtime",
+    )
+
+
+def _downloads(spec: ArchSpec, label: str, side: int, dot: str, blocks, keep) -> None:
+    """The diagram as Graphviz source and SVG, and the net as ONNX, in one row."""
+    name = label.replace(" ", "_")
+    row = st.container(horizontal=True, gap="small")
+    row.download_button(
+        "Diagram (Graphviz .dot)",
+        dot,
+        f"{name}-diagram.dot",
+        "text/vnd.graphviz",
+        on_click="ignore",
+        icon=":material/download:",
+        key="build_dl_dot",
+        help="Graphviz source of this diagram: open it in any Graphviz viewer, or turn it "
+        "into SVG or PDF with `dot -Tsvg`",
+    )
+    row.download_button(
+        "Diagram (SVG)",
+        lambda: block_diagram_svg(blocks, label, keep=keep),
+        f"{name}-diagram.svg",
+        "image/svg+xml",
+        on_click="ignore",
+        icon=":material/download:",
+        key="build_dl_svg",
+        help="The blocks in one column with the skip connections, for slides and notes "
+        "(layers inside blocks are left out)",
+    )
+    _onnx_button(row, spec, name, side)
+
+
 def _overview(spec: ArchSpec) -> None:
     label = spec_label(spec)
     side = _ui.default_side(spec)
@@ -183,17 +234,7 @@ def _overview(spec: ArchSpec) -> None:
         blocks, label, keep=None if every else 2, layers=layers, direction=layouts[direction]
     )
     st.graphviz_chart(dot, width="stretch" if direction == "one line" else "content")
-    st.download_button(
-        "Diagram (Graphviz .dot)",
-        dot,
-        f"{label}-diagram.dot".replace(" ", "_"),
-        "text/vnd.graphviz",
-        on_click="ignore",
-        icon=":material/download:",
-        key="build_dl_dot",
-        help="Graphviz source of this diagram: open it in any Graphviz viewer, or turn it "
-        "into SVG or PDF with `dot -Tsvg`",
-    )
+    _downloads(spec, label, side, dot, blocks, None if every else 2)
     st.caption(
         "Blue **+** nodes add the block's input back (the skip connection); "
         "a plain net has none. Colours mark stages."

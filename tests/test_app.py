@@ -7,6 +7,8 @@ import os
 import pytest
 from app_helpers import PAGES, app_test, no_exceptions, tiny_run
 
+from resnet_core.nets import onnx_export
+
 
 def _param(at, name: str) -> str:
     value = at.query_params[name]
@@ -52,6 +54,22 @@ def _build_custom(app, **fields: str) -> None:
     for name, value in fields.items():  # a form: values go in on submit
         app.text_input(key=f"build_{name}").set_value(value)
     [b for b in app.button if b.label == "Build this net"][0].click().run()
+
+
+def _downloads(app) -> list[str]:
+    return [element.proto.label for element in app.get("download_button")]
+
+
+def test_build_page_offers_the_net_as_svg_and_onnx(app, monkeypatch):
+    assert {"Diagram (Graphviz .dot)", "Diagram (SVG)", "ONNX model (open in Netron)"} <= set(
+        _downloads(app)
+    )
+    monkeypatch.setattr(onnx_export, "MAX_ONNX_PARAMS", 100_000)  # resnet20 is now too big
+    app.run()
+    assert no_exceptions(app) == []
+    assert "ONNX model (open in Netron)" not in _downloads(app)
+    assert "Diagram (SVG)" in _downloads(app)
+    assert any("No ONNX download" in caption.value for caption in app.caption)
 
 
 def test_custom_spec_error_shows_message_and_keeps_net(app):

@@ -14,8 +14,10 @@ import socket
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import onnx
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -365,7 +367,9 @@ SAW_PROGRESS = """() => { window.sawProgress = false; new MutationObserver(() =>
 
 def test_loss_landscape_live_slice_of_a_shipped_run_with_progress(page, server, cifar_root):
     _open(page, server, "landscape")
-    folder = page.get_by_label("CIFAR-10 folder", exact=True)  # the sidebar's data folder, as a user would
+    folder = page.get_by_label(
+        "CIFAR-10 folder", exact=True
+    )  # the sidebar's data folder, as a user would
     folder.fill(str(cifar_root))
     folder.press("Enter")
     page.get_by_text("found in").wait_for(timeout=60_000)
@@ -386,6 +390,22 @@ def test_loss_landscape_live_slice_of_a_shipped_run_with_progress(page, server, 
     assert page.evaluate("() => window.sawProgress")  # "Point k of 5" showed while it measured
     buttons = page.locator("[data-testid=stDownloadButton] button", has_text="CSV")
     assert buttons.count() >= 3  # the shipped slices, surfaces and the live slice
+
+
+def _download(page, label: str) -> bytes:
+    with page.expect_download(timeout=60_000) as info:
+        page.locator("[data-testid=stDownloadButton] button", has_text=label).first.click()
+    return open(info.value.path(), "rb").read()
+
+
+def test_build_page_downloads_the_diagram_as_svg_and_the_net_as_onnx(page, server):
+    _open(page, server, "?net=resnet20")
+    _no_exception(page)
+    svg = ElementTree.fromstring(_download(page, "Diagram (SVG)"))
+    texts = [element.text for element in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "resnet20" in texts and texts.count("+") == 9  # 3 shown per stage
+    model = onnx.load_model_from_string(_download(page, "ONNX model"))
+    assert [node.name for node in model.graph.output] == ["logits"]
 
 
 def test_lesions_page_shows_shipped_charts_and_downloads_a_png(page, server):

@@ -1,4 +1,4 @@
-"""Command line: `python -m resnet_core presets | trace | gradients | train | eval | runs | experiment`.
+"""Command line: `python -m resnet_core presets | trace | gradients | train | eval | runs | export | experiment`.
 
 Bad arguments print one line on stderr and exit with code 2; tables go to stdout.
 """
@@ -27,6 +27,7 @@ __all__ = ["main", "build_parser", "CliError"]
 # Modules that add their own subcommands through `register(subparsers)`.
 PLUGIN_MODULES = (
     "resnet_core.cli.train",
+    "resnet_core.cli.export",  # after train: adds `runs export` to its `runs`
     "resnet_core.cli.experiments",
     "resnet_core.cli.landscape",
     "resnet_core.cli.lesion",

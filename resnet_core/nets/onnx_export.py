@@ -1,0 +1,118 @@
+"""ONNX export of any net: a file to open in Netron (https://netron.app) or run elsewhere.
+
+The export uses PyTorch's TorchScript-based exporter (`dynamo=False`), which needs only the
+`onnx` package and gives the same graph on every torch release from 2.4 on. The model is
+exported in eval mode (BatchNorm uses its running statistics) with a dynamic batch axis, so
+one file takes any number of images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnet_core.nets.model import build_model, model_spec
+from resnet_core.nets.size import estimate_params
+from resnet_core.nets.spec import PRESET_INFO, ArchSpec, SpecError, resolve_spec, spec_label
+
+__all__ = [
+    "ExportError",
+    "MAX_ONNX_PARAMS",
+    "ONNX_OPSET",
+    "check_exportable",
+    "input_side",
+    "to_onnx",
+]
+
+ONNX_OPSET = 17  # read by onnxruntime >= 1.11 and every Netron
+MAX_ONNX_PARAMS = 64_000_000  # a 256 MB file: ResNet-152 (60 M) fits, bigger is no download
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+# What the exporter says about itself, not about the net (torch >= 2.9; zero_pad's x[..., ::2]).
+_EXPORTER_NOTICES = (
+    "You are using the legacy TorchScript-based ONNX export",
+    "The feature will be removed",
+    "Constant folding - Only steps=1",
+)
+
+
+class ExportError(SpecError):
+    """A net that cannot be exported (too big for a file one downloads)."""
+
+
+def input_side(spec: ArchSpec) -> int:
+    """The input side a net is meant for (a preset's own, 224 for ImageNet stems, else 32),
+    or the smallest it can take when it downsamples more than that."""
+    label = spec_label(spec)
+    if label in PRESET_INFO:
+        return int(PRESET_INFO[label]["input_size"])
+    return max(224 if spec.stem == "imagenet" else 32, spec.min_input_size())
+
+
+def check_exportable(spec: ArchSpec) -> None:
+    """Raise ExportError if the net is too big to export as one ONNX file."""
+    estimate = estimate_params(spec)
+    if estimate > MAX_ONNX_PARAMS:
+        raise ExportError(
+            f"about {estimate / 1e6:,.0f} M parameters is too big for an ONNX export "
+            f"(limit {MAX_ONNX_PARAMS / 1e6:.0f} M); use fewer blocks or narrower stages"
+        )
+
+
+def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """torch.onnx.export with a dynamic batch axis; the exporter's notices about itself are
+    silenced, warnings about the net are not."""
+    with warnings.catch_warnings():
+        for message in _EXPORTER_NOTICES:
+            warnings.filterwarnings("ignore", message=message)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+
+
+def to_onnx(net: str | ArchSpec | nn.Module, side: int | None = None) -> bytes:
+    """An ONNX model of a net: input "images" (N, C, side, side), output "logits" (N, classes).
+
+    Args:
+        net: a preset name, an ArchSpec, or a model built by `build_model` (its weights are
+            kept; a name or spec is built with fresh initial weights).
+        side: the input's height and width; default `input_side(spec)`.
+
+    Returns:
+        The model file's bytes (protobuf), batch axis dynamic.
+
+    Raises:
+        ExportError: the net is over MAX_ONNX_PARAMS.
+        SpecError: an unknown preset or invalid spec.
+    """
+    if isinstance(net, nn.Module):
+        model, spec = net, model_spec(net)
+        if spec is None:
+            raise SpecError("only nets built by resnet_core can be exported")
+    else:
+        spec = resolve_spec(net)
+        check_exportable(spec)  # refused before a single weight is allocated
+        model = build_model(spec)
+    check_exportable(spec)  # a model handed in is checked too
+    side = input_side(spec) if side is None else side
+    example = torch.zeros(1, spec.in_channels, side, side)
+    was_training = model.training
+    model.eval()
+    try:
+        with tempfile.TemporaryDirectory(prefix="resnet-onnx-") as folder:
+            path = Path(folder) / "model.onnx"
+            _export(model, example.to(next(model.parameters()).device), path)
+            return path.read_bytes()
+    finally:
+        model.train(was_training)
