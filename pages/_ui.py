@@ -19,6 +19,13 @@ from pandas.io.formats.style import Styler
 from resnet_core import ArchSpec, SpecError, build_model, trace_blocks, trace_shapes
 from resnet_core.common.device import machine_summary
 from resnet_core.common.env import DATA_ENV
+from resnet_core.nets.pretrained import (
+    IMAGENET,
+    pretrained_model,
+    torchvision_arch,
+    torchvision_cache_path,
+    torchvision_weights,
+)
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import PRESET_INFO, PRESETS, resolve_spec, spec_label
 from resnet_core.training import jobs, runs
@@ -281,6 +288,39 @@ def run_model(run_path: str) -> tuple[ArchSpec, dict]:
 def delete_run(run_id: str) -> None:
     """Delete one of your runs (shipped ones are read-only)."""
     runs.delete_run(run_id, root=runs_dir())
+
+
+# ImageNet weights (torchvision) for the -imagenet presets --------------------------------
+@st.cache_resource(max_entries=2, show_spinner="Loading the ImageNet weights ...")
+def _imagenet_state(preset: str, source: str, stamp: float) -> dict:
+    model = pretrained_model(preset, source)  # never downloads
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def weights_stamp(preset: str, source: str) -> float:
+    """The modification time of a weights source (0 if absent): a new file, a new cache entry."""
+    path = torchvision_cache_path(torchvision_arch(preset)) if source == IMAGENET else Path(source)
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+def imagenet_state(preset: str, source: str) -> dict:
+    """ImageNet weights of an -imagenet preset from a file or torchvision's cache ("imagenet"),
+    never downloaded; raises WeightsError with one line."""
+    return _imagenet_state(preset, source, weights_stamp(preset, source))
+
+
+def weights_origin(source: str) -> str:
+    """Where the pretrained net's weights came from, for a caption."""
+    if source == IMAGENET:
+        return "Pretrained: torchvision's ImageNet weights, from its cache."
+    return f"Pretrained: the weights in {Path(source).name}."
+
+
+def fetch_imagenet_weights(preset: str) -> None:
+    """Download torchvision's ImageNet weights of `preset` into its cache (on a click only)."""
+    arch = torchvision_arch(preset)
+    with st.spinner(f"Downloading torchvision's {arch} ImageNet weights ..."):
+        torchvision_weights(arch, download=True)
 
 
 # Images ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ net torchvision's logits; a file that is not one gives one line; nothing is down
 from __future__ import annotations
 
 import io
+import json
 import urllib.error
 from pathlib import Path
 
@@ -185,3 +186,48 @@ def test_cli_weights_errors_are_one_line_exit_2(
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
+
+
+# The Gradient flow page ------------------------------------------------------------------
+@pytest.fixture()
+def imagenet_page(tmp_path, monkeypatch, empty_hub):
+    """The Gradient flow page on resnet18-imagenet, ImageNet weights chosen, batch of 8."""
+    from app_helpers import app_test, no_exceptions
+
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test(timeout=180)
+    at.query_params["net"] = "resnet18-imagenet"
+    at.run()
+    at.switch_page("pages/gradients.py").run()
+    at.radio(key="grad_mode").set_value("Current net: skips off vs on")
+    at.selectbox(key="grad_batch").set_value(8).run()
+    assert no_exceptions(at) == []
+    at.radio(key="grad_weights").set_value("ImageNet weights (torchvision)").run()
+    assert no_exceptions(at) == []
+    return at
+
+
+def test_page_measures_a_weights_file(imagenet_page, resnet18_file):
+    at = imagenet_page
+    at.text_input(key="grad_weights_file").set_value(str(resnet18_file[1])).run()
+    assert [e.value for e in at.exception] == [] and not at.error
+    titles = [json.loads(chart.proto.spec).get("title") for chart in at.get("vega_lite_chart")]
+    assert "Layer responses of trained nets (He et al. Fig. 7)" in str(titles)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Measured on resnet18-imagenet pretrained with BatchNorm in eval mode" in captions
+    assert "8 standard-normal noise images of 224x224; targets drawn at random" in captions
+    assert "Pretrained: the weights in resnet18.pth" in captions
+    text = " ".join(m.value for m in at.markdown)
+    assert "in resnet18-imagenet pretrained." in text  # the median response, measured
+
+
+def test_page_says_in_one_line_what_is_wrong(imagenet_page, tmp_path):
+    at = imagenet_page
+    assert any("not downloaded yet" in e.value for e in at.error)  # cache empty, no download
+    [b for b in at.button if b.label == "Download from torchvision"][0].click().run()
+    assert any("are you offline" in e.value for e in at.error)
+    wrong = save_state(random_torchvision("resnet34"), tmp_path / "resnet34.pth")
+    at.text_input(key="grad_weights_file").set_value(str(wrong)).run()
+    assert [e.value for e in at.exception] == []
+    assert any("not weights for resnet18-imagenet (unexpected" in e.value for e in at.error)
