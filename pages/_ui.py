@@ -24,6 +24,7 @@ from resnet_core.nets.pretrained import (
     pretrained_model,
     torchvision_arch,
     torchvision_cache_path,
+    torchvision_download_mb,
     torchvision_weights,
 )
 from resnet_core.nets.size import check_buildable
@@ -314,6 +315,14 @@ def weights_origin(source: str) -> str:
     if source == IMAGENET:
         return "Pretrained: torchvision's ImageNet weights, from its cache."
     return f"Pretrained: the weights in {Path(source).name}."
+
+
+def download_size(preset: str) -> str:
+    """What the download button fetches, for its help text."""
+    arch = torchvision_arch(preset)
+    size = torchvision_download_mb(arch)
+    file = f"{size:.0f} MB" if size else "the file"
+    return f"Fetches {file} once into torchvision's cache ({torchvision_cache_path(arch).parent})"
 
 
 def fetch_imagenet_weights(preset: str) -> None:

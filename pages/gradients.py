@@ -5,15 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui
-from resnet_core import ArchSpec
+from resnet_core import ArchSpec, SpecError
 from resnet_core.analysis.measure import (
+    IMAGENET_SIDE,
     imagenet_batch,
     imagenet_batch_note,
     measure_net,
     sample_batch,
 )
 from resnet_core.analysis.probes import grad_ratio
+from resnet_core.common.device import memory_budget
 from resnet_core.nets.pretrained import IMAGENET, WeightsError
+from resnet_core.nets.size import check_fits
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
 from resnet_core.training.data import DatasetNotFound, cifar10_layout
@@ -72,7 +75,8 @@ def _weights_controls(preset: str) -> str:
         key="grad_weights_file",
         placeholder="empty: torchvision's cache",
     )
-    if row[2].button("Download from torchvision", key="grad_weights_fetch"):
+    size = _ui.download_size(preset)
+    if row[2].button("Download from torchvision", key="grad_weights_fetch", help=size):
         try:
             _ui.fetch_imagenet_weights(preset)
         except WeightsError as error:
@@ -84,7 +88,12 @@ def _imagenet_pair(spec: ArchSpec, source: str) -> dict[str, tuple[ArchSpec, str
     """An -imagenet preset at init and carrying ImageNet weights (none if they fail to load)."""
     label = spec_label(spec)
     try:
+        batch = int(st.session_state["grad_batch"])
+        check_fits(spec, batch, IMAGENET_SIDE, memory_budget(), "this machine")
         _ui.imagenet_state(label, source)
+    except SpecError as error:
+        _ui.error_box(error)
+        return {}
     except WeightsError as error:
         _ui.error_box(error, "Measuring needs the weights: give a file, or download them.")
         return {}

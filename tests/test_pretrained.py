@@ -90,6 +90,14 @@ def _error(source, preset: str = "resnet18-imagenet") -> str:
     return message
 
 
+def test_a_training_checkpoint_nesting_the_weights(resnet18_file, tmp_path):
+    reference, _ = resnet18_file
+    for wrapper in ("state_dict", "model"):
+        path = tmp_path / f"{wrapper}.pth"
+        torch.save({"epoch": 3, wrapper: reference.state_dict()}, path)
+        assert_same_logits(pretrained_model("resnet18-imagenet", path), reference)
+
+
 def test_another_archs_weights_name_the_keys(tmp_path):
     path = save_state(random_torchvision("resnet34"), tmp_path / "resnet34.pth")
     message = _error(path)
@@ -119,6 +127,7 @@ def test_files_that_are_no_state_dict(tmp_path):
     torch.save([torch.zeros(1)], listed)
     assert "not a state dict (a list)" in _error(listed)
     assert "no such file" in _error(tmp_path / "absent.pth")
+    assert "a folder; give the path of a .pth state dict file" in _error(tmp_path)
 
 
 def test_only_imagenet_presets_take_imagenet_weights(resnet18_file):
@@ -222,12 +231,18 @@ def test_page_measures_a_weights_file(imagenet_page, resnet18_file):
     assert "in resnet18-imagenet pretrained." in text  # the median response, measured
 
 
-def test_page_says_in_one_line_what_is_wrong(imagenet_page, tmp_path):
+def test_page_says_in_one_line_what_is_wrong(imagenet_page, tmp_path, monkeypatch):
     at = imagenet_page
     assert any("not downloaded yet" in e.value for e in at.error)  # cache empty, no download
-    [b for b in at.button if b.label == "Download from torchvision"][0].click().run()
+    fetch = [b for b in at.button if b.label == "Download from torchvision"][0]
+    assert "Fetches 45 MB once into torchvision's cache" in fetch.help
+    fetch.click().run()
     assert any("are you offline" in e.value for e in at.error)
     wrong = save_state(random_torchvision("resnet34"), tmp_path / "resnet34.pth")
     at.text_input(key="grad_weights_file").set_value(str(wrong)).run()
     assert [e.value for e in at.exception] == []
     assert any("not weights for resnet18-imagenet (unexpected" in e.value for e in at.error)
+    monkeypatch.setattr("resnet_core.common.device.memory_budget", lambda *_: 1 << 20)
+    at.run()
+    assert [e.value for e in at.exception] == []
+    assert any("224x224 needs about" in e.value for e in at.error)  # refused, not measured

@@ -35,6 +35,7 @@ def sample_batch(
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_CLASSES = 1000
+IMAGENET_SIDE = 224  # the input side torchvision's ImageNet weights were trained at
 
 
 def imagenet_batch(
@@ -42,7 +43,7 @@ def imagenet_batch(
     labels: torch.Tensor | None,
     size: int,
     seed: int,
-    side: int = 224,
+    side: int = IMAGENET_SIDE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch for an ImageNet-trained net: the images `sample_batch` picks with `seed`,
     normalised with ImageNet's statistics and upscaled bilinearly to `side` (or, when
@@ -57,7 +58,7 @@ def imagenet_batch(
     return inputs, torch.randint(0, IMAGENET_CLASSES, (len(inputs),), generator=generator)
 
 
-def imagenet_batch_note(source: str, size: int, side: int = 224) -> str:
+def imagenet_batch_note(source: str, size: int, side: int = IMAGENET_SIDE) -> str:
     """What `imagenet_batch` fed the nets, for a caption."""
     if source == "CIFAR-10":
         images = (

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resnet_core.analysis.measure import imagenet_batch
+from resnet_core.analysis.measure import IMAGENET_SIDE, imagenet_batch
 from resnet_core.analysis.probes import grad_ratio, gradient_norms
 from resnet_core.analysis.trace import trace_blocks, trace_shapes
 from resnet_core.common.device import memory_budget
@@ -106,9 +106,6 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
-PRETRAINED_SIDE = 224  # input side for nets carrying ImageNet weights, as they were trained
-
-
 def _gradient_net(
     name: str, args: argparse.Namespace
 ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -117,7 +114,7 @@ def _gradient_net(
     spec = load_spec_argument(name)
     if args.weights:
         torchvision_arch(spec)  # only the -imagenet presets take ImageNet weights
-    side = PRETRAINED_SIDE if args.weights else 32
+    side = IMAGENET_SIDE if args.weights else 32
     check_fits(spec, args.batch, side, memory_budget(), "this machine")
     torch.manual_seed(args.seed)
     model = build_model(spec)
@@ -141,7 +138,7 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
     emit(pd.concat(frames, ignore_index=True), args.format)
     if args.format == "table":
         where = f"ImageNet weights ({args.weights})" if args.weights else "initialisation"
-        size = PRETRAINED_SIDE if args.weights else 32
+        size = IMAGENET_SIDE if args.weights else 32
         summary.append(f"at {where}, on {args.batch} noise images of {size}x{size}")
         sys.stdout.write("\n".join(summary) + "\n")
     return 0

@@ -35,6 +35,7 @@ __all__ = [
     "check_state_dict",
     "read_weights_file",
     "torchvision_cache_path",
+    "torchvision_download_mb",
     "torchvision_weights",
     "load_weights",
     "pretrained_model",
@@ -67,9 +68,17 @@ def _listed(keys: list[str]) -> str:
     return shown + (f" and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else "")
 
 
+WRAPPERS = ("state_dict", "model")  # where training scripts (and our checkpoints) nest it
+
+
 def check_state_dict(model: nn.Module, state: Any, where: str) -> dict[str, torch.Tensor]:
     """`state` under our keys if it fits `model` exactly, else one WeightsError naming the
-    missing and unexpected keys or the first shape mismatch."""
+    missing and unexpected keys or the first shape mismatch. A state dict nested under
+    "state_dict" or "model" (a training checkpoint) is taken from there."""
+    nested = [
+        k for k in WRAPPERS if isinstance(state, Mapping) and isinstance(state.get(k), Mapping)
+    ]
+    state = state[nested[0]] if nested else state
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
         raise WeightsError(f"{where}: not a state dict (a {type(state).__name__})")
     state = to_our_keys(state)
@@ -107,7 +116,8 @@ def read_weights_file(path: str | os.PathLike) -> Any:
     """What a weights file holds, read with weights_only=True; problems are a WeightsError."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file; give the path of a .pth state dict")
+        what = "a folder" if path.is_dir() else "no such file"
+        raise WeightsError(f"{path}: {what}; give the path of a .pth state dict file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
@@ -134,6 +144,12 @@ def torchvision_cache_path(arch: str) -> Path:
     """Where torchvision keeps the downloaded weights of `arch` (resnet18, ...)."""
     url = _weights_enum(arch).url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def torchvision_download_mb(arch: str) -> float | None:
+    """Megabytes of torchvision's weights file for `arch`, as its enum records (None if not)."""
+    size = _weights_enum(arch).meta.get("_file_size")
+    return float(size) if isinstance(size, (int, float)) else None
 
 
 def torchvision_weights(arch: str, download: bool = False, progress: bool = False) -> Any:
