@@ -172,7 +172,9 @@ def test_cli_gradients_with_a_weights_file(resnet18_file, capsys):
         frame["grad_norm"], expected["grad_norm"], rtol=1e-4, check_names=False
     )
     assert main(args) == 0
-    assert f"at ImageNet weights ({path}), on 1 noise images of 224x224" in capsys.readouterr().out
+    assert (
+        f"with ImageNet weights ({path}), on 1 noise images of 224x224" in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(

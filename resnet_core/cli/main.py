@@ -137,9 +137,9 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         summary.append(f"{name}: first conv / last conv gradient norm = {grad_ratio(frame):,.1f}x")
     emit(pd.concat(frames, ignore_index=True), args.format)
     if args.format == "table":
-        where = f"ImageNet weights ({args.weights})" if args.weights else "initialisation"
+        where = f"with ImageNet weights ({args.weights})" if args.weights else "at initialisation"
         size = IMAGENET_SIDE if args.weights else 32
-        summary.append(f"at {where}, on {args.batch} noise images of {size}x{size}")
+        summary.append(f"{where}, on {args.batch} noise images of {size}x{size}")
         sys.stdout.write("\n".join(summary) + "\n")
     return 0
 

@@ -71,14 +71,20 @@ def _listed(keys: list[str]) -> str:
 WRAPPERS = ("state_dict", "model")  # where training scripts (and our checkpoints) nest it
 
 
+def _unwrap(state: Any) -> Any:
+    """The state dict a training checkpoint nests under "state_dict" or "model", else `state`."""
+    if isinstance(state, Mapping):
+        for key in WRAPPERS:
+            if isinstance(state.get(key), Mapping):
+                return state[key]
+    return state
+
+
 def check_state_dict(model: nn.Module, state: Any, where: str) -> dict[str, torch.Tensor]:
     """`state` under our keys if it fits `model` exactly, else one WeightsError naming the
     missing and unexpected keys or the first shape mismatch. A state dict nested under
     "state_dict" or "model" (a training checkpoint) is taken from there."""
-    nested = [
-        k for k in WRAPPERS if isinstance(state, Mapping) and isinstance(state.get(k), Mapping)
-    ]
-    state = state[nested[0]] if nested else state
+    state = _unwrap(state)
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
         raise WeightsError(f"{where}: not a state dict (a {type(state).__name__})")
     state = to_our_keys(state)
