@@ -23,6 +23,14 @@ from resnet_core import ArchSpec, SpecError, build_model, trace_blocks, trace_sh
 from resnet_core.common.device import machine_summary
 from resnet_core.common.env import DATA_ENV
 from resnet_core.nets.onnx_export import input_side, to_onnx
+from resnet_core.nets.pretrained import (
+    IMAGENET,
+    pretrained_model,
+    torchvision_arch,
+    torchvision_cache_path,
+    torchvision_download_mb,
+    torchvision_weights,
+)
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import PRESETS, resolve_spec, spec_label
 from resnet_core.training import jobs, runs
@@ -313,6 +321,47 @@ def run_model(run_path: str) -> tuple[ArchSpec, dict]:
 def delete_run(run_id: str) -> None:
     """Delete one of your runs (shipped ones are read-only)."""
     runs.delete_run(run_id, root=runs_dir())
+
+
+# ImageNet weights (torchvision) for the -imagenet presets --------------------------------
+@st.cache_resource(max_entries=2, show_spinner="Loading the ImageNet weights ...")
+def _imagenet_state(preset: str, source: str, stamp: float) -> dict:
+    model = pretrained_model(preset, source)  # never downloads
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def weights_stamp(preset: str, source: str) -> float:
+    """The modification time of a weights source (0 if absent): a new file, a new cache entry."""
+    path = torchvision_cache_path(torchvision_arch(preset)) if source == IMAGENET else Path(source)
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+def imagenet_state(preset: str, source: str) -> dict:
+    """ImageNet weights of an -imagenet preset from a file or torchvision's cache ("imagenet"),
+    never downloaded; raises WeightsError with one line."""
+    return _imagenet_state(preset, source, weights_stamp(preset, source))
+
+
+def weights_origin(source: str) -> str:
+    """Where the pretrained net's weights came from, for a caption."""
+    if source == IMAGENET:
+        return "Pretrained: torchvision's ImageNet weights, from its cache."
+    return f"Pretrained: the weights in {Path(source).name}."
+
+
+def download_size(preset: str) -> str:
+    """What the download button fetches, for its help text."""
+    arch = torchvision_arch(preset)
+    size = torchvision_download_mb(arch)
+    file = f"{size:.0f} MB" if size else "the file"
+    return f"Fetches {file} once into torchvision's cache ({torchvision_cache_path(arch).parent})"
+
+
+def fetch_imagenet_weights(preset: str) -> None:
+    """Download torchvision's ImageNet weights of `preset` into its cache (on a click only)."""
+    arch = torchvision_arch(preset)
+    with st.spinner(f"Downloading torchvision's {arch} ImageNet weights ..."):
+        torchvision_weights(arch, download=True)
 
 
 # Images ----------------------------------------------------------------------------------

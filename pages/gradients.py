@@ -5,9 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui
-from resnet_core import ArchSpec
-from resnet_core.analysis.measure import measure_net, sample_batch
+from resnet_core import ArchSpec, SpecError
+from resnet_core.analysis.measure import (
+    IMAGENET_SIDE,
+    imagenet_batch,
+    imagenet_batch_note,
+    measure_net,
+    sample_batch,
+)
 from resnet_core.analysis.probes import grad_ratio
+from resnet_core.common.device import memory_budget
+from resnet_core.nets.pretrained import IMAGENET, WeightsError
+from resnet_core.nets.size import check_fits
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
 from resnet_core.training.data import DatasetNotFound, cifar10_layout
@@ -23,29 +32,85 @@ _ui.require_router()
 
 SHIPPED_RESPONSE_IMAGES = 256  # experiments._probe_batch; tests/test_fig7.py checks the file
 DEPTHS = [6 * n + 2 for n in range(3, 19)]  # 20, 26, ..., 110: the CIFAR ResNets of He et al. 4.2
+WEIGHTS = ["random init", "ImageNet weights (torchvision)"]  # for an -imagenet current net
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def measure(spec_json: str, source: str, data_dir: str, batch: int, seed: int, run: str = ""):
-    """Gradient norms and responses of one net on one batch (cached: same inputs, same numbers)."""
+def measure(
+    spec_json: str,
+    source: str,
+    data_dir: str,
+    batch: int,
+    seed: int,
+    run: str = "",
+    weights: str = "",
+    stamp: float = 0.0,
+):
+    """Gradient norms and responses of one net on one batch (cached: same inputs, same numbers).
+
+    `weights` (with its file's `stamp`) picks ImageNet images for an -imagenet preset:
+    WEIGHTS[0] at init, else a weights file or IMAGENET (torchvision's cache)."""
     images = labels = None
     if source == "CIFAR-10":
         data = _ui.cifar10(data_dir)
         images, labels = data.test_images, data.test_labels
-    inputs, targets = sample_batch(images, labels, batch, seed)
-    state = _ui.run_model(run)[1] if run else None
-    return measure_net(ArchSpec.from_json(spec_json), inputs, targets, seed, state)
+    spec = ArchSpec.from_json(spec_json)
+    if weights:
+        inputs, targets = imagenet_batch(images, labels, batch, seed)
+        state = None if weights == WEIGHTS[0] else _ui.imagenet_state(spec_label(spec), weights)
+    else:
+        inputs, targets = sample_batch(images, labels, batch, seed)
+        state = _ui.run_model(run)[1] if run else None
+    return measure_net(spec, inputs, targets, seed, state)
 
 
-def _pairs() -> dict[str, tuple[ArchSpec, str]]:
-    """The nets to compare, name -> (spec, trained run id or '')."""
+def _weights_controls(preset: str) -> str:
+    """Weights for an -imagenet current net: '' (random init), a file path, or IMAGENET."""
+    row = st.columns([2, 4, 2], vertical_alignment="bottom")
+    if row[0].radio("Weights", WEIGHTS, key="grad_weights") == WEIGHTS[0]:
+        return ""
+    path = row[1].text_input(
+        "Weights file (a torchvision state dict, .pth)",
+        key="grad_weights_file",
+        placeholder="empty: torchvision's cache",
+    )
+    size = _ui.download_size(preset)
+    if row[2].button("Download from torchvision", key="grad_weights_fetch", help=size):
+        try:
+            _ui.fetch_imagenet_weights(preset)
+        except WeightsError as error:
+            _ui.error_box(error)
+    return path.strip() or IMAGENET
+
+
+def _imagenet_pair(spec: ArchSpec, source: str) -> dict[str, tuple[ArchSpec, str, str]]:
+    """An -imagenet preset at init and carrying ImageNet weights (none if they fail to load)."""
+    label = spec_label(spec)
+    try:
+        batch = int(st.session_state["grad_batch"])
+        check_fits(spec, batch, IMAGENET_SIDE, memory_budget(), "this machine")
+        _ui.imagenet_state(label, source)
+    except SpecError as error:
+        _ui.error_box(error)
+        return {}
+    except WeightsError as error:
+        _ui.error_box(error, "Measuring needs the weights: give a file, or download them.")
+        return {}
+    return {f"{label} at init": (spec, "", WEIGHTS[0]), f"{label} pretrained": (spec, "", source)}
+
+
+def _pairs() -> dict[str, tuple[ArchSpec, str, str]]:
+    """The nets to compare, name -> (spec, trained run id or '', ImageNet weights or '')."""
     mode = st.session_state.get("grad_mode")
     if mode == "Current net: skips off vs on":
         spec = _ui.current_spec()
+        weights = st.session_state.get("grad_weights_source", "")
+        if weights:
+            return _imagenet_pair(spec, weights)
         base = spec_label(spec.replace(residual=True))
         return {
-            f"{base} without skips": (spec.replace(residual=False), ""),
-            f"{base} with skips": (spec.replace(residual=True), ""),
+            f"{base} without skips": (spec.replace(residual=False), "", ""),
+            f"{base} with skips": (spec.replace(residual=True), "", ""),
         }
     if mode == "A trained run":
         run = st.session_state.get("grad_run")
@@ -57,11 +122,12 @@ def _pairs() -> dict[str, tuple[ArchSpec, str]]:
             _ui.error_box(error, "Pick another run; this one has no readable checkpoint yet.")
             return {}
         label = spec_label(spec)
-        return {f"{label} at init": (spec, ""), f"{label} trained": (spec, run)}
+        return {f"{label} at init": (spec, "", ""), f"{label} trained": (spec, run, "")}
     depth = st.session_state.get("grad_depth", 56)
+    depths = ((depth - 2) // 6,) * 3
     return {
-        f"plain{depth}": (resolve_spec("plain20").replace(depths=((depth - 2) // 6,) * 3), ""),
-        f"resnet{depth}": (resolve_spec("resnet20").replace(depths=((depth - 2) // 6,) * 3), ""),
+        f"plain{depth}": (resolve_spec("plain20").replace(depths=depths), "", ""),
+        f"resnet{depth}": (resolve_spec("resnet20").replace(depths=depths), "", ""),
     }
 
 
@@ -79,14 +145,14 @@ def _shipped_pair() -> tuple[dict, dict[str, bool], str]:
     return frames, {n: n.startswith("resnet") for n in names}, note
 
 
-def _fig7(responses: dict, residual: dict[str, bool], batch: int, source: str) -> None:
+def _fig7(responses: dict, residual: dict[str, bool], images: str) -> None:
     """He et al. Fig. 7 for the trained nets on the page, else for the shipped trained pair."""
     trained = {name: frame for name, frame in responses.items() if frame is not None}
     if trained:
         kinds = {name: residual[name] for name in trained}
         note = (
             f"Measured on {', '.join(trained)} with BatchNorm in eval mode (running "
-            f"statistics), on the same {batch} {source} images as the gradients."
+            f"statistics), on the same images as the gradients: {images}."
         )
     else:
         trained, kinds, note = _shipped_pair()
@@ -105,9 +171,9 @@ def _fig7(responses: dict, residual: dict[str, bool], batch: int, source: str) -
 
 st.title("Gradient flow: plain vs residual")
 st.caption(
-    "One forward and backward pass on one batch, at initialisation unless a trained run is "
-    "chosen, with BatchNorm in training mode (batch statistics) as during training. The "
-    "numbers below are measured now, not quoted from a book."
+    "One forward and backward pass on one batch, at initialisation unless a trained run or "
+    "ImageNet weights are chosen, with BatchNorm in training mode (batch statistics) as "
+    "during training. The numbers below are measured now, not quoted from a book."
 )
 controls = st.columns([3, 3, 2, 1, 1])
 trained_runs = _ui.all_runs()  # path -> label, yours and the shipped demo runs
@@ -132,6 +198,11 @@ elif mode == "A trained run":
     )
 else:
     controls[1].markdown(f"Current net: **{_ui.current_label()}**")
+st.session_state["grad_weights_source"] = (
+    _weights_controls(_ui.current_label())
+    if mode == "Current net: skips off vs on" and _ui.current_label().endswith("-imagenet")
+    else ""
+)
 found = cifar10_layout(_ui.data_dir()) is not None
 controls[2].radio(
     "Batch",
@@ -152,17 +223,21 @@ grads, responses = {}, {}
 progress = st.progress(0.0, text="Measuring ...")
 source = st.session_state["grad_source"]
 batch, seed = int(st.session_state["grad_batch"]), int(st.session_state["grad_seed"])
-for done, (name, (spec, run)) in enumerate(nets.items()):
+for done, (name, (spec, run, weights)) in enumerate(nets.items()):
     progress.progress(done / len(nets), text=f"Measuring {name} (forward + backward) ...")
+    stamp = _ui.weights_stamp(spec_label(spec), weights) if weights not in ("", WEIGHTS[0]) else 0.0
+    args = (str(_ui.data_dir()), batch, seed, run, weights, stamp)
     try:
-        result = measure(spec.to_json(), source, str(_ui.data_dir()), batch, seed, run)
+        result = measure(spec.to_json(), source, *args)
     except DatasetNotFound as error:  # a damaged data folder: say which file, use noise
         _ui.error_box(error, "Measured on a random batch instead.")
         source = "random"
-        result = measure(spec.to_json(), source, str(_ui.data_dir()), batch, seed, run)
+        result = measure(spec.to_json(), source, *args)
     grads[name], responses[name] = result
 progress.empty()
-residual = {name: spec.residual for name, (spec, _) in nets.items()}
+residual = {name: spec.residual for name, (spec, *_) in nets.items()}
+pretrained = next((w for *_, w in nets.values() if w not in ("", WEIGHTS[0])), "")
+images = imagenet_batch_note(source, batch) if pretrained else f"{batch} {source} images"
 
 names = list(nets)
 ratios = {name: grad_ratio(frame) for name, frame in grads.items()}
@@ -188,5 +263,7 @@ with left:
         "gradient-norms",
         long,
     )
+    if pretrained:
+        st.caption(f"Both nets measured on {images}. {_ui.weights_origin(pretrained)}")
 with right:
-    _fig7(responses, residual, batch, source)
+    _fig7(responses, residual, images)

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
+from resnet_core.analysis.measure import IMAGENET_SIDE, imagenet_batch
 from resnet_core.analysis.probes import grad_ratio, gradient_norms
 from resnet_core.analysis.trace import trace_blocks, trace_shapes
 from resnet_core.common.device import memory_budget
 from resnet_core.common.errors import first_line
 from resnet_core.nets.model import build_model
+from resnet_core.nets.pretrained import load_weights, torchvision_arch
 from resnet_core.nets.size import check_buildable, check_fits
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, list_presets, resolve_spec
 
@@ -104,23 +107,40 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradient_net(
+    name: str, args: argparse.Namespace
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The net `name` (Kaiming init with the seed, or carrying --weights) and a seeded batch:
+    noise at 32x32, or at 224x224 with ImageNet class targets for ImageNet weights."""
+    spec = load_spec_argument(name)
+    if args.weights:
+        torchvision_arch(spec)  # only the -imagenet presets take ImageNet weights
+    side = IMAGENET_SIDE if args.weights else 32
+    check_fits(spec, args.batch, side, memory_budget(), "this machine")
+    torch.manual_seed(args.seed)
+    model = build_model(spec)
+    if args.weights:
+        load_weights(model, args.weights, download=True, progress=sys.stderr.isatty())
+        return (model, *imagenet_batch(None, None, args.batch, args.seed, side))
+    generator = torch.Generator().manual_seed(args.seed)
+    inputs = torch.randn(args.batch, spec.in_channels, side, side, generator=generator)
+    return model, inputs, torch.randint(0, spec.num_classes, (args.batch,), generator=generator)
+
+
 def _cmd_gradients(args: argparse.Namespace) -> int:
     frames = []
     summary = []
     for name in args.models:
-        spec = load_spec_argument(name)
-        check_fits(spec, args.batch, 32, memory_budget(), "this machine")
-        torch.manual_seed(args.seed)
-        model = build_model(spec)
-        generator = torch.Generator().manual_seed(args.seed)
-        inputs = torch.randn(args.batch, spec.in_channels, 32, 32, generator=generator)
-        targets = torch.randint(0, spec.num_classes, (args.batch,), generator=generator)
+        model, inputs, targets = _gradient_net(name, args)
         frame = gradient_norms(model, inputs, targets)
         frame.insert(0, "model", name)
         frames.append(frame)
         summary.append(f"{name}: first conv / last conv gradient norm = {grad_ratio(frame):,.1f}x")
     emit(pd.concat(frames, ignore_index=True), args.format)
     if args.format == "table":
+        where = f"with ImageNet weights ({args.weights})" if args.weights else "at initialisation"
+        size = IMAGENET_SIDE if args.weights else 32
+        summary.append(f"{where}, on {args.batch} noise images of {size}x{size}")
         sys.stdout.write("\n".join(summary) + "\n")
     return 0
 
@@ -190,11 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--format", choices=formats, default="table")
     trace.set_defaults(func=_cmd_trace)
 
-    grads = subparsers.add_parser("gradients", help="per-layer gradient norms at initialisation")
+    grads = subparsers.add_parser(
+        "gradients", help="per-layer gradient norms at initialisation (or with --weights)"
+    )
     grads.add_argument("models", nargs="+", metavar="NAME")
     grads.add_argument("--batch", type=_positive, default=64)
     grads.add_argument("--seed", type=_seed, default=0)
     grads.add_argument("--format", choices=formats, default="table")
+    grads.add_argument(
+        "--weights",
+        metavar="imagenet|FILE",
+        help="for -imagenet presets: torchvision's ImageNet weights ('imagenet': its cache, "
+        "downloaded once if missing) or a torchvision-style state dict file (.pth)",
+    )
     grads.set_defaults(func=_cmd_gradients)
 
     for module_name in PLUGIN_MODULES:

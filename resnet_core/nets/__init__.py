@@ -1,6 +1,7 @@
 """Nets: what a network is. `spec` holds `ArchSpec` (a net as data) and the preset table,
 `model` the blocks and `build_model`, `size` the estimates that refuse a net too big to build,
-`onnx_export` a net as an ONNX file.
+`onnx_export` a net as an ONNX file,
+`pretrained` torchvision's ImageNet weights for the `-imagenet` presets.
 
 May import: `resnet_core.common` only. Everything else in the package builds on this.
 """
