@@ -102,3 +102,21 @@ def test_refused_checkpoint_does_not_suggest_weights_only_false(tmp_path, payloa
     message = str(caught.value)
     assert "not a checkpoint this app wrote" in message and "weights_only" not in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"\x80\x02" + bytes(range(200, 256)) * 20, "not a checkpoint this app wrote"),  # bytes
+        (b"PK\x03\x04" + b"\x00" * 40, "may be truncated"),  # a cut-off zip
+        (b"", "may be truncated"),
+    ],
+)
+def test_unreadable_checkpoint_bytes_say_what_is_wrong(tmp_path, content, reason):
+    path = tmp_path / "best.pt"
+    path.write_bytes(content)
+    with pytest.raises(RunError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert reason in message and "weights_only" not in message and "Python objects" not in message
+    assert "\n" not in message and str(path) in message

@@ -477,6 +477,17 @@ def run_normalization(run_dir: str | os.PathLike) -> tuple[tuple[float, ...], tu
     return normalization(config.get("normalize") if isinstance(config, dict) else None)
 
 
+def _refusal(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, without torch's hint to retry with
+    weights_only=False (never done here)."""
+    text = str(error)
+    if "Unsupported global" in text:
+        return "not a checkpoint this app wrote (it holds Python objects, not just tensors, and is never loaded)"
+    if "weights_only" in text:  # torch's unpickler met bytes that are no pickle of tensors
+        return "not a checkpoint this app wrote (its bytes are not a saved set of tensors)"
+    return f"not a readable checkpoint ({type(error).__name__}: {first_line(error)}); it may be truncated"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Read a checkpoint with weights_only=True; any problem is a one-line RunError."""
     path = Path(path)
@@ -485,16 +496,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
-        text = str(error)
-        if "weights_only" in text or "Unsupported global" in text:
-            # torch's message suggests loading with weights_only=False: never done here
-            raise RunError(
-                f"{path}: not a checkpoint this app wrote (it holds Python objects, not just "
-                "tensors, and is never loaded); delete it or use the other checkpoint"
-            ) from None
         raise RunError(
-            f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line(error)}); "
-            "it may be truncated; delete it or use the other checkpoint"
+            f"{path}: {_refusal(error)}; delete it or use the other checkpoint"
         ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise RunError(
