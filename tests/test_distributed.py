@@ -129,7 +129,8 @@ def test_killed_rank_fails_the_run_and_keeps_the_checkpoint(tmp_path):
         process.communicate(timeout=120)
     assert process.returncode != 0
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["state"] == "failed" and status["message"]
+    assert status["state"] == "failed"
+    assert status["message"].startswith("another process of this data-parallel run stopped")
     checkpoint = torch.load(run_dir / "last.pt", weights_only=True)
     assert 1 <= checkpoint["epoch"] < 200
 
@@ -153,3 +154,22 @@ def test_a_queued_data_parallel_job_trains_through_torchrun(tmp_path, monkeypatc
     info = run_info(queue.run_dir(job))
     assert info.state == "done" and info.epoch == 1
     assert len(list(queue.runs_dir.iterdir())) == 1
+
+
+def test_a_cancel_reaches_every_rank_at_the_same_step(monkeypatch):
+    """One gloo rank in this process: the shared flag is asked every log_every steps, so the
+    run stops at the first such step after the cancel, as a cancel, with no run folder."""
+    import threading
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    cancel = threading.Event()
+    cancel.set()
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        config = {**RUN, "model": TINY_NET, "log_every": 3}
+        result = Trainer(config, cancel=cancel, ranks=Ranks(0, 1, 0)).fit()
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert result.state == "cancelled" and result.steps == 2 and result.run_dir is None
+    assert not torch.distributed.is_initialized()

@@ -46,6 +46,7 @@ __all__ = [
     "ranks_from_env",
     "join",
     "leave",
+    "lost_rank_message",
     "local_batch",
     "broadcast_floats",
     "sum_floats",
@@ -128,6 +129,21 @@ def leave() -> None:
     """Leave the process group (after the run, however it ended)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+# What a collective call says when a peer process has gone (gloo, nccl, the c10d store).
+_LOST_PEER_MARKS = ("Connection reset", "Connection closed", "gloo", "NCCL", "Broken pipe")
+
+
+def lost_rank_message(error: BaseException, message: str) -> str:
+    """The failure message of a rank, saying so when another rank's loss caused it."""
+    lost = isinstance(error, RankStopped) or any(mark in str(error) for mark in _LOST_PEER_MARKS)
+    if not lost:
+        return message
+    return (
+        "another process of this data-parallel run stopped; last.pt holds the last finished "
+        f"epoch ({message})"
+    )
 
 
 def broadcast_floats(values: Sequence[float], device: torch.device) -> list[float]:

@@ -50,6 +50,7 @@ from resnet_core.training.distributed import (
     join,
     leave,
     local_batch,
+    lost_rank_message,
     sum_floats,
 )
 from resnet_core.training.events import (
@@ -551,6 +552,8 @@ class Trainer:
             raise
         except Exception as error:  # noqa: BLE001 - reported as an event, then re-raised
             message = failure_message(error, self.config.batch_size, self.config.lr)
+            if self.ranks is not None:
+                message = lost_rank_message(error, message)
             self.outcome = self.emit(self._failed_event(message, error))
             raise TrainingFailed(message) from error
         finally:
