@@ -543,7 +543,8 @@ def _run_data_parallel(queue: JobQueue, job: Job, job_path: Path) -> int:
     done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True)
     after = queue.get(job.job_id)
     if after is not None and after.active:  # rank 0 never said how it ended
-        lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line]
+        text = done.stderr.decode(errors="replace")
+        lines = [line for line in text.splitlines() if line.strip("=-* ")]  # not the rules
         why = lines[-1] if lines else f"torchrun exit code {done.returncode}"
         return _fail(queue, job.job_id, f"a training process stopped: {why}")
     return done.returncode
