@@ -14,7 +14,7 @@ from resnet_core.training import runs
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.data import cifar10_layout
 from resnet_core.training.events import EpochEnd, Event, Start, Step
-from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, Job
+from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, Job, gpu_choices
 from resnet_core.views.charts import epoch_chart, metrics_frames, step_chart
 from resnet_core.views.explain import fmt_seconds, run_sentence
 from resnet_core.views.lockstep import (
@@ -48,6 +48,10 @@ MAIN_FIELDS = (
     "device",
 )
 HIDDEN_FIELDS = ("data_dir",)
+GPUS_HELP = (
+    "More than 1 trains data-parallel through torchrun: each GPU takes its share of every "
+    "batch (batch size is the total) and the run waits until that many GPUs are free"
+)
 MODEL_HELP = "; or type a preset name or paste a spec's JSON (the Build page's Spec box)"
 
 
@@ -131,6 +135,8 @@ def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ())
         main = [name for name in MAIN_FIELDS if name in defaults and name not in locked]
         for index, name in enumerate(main):
             values[name] = _widget(columns[index % 3], name, base.get(name), defaults[name], prefix)
+        if gpus := gpu_choices():  # only on a machine with more than one GPU
+            st.selectbox("GPUs for this run", gpus, key="train_gpus", help=GPUS_HELP)
         with st.expander("More settings"):
             more = st.columns(3)
             rest = [n for n in defaults if n not in MAIN_FIELDS and n not in HIDDEN_FIELDS]
@@ -168,7 +174,7 @@ def _start(configs: list[dict]) -> None:
         if len(configs) > 1:
             job = queue.submit_group(configs)
         else:
-            job = queue.submit(configs[0])
+            job = queue.submit(configs[0], gpus=st.session_state.get("train_gpus", 1))
     except (ValueError, TypeError) as error:
         _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
         return
@@ -181,7 +187,7 @@ def _status_line(job: Job, queue) -> str:
         position = queue.position(job.job_id)
         return f"waiting: number {position} in line for {job.device}"
     if job.state in ("starting", "running"):
-        return f"{job.state} on {job.device}"
+        return f"{job.state} on {', '.join(job.placed) or job.device}"
     return job.state + (f": {job.message}" if job.message else "")
 
 
@@ -384,7 +390,8 @@ def live() -> None:
 
 st.title("Train")
 st.caption(
-    "Runs go to a queue on disk: one run per device at a time, the rest wait their turn. "
+    "Runs go to a queue on disk: one run per device at a time (per GPU, as many as the "
+    "server allows), the rest wait their turn. "
     "They keep running if you switch pages, reload, or close the browser."
 )
 defaults = _defaults()

@@ -125,3 +125,30 @@ def test_cuda_lockstep_group_trains_both_nets(tmp_path):
     assert all(next(r.model.parameters()).is_cuda for r in results)
     assert [run_info(folder).state for folder in folders] == ["done", "done"]
     assert results[0].steps == results[1].steps == 2 * (1280 // 128)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_torchrun_two_gpus_nccl_matches_one_gpu(tmp_path):
+    """Two ranks on cuda:0 and cuda:1 (nccl) train like one GPU with the same global batch."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from resnet_core.training.distributed import torchrun_command
+
+    repo = Path(__file__).resolve().parent.parent
+    run = dict(TINY, precision="fp32", epochs=2)
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in run.items()]
+    args = ["-m", "resnet_core", "train", *flags, "--run-dir", str(tmp_path / "run")]
+    command = torchrun_command(2, [*args, "--no-progress", "--format", "json"])
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "done" and status["processes"] == 2
+    assert status["device"].startswith("cuda:0")
+    single = fit(TrainConfig(**run))
+    assert status["step"] == single.steps
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["final_test_acc"] == pytest.approx(single.final_test_acc, abs=0.1)

@@ -1,4 +1,5 @@
-"""The file-backed job queue: ordering, one job per device, cancel, crashes, sharing."""
+"""The file-backed job queue: ordering, slots per device, placement on free GPUs, cancel,
+crashes, sharing."""
 
 from __future__ import annotations
 
@@ -40,7 +41,23 @@ def _ok(config: dict) -> None:
 
 @pytest.fixture()
 def queue(tmp_path):
-    return JobQueue(tmp_path, worker=[sys.executable, "-c", FAKE_WORKER], validate=_ok)
+    return JobQueue(
+        tmp_path, worker=[sys.executable, "-c", FAKE_WORKER], validate=_ok, devices=["cuda:0"]
+    )
+
+
+def _gpu_queue(tmp_path, gpus: int, per_device: int) -> JobQueue:
+    """A queue that believes it has `gpus` GPUs (the fake worker never touches them)."""
+    devices = [f"cuda:{index}" for index in range(gpus)]
+    worker = [sys.executable, "-c", FAKE_WORKER]
+    return JobQueue(tmp_path, worker, _ok, devices=devices, jobs_per_device=per_device)
+
+
+def _stop_all(queue: JobQueue) -> None:
+    for job in queue.active():
+        queue.cancel(job.job_id)
+    for job in queue.jobs():
+        _wait(queue, job.job_id, ("cancelled", "done"))
 
 
 def _wait(queue: JobQueue, job_id: str, states: tuple[str, ...], timeout: float = 30) -> str:
@@ -79,9 +96,10 @@ def test_one_job_per_device_others_wait_in_order(queue):
 def test_different_devices_run_together(queue):
     cpu = queue.submit({"model": "a", "device": "cpu", "steps": 40})
     gpu = queue.submit({"model": "b", "device": "cuda", "steps": 40})
-    assert gpu.device == "cuda:0"
+    assert gpu.device == "cuda"
     started = queue.pump()
     assert {job.job_id for job in started} == {cpu.job_id, gpu.job_id}
+    assert queue.get(cpu.job_id).placed == ["cpu"] and queue.get(gpu.job_id).placed == ["cuda:0"]
     for job in (cpu, gpu):
         queue.cancel(job.job_id)
         assert _wait(queue, job.job_id, ("cancelled", "done")) == "cancelled"
@@ -133,9 +151,62 @@ def test_forget_keeps_active_jobs(queue):
     assert queue.get(job.job_id) is None
 
 
+def test_three_gpus_two_slots_each_run_six_jobs_the_seventh_waits(tmp_path):
+    queue = _gpu_queue(tmp_path, gpus=3, per_device=2)
+    jobs = [queue.submit({"model": f"m{i}", "device": "cuda", "steps": 400}) for i in range(7)]
+    started = queue.pump()
+    assert [job.job_id for job in started] == [job.job_id for job in jobs[:6]]
+    placed = [queue.get(job.job_id).placed for job in jobs[:6]]
+    assert sorted(device for devices in placed for device in devices) == [
+        "cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2", "cuda:2"
+    ]  # fmt: skip
+    assert placed[:3] == [["cuda:0"], ["cuda:1"], ["cuda:2"]]  # the least busy GPU first
+    assert queue.get(jobs[6].job_id).state == "queued" and queue.pump() == []
+    queue.cancel(jobs[1].job_id)  # frees a slot on cuda:1
+    assert _wait(queue, jobs[6].job_id, ("starting", "running")) in ("starting", "running")
+    assert queue.get(jobs[6].job_id).placed == ["cuda:1"]
+    _stop_all(queue)
+
+
+def test_a_job_pinned_to_a_gpu_waits_for_that_gpu(tmp_path):
+    queue = _gpu_queue(tmp_path, gpus=2, per_device=1)
+    busy = queue.submit({"model": "a", "device": "cuda:1", "steps": 400})
+    pinned = queue.submit({"model": "b", "device": "cuda:1", "steps": 1})
+    anywhere = queue.submit({"model": "c", "device": "cuda", "steps": 400})
+    assert pinned.device == "cuda:1"
+    assert [job.job_id for job in queue.pump()] == [busy.job_id, anywhere.job_id]
+    assert queue.get(anywhere.job_id).placed == ["cuda:0"]
+    assert queue.get(pinned.job_id).state == "queued"  # older than `anywhere`, but cuda:1 is busy
+    queue.cancel(busy.job_id)
+    assert _wait(queue, pinned.job_id, ("done",)) == "done"
+    assert queue.get(pinned.job_id).placed == ["cuda:1"]
+    _stop_all(queue)
+
+
+def test_a_data_parallel_job_takes_a_slot_on_several_gpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_JOBS_PER_DEVICE", "2")
+    queue = _gpu_queue(tmp_path, gpus=3, per_device=None)
+    assert queue.jobs_per_device == 2
+    with pytest.raises(ValueError, match="multiple"):
+        queue.submit({"model": "a", "device": "cuda", "batch_size": 129}, gpus=2)
+    with pytest.raises(ValueError, match="at most the 3 GPU"):
+        queue.submit({"model": "a", "device": "cuda", "batch_size": 128}, gpus=4)
+    with pytest.raises(ValueError, match="device cuda or auto"):
+        queue.submit({"model": "a", "device": "cuda:1", "batch_size": 128}, gpus=2)
+    single = queue.submit({"model": "a", "device": "cuda:0", "steps": 400})
+    wide = queue.submit({"model": "b", "device": "cuda", "batch_size": 96, "steps": 400}, gpus=3)
+    assert len(queue.pump()) == 2
+    assert sorted(queue.get(wide.job_id).placed) == ["cuda:0", "cuda:1", "cuda:2"]
+    monkeypatch.setenv("RESNET_EXPLORER_JOBS_PER_DEVICE", "none")
+    with pytest.raises(ValueError, match="whole number"):
+        JobQueue(tmp_path)
+    assert queue.get(single.job_id).placed == ["cuda:0"]
+    _stop_all(queue)
+
+
 def test_queue_key_and_advice():
-    assert queue_key("cpu") == "cpu" and queue_key("cuda") == "cuda:0"
-    assert queue_key("auto") in ("cpu", "cuda:0")
+    assert queue_key("cpu") == "cpu" and queue_key("cuda") == "cuda"
+    assert queue_key("auto") in ("cpu", "cuda")
     assert "batch size" in failure_advice("CUDA out of memory. Tried to allocate 2 GiB")
     assert "synthetic" in failure_advice("CIFAR-10 not found: looked for data/train")
 
@@ -151,6 +222,7 @@ def test_real_training_job_writes_its_run(tmp_path):
 
     info = run_info(queue.run_dir(job))
     assert info.state == "done" and info.synthetic and info.epoch == 1
+    assert queue.get(job.job_id).placed == ["cpu"] and info.device.startswith("cpu")
     assert [e["event"] for e in read_metrics(queue.run_dir(job))][-1] == "done"
 
 

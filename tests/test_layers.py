@@ -74,7 +74,8 @@ def test_resolve_device_and_queue_key(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="not available"):
         resolve_device("cuda:1")
-    assert queue_key("auto") in ("cpu", "mps") and queue_key("cuda") == "cuda:0"
+    assert queue_key("auto") in ("cpu", "mps") and queue_key("cuda") == "cuda"
+    assert queue_key(" CUDA:3 ") == "cuda:3"
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

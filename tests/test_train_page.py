@@ -66,3 +66,18 @@ def test_build_page_offers_the_diagram_source(app):
     _build_custom(app, "2, 2", "8, 16")
     buttons = [b for b in app.get("download_button") if "Graphviz" in b.proto.label]
     assert len(buttons) == 1
+
+
+def test_gpus_for_this_run_appears_only_with_more_than_one_gpu(app, tmp_path, monkeypatch):
+    app.switch_page("pages/train.py").run()
+    assert [s for s in app.selectbox if s.label == "GPUs for this run"] == []
+    monkeypatch.setattr("resnet_core.training.jobs.cuda_devices", lambda: ["cuda:0", "cuda:1"])
+    app.run()
+    [choice] = [s for s in app.selectbox if s.label == "GPUs for this run"]
+    assert choice.options == ["1", "2"]
+    choice.set_value(2)
+    app.selectbox(key="train_f_own_device").set_value("cpu")
+    _start(app)  # the choice reaches the queue, which refuses data-parallel on the CPU
+    assert no_exceptions(app) == []
+    assert "gpus: 2 needs device cuda or auto" in " ".join(e.value for e in app.error)
+    assert JobQueue(tmp_path / "checkpoints").jobs() == []

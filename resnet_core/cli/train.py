@@ -5,6 +5,8 @@ the parsed args and returns an exit code. The train flags are generated from Tra
 fields: `--field-name`, with the field's type, choices and help (from its metadata); a
 true/false field gets `--field-name` and `--no-field-name`, a list field (`--milestones 8,12`)
 takes text that TrainConfig parses. Progress goes to stderr (tqdm), results to stdout.
+Under torchrun (`torchrun --nproc_per_node N -m resnet_core train ...`) `train` trains
+data-parallel (`resnet_core.training.distributed`); rank 0 alone records and prints.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from resnet_core.nets.spec import parse_json
 from resnet_core.training import runs
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig, field_help
+from resnet_core.training.distributed import ranks_from_env
 from resnet_core.training.events import EpochEnd, Start, Step
 from resnet_core.training.recipe import eval_loader
 from resnet_core.training.trainer import Trainer, TrainingFailed, evaluate, load_data
@@ -40,6 +43,8 @@ _CLI_HELP = {
     "model": " (here: a path to its .json file)",
     "compile_mode": "; implies --compile unless --no-compile is given",
     "milestones": "; implies --schedule step unless --schedule is given",
+    "batch_size": "; under torchrun the global batch, split evenly over the processes "
+    "(it must be a multiple of their number)",
 }
 _FLAG_TYPES = (bool, int, float, str)
 
@@ -83,7 +88,10 @@ def _add_train(subparsers: Any) -> None:
         "train",
         help="train a network on CIFAR-10 and record the run",
         description="Train a network; the run is recorded under checkpoints/runs/ "
-        "($RESNET_EXPLORER_CHECKPOINTS/runs, or --runs-root) unless --run-dir is given.",
+        "($RESNET_EXPLORER_CHECKPOINTS/runs, or --runs-root) unless --run-dir is given. "
+        "Started by torchrun (torchrun --nproc_per_node N -m resnet_core train ...), it trains "
+        "data-parallel over N processes: one per GPU (nccl), or on the CPU (gloo); "
+        "--batch-size is then the global batch and rank 0 alone records the run.",
     )
     _add_config_flags(train)
     train.add_argument("--run-dir", default=None, help="record the run in exactly this folder")
@@ -219,10 +227,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         resume = None
         run_dir = Path(args.run_dir) if args.run_dir else None
-    progress = [] if args.no_progress else [Progress()]
+    ranks = ranks_from_env()
+    main = ranks is None or ranks.main  # under torchrun, rank 0 alone records and reports
+    progress = [] if args.no_progress or not main else [Progress()]
     # a --run-dir holding another run is refused here, before any data is loaded
-    trainer = Trainer(config, progress, run_dir=run_dir, resume=resume)
+    trainer = Trainer(config, progress, run_dir=run_dir, resume=resume, ranks=ranks)
     trainer.setup()  # config, data and device problems stop here, before a run folder exists
+    if not main:
+        return _train_quietly(trainer)
     if run_dir is None:
         run_dir = runs.new_run_dir(config.label(), args.runs_root)
         trainer.record_in(run_dir)
@@ -235,6 +247,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; last.pt in {run_dir} holds the last finished epoch", file=sys.stderr)
         return 130
     _print_summary(args, config, result, run_dir)
+    return 0 if result.state == "done" else 130
+
+
+def _train_quietly(trainer: Trainer) -> int:
+    """A data-parallel rank other than 0: train, write and print nothing but a failure."""
+    try:
+        result = trainer.fit()
+    except TrainingFailed as error:
+        print(f"rank {trainer.ranks.rank}: training failed: {error}", file=sys.stderr)
+        return 1
     return 0 if result.state == "done" else 130
 
 

@@ -58,11 +58,19 @@ def machine_summary() -> str:
 
 def queue_key(requested: str | None) -> str:
     """The job queue's key for a config's device: 'auto' as training would pick it (cuda,
-    mps, cpu), 'cuda' as 'cuda:0'. The queue runs one job per key at a time."""
+    mps, cpu). 'cuda' means any GPU (the queue places the job on a free one when it starts);
+    'cuda:3' means that GPU only."""
     requested = (requested or "auto").strip().lower()
     if requested == "auto":
         requested = resolve_device("auto").type
-    return "cuda:0" if requested == "cuda" else requested
+    return requested
+
+
+def cuda_devices() -> list[str]:
+    """Every GPU torch sees, as device names: ['cuda:0', 'cuda:1', ...]; [] without CUDA."""
+    if not torch.cuda.is_available():
+        return []
+    return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
 
 
 MEMORY_SHARE = 0.5  # of the machine's memory a single request may ask for

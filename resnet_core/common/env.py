@@ -7,6 +7,7 @@ from pathlib import Path
 
 DATA_ENV = "RESNET_EXPLORER_DATA"
 CHECKPOINTS_ENV = "RESNET_EXPLORER_CHECKPOINTS"
+JOBS_PER_DEVICE_ENV = "RESNET_EXPLORER_JOBS_PER_DEVICE"
 
 
 def default_data_dir() -> Path:
@@ -22,3 +23,15 @@ def checkpoints_root() -> Path:
 def runs_root() -> Path:
     """Where runs are recorded: the `runs/` folder of `checkpoints_root()`."""
     return checkpoints_root() / "runs"
+
+
+def jobs_per_device() -> int:
+    """Jobs the queue runs at once on one GPU: $RESNET_EXPLORER_JOBS_PER_DEVICE, else 1."""
+    text = os.environ.get(JOBS_PER_DEVICE_ENV) or "1"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{JOBS_PER_DEVICE_ENV}={text!r}: must be a whole number >= 1")
+    return value

@@ -522,6 +522,9 @@ class DeviceLoader:
         drop_last: drop the last partial batch in training (kept if it is the only one).
         dtype: float dtype of the batches.
         mean, std: per-channel statistics (fractions of 255) that normalisation removes.
+        shard: (rank, world_size) of a data-parallel run: every rank draws the same epoch
+            order and takes its own contiguous part of each batch of `batch_size` (the
+            global batch), so the ranks together see what one process would. Training only.
     """
 
     def __init__(
@@ -540,6 +543,7 @@ class DeviceLoader:
         dtype: torch.dtype = torch.float32,
         mean: tuple[float, ...] = CIFAR10_MEAN,
         std: tuple[float, ...] = CIFAR10_STD,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
@@ -562,6 +566,10 @@ class DeviceLoader:
         self.drop_last = drop_last and train and len(images) >= batch_size
         self.dtype = dtype
         self.epoch = 0
+        rank, world_size = shard
+        if not 0 <= rank < world_size:
+            raise ValueError(f"shard: rank {rank} is not in 0 .. {world_size - 1}")
+        self.shard = (rank, world_size) if train else (0, 1)
         channels = images.shape[1]
         self.mean = torch.tensor(mean[:channels], device=self.device).view(1, -1, 1, 1) * 255
         self.scale = 1 / (torch.tensor(std[:channels], device=self.device).view(1, -1, 1, 1) * 255)
@@ -610,6 +618,12 @@ class DeviceLoader:
         out = padded[images, :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
         return out.permute(0, 3, 1, 2)  # (N, C, H, W), stored channels-last
 
+    def _my_part(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's contiguous part of the global batch [start, stop)."""
+        rank, world_size = self.shard
+        size = stop - start
+        return start + size * rank // world_size, start + size * (rank + 1) // world_size
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.images)
         if self.train:
@@ -618,6 +632,7 @@ class DeviceLoader:
             start = batch_index * self.batch_size
             stop = min(start + self.batch_size, count)
             if self.train:
+                start, stop = self._my_part(start, stop)
                 index = order[start:stop]
                 batch = self.normalize(self.images[index])
                 if self.flip:

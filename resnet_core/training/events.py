@@ -76,6 +76,7 @@ class Start(Event):
     pid: int = 0
     run_dir: str | None = None
     torch: str = ""
+    processes: int | None = None  # data-parallel ranks training together (torchrun)
 
 
 @dataclass(frozen=True)

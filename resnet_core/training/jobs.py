@@ -7,8 +7,13 @@ Layout under the checkpoints root (`$RESNET_EXPLORER_CHECKPOINTS`, default ./che
     queue/.lock             held (flock) while the queue is changed
     runs/<run_id>/          what `resnet_core.training.trainer.fit` writes (metrics.jsonl, status.json, ...)
 
-`JobQueue.submit` validates a config and writes a queued job. `JobQueue.pump` starts the
-oldest queued job on every device that has none running, as a separate process
+`JobQueue.submit` validates a config and writes a queued job. `JobQueue.pump` starts queued
+jobs, oldest first, wherever a slot is free: one job at a time on the CPU (or MPS),
+`jobs_per_device` at a time on each GPU. A job that asked for `cuda` (or `auto` on a GPU
+machine) goes to the least busy GPU when it starts; one that asked for `cuda:3` waits for
+that GPU; one that asked for `gpus=N` takes a slot on N GPUs and trains data-parallel through
+torchrun. The devices a job got are recorded in its `placed` field and in its run folder.
+Each job runs as a separate process
 (`python -m resnet_core.training.jobs run queue/<job_id>.json`) in its own session, so the job keeps
 going if the app that started it goes away. `JobRunner` calls `pump` from a daemon thread.
 Any number of app processes may share one root: the lock makes starting a job atomic.
@@ -26,19 +31,22 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_core.common.device import queue_key, resolve_device
+from resnet_core.common.device import cuda_devices, queue_key, resolve_device
 from resnet_core.common.env import checkpoints_root
+from resnet_core.common.env import jobs_per_device as jobs_per_device_setting
 from resnet_core.common.errors import failure_advice, first_line
 from resnet_core.common.files import pid_alive, write_json_atomic
 from resnet_core.common.records import checked_fields
 from resnet_core.nets.spec import SpecError, resolve_spec, spec_label
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
+from resnet_core.training.distributed import ranks_from_env, torchrun_command
 from resnet_core.training.events import Cancelled, Done, Failed
 from resnet_core.training.group import check_group, fit_group
 from resnet_core.training.runs import run_info, validate_run_id
@@ -53,6 +61,7 @@ __all__ = [
     "JobRunner",
     "RECIPES",
     "RECIPE_NOTES",
+    "gpu_choices",
 ]
 
 ACTIVE = ("queued", "starting", "running")
@@ -106,6 +115,8 @@ class Job:
     # A lockstep group (one job, several nets on the same batches): one entry per net with
     # its run_id, config and label; `run_id` and `config` are the first net's. Empty for one run.
     members: list[dict[str, Any]] = field(default_factory=list)
+    gpus: int = 1  # GPUs the job trains on at once (more than 1: data-parallel, torchrun)
+    placed: list[str] = field(default_factory=list)  # the devices it got when it started
 
     @property
     def active(self) -> bool:
@@ -139,6 +150,9 @@ class JobQueue:
         worker: command prefix that runs one job file (default: this module's `run`).
         validate: called with a config dict on submit; raises on a bad config. Default:
             `TrainConfig.from_dict`.
+        devices: the GPUs jobs may be placed on (default: every GPU torch sees).
+        jobs_per_device: jobs running at once on one GPU (default:
+            $RESNET_EXPLORER_JOBS_PER_DEVICE, else 1). The CPU always runs one at a time.
     """
 
     def __init__(
@@ -146,6 +160,8 @@ class JobQueue:
         root: str | os.PathLike | None = None,
         worker: Sequence[str] | None = None,
         validate: Callable[[dict], Any] | None = None,
+        devices: Sequence[str] | None = None,
+        jobs_per_device: int | None = None,
     ) -> None:
         self.root = Path(root) if root is not None else checkpoints_root()
         self.queue_dir = self.root / "queue"
@@ -154,6 +170,10 @@ class JobQueue:
             list(worker) if worker else [sys.executable, "-m", "resnet_core.training.jobs", "run"]
         )
         self.validate = validate or _validate_config
+        self.devices = list(devices) if devices is not None else None
+        self.jobs_per_device = jobs_per_device or jobs_per_device_setting()
+        if self.jobs_per_device < 1:
+            raise ValueError(f"jobs_per_device: {self.jobs_per_device} must be >= 1")
         self._children: dict[str, subprocess.Popen] = {}
 
     # Reading ---------------------------------------------------------------------------------
@@ -210,13 +230,21 @@ class JobQueue:
     def _save(self, job: Job) -> None:
         write_json_atomic(self._path(job.job_id), job.to_dict())
 
-    def submit(self, config: dict[str, Any], label: str = "") -> Job:
+    def gpus(self) -> list[str]:
+        """The GPUs jobs are placed on."""
+        return self.devices if self.devices is not None else cuda_devices()
+
+    def submit(self, config: dict[str, Any], label: str = "", gpus: int = 1) -> Job:
         """Validate `config` and queue it; returns the job (state 'queued').
+
+        `gpus` above 1 trains data-parallel on that many GPUs (torchrun); the config's
+        device must then be `cuda` or `auto`, and its batch size is the global batch.
 
         Raises:
             ValueError (or the config's own error type): the config is invalid; nothing is queued.
         """
         self.validate(config)
+        self._check_gpus(config, gpus)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         short = uuid.uuid4().hex[:6]
         model = _model_slug(config)
@@ -226,6 +254,7 @@ class JobQueue:
             config=dict(config),
             device=queue_key(config.get("device")),
             label=label or _model_label(config),
+            gpus=gpus,
         )
         with self._locked():
             self._save(job)
@@ -259,6 +288,21 @@ class JobQueue:
         with self._locked():
             self._save(job)
         return job
+
+    def _check_gpus(self, config: dict[str, Any], gpus: int) -> None:
+        """Refuse a data-parallel request this queue cannot place."""
+        if gpus == 1:
+            return
+        have = len(self.gpus())
+        if not 2 <= gpus <= have or queue_key(config.get("device")) != "cuda":
+            raise ValueError(
+                f"gpus: {gpus} needs device cuda or auto and at most the {have} GPU(s) here"
+            )
+        batch = int(config.get("batch_size") or TrainConfig().batch_size)
+        if batch % gpus:
+            raise ValueError(
+                f"batch_size: {batch} does not split over {gpus} GPUs; pick a multiple"
+            )
 
     def cancel(self, job_id: str) -> None:
         """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
@@ -315,17 +359,28 @@ class JobQueue:
                 job.advice = "Start it again; the run folder keeps what it wrote so far."
                 self._save(job)
 
+    def _place(self, job: Job, used: Counter[str]) -> list[str] | None:
+        """The devices `job` would start on now, least busy first; None while it must wait."""
+        candidates = self.gpus() if job.device == "cuda" else [job.device]
+        room = self.jobs_per_device if job.device.startswith("cuda") else 1
+        free = sorted((d for d in candidates if used[d] < room), key=lambda d: used[d])
+        return free[: job.gpus] if len(free) >= job.gpus else None
+
     def pump(self) -> list[Job]:
-        """Start the oldest queued job on each idle device; returns the jobs started."""
+        """Start every queued job that has a free slot, oldest first; returns those started."""
         started = []
         with self._locked():
             jobs = self.jobs()
             self._reap(jobs)
-            busy = {job.device for job in jobs if job.state in ("starting", "running")}
+            used: Counter[str] = Counter()
             for job in jobs:
-                if job.state != "queued" or job.device in busy:
+                if job.state in ("starting", "running"):
+                    used.update(job.placed or [job.device])
+            for job in jobs:
+                placed = self._place(job, used) if job.state == "queued" else None
+                if placed is None:
                     continue
-                job.state, job.started = "starting", time.time()
+                job.state, job.started, job.placed = "starting", time.time(), placed
                 self._save(job)
                 child = subprocess.Popen(
                     [*self.worker, str(self._path(job.job_id))],
@@ -337,9 +392,15 @@ class JobQueue:
                 self._children[job.job_id] = child
                 job.pid = child.pid
                 self._save(job)
-                busy.add(job.device)
+                used.update(placed)
                 started.append(job)
         return started
+
+
+def gpu_choices() -> list[int]:
+    """How many GPUs one run may train on (1 .. N) on a machine with two or more; else []."""
+    count = len(cuda_devices())
+    return list(range(1, count + 1)) if count > 1 else []
 
 
 class JobRunner:
@@ -445,10 +506,12 @@ def run_job(job_path: str | os.PathLike) -> int:
     if job is None:
         return 2
     try:
+        if len(job.placed) > 1:
+            return _run_data_parallel(queue, job, job_path)
         if job.members:
             return _run_group(queue, job)
         fit(
-            TrainConfig.from_dict(job.config),
+            TrainConfig.from_dict(_on_placed_device(job, job.config)),
             cancel=_CancelFile(queue, job_id),
             run_dir=queue.run_dir(job),
             callbacks=[JobRecorder(queue, job_id)],
@@ -460,12 +523,69 @@ def run_job(job_path: str | os.PathLike) -> int:
     return 0
 
 
+def _visible_devices(placed: Sequence[str]) -> str:
+    """CUDA_VISIBLE_DEVICES for the placed GPUs (torch's numbering, within any set already)."""
+    indices = [int(device.split(":")[1]) for device in placed]
+    already = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if already:
+        visible = [part.strip() for part in already.split(",")]
+        return ",".join(visible[index] for index in indices)
+    return ",".join(map(str, indices))
+
+
+def _run_data_parallel(queue: JobQueue, job: Job, job_path: Path) -> int:
+    """Train a job on its placed GPUs: torchrun starts one rank per GPU (`run_rank`), each
+    sees its GPUs as cuda:0 .. cuda:N-1; rank 0 records the run and how the job ended."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": _visible_devices(job.placed)}
+    command = torchrun_command(
+        len(job.placed), ["-m", "resnet_core.training.jobs", "rank", str(job_path)]
+    )
+    done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    after = queue.get(job.job_id)
+    if after is not None and after.active:  # rank 0 never said how it ended
+        text = done.stderr.decode(errors="replace")
+        lines = [line for line in text.splitlines() if line.strip("=-* ")]  # not the rules
+        why = lines[-1] if lines else f"torchrun exit code {done.returncode}"
+        return _fail(queue, job.job_id, f"a training process stopped: {why}")
+    return done.returncode
+
+
+def run_rank(job_path: str | os.PathLike) -> int:
+    """One data-parallel rank of a job (started by torchrun); rank 0 alone records."""
+    job_path = Path(job_path)
+    queue = JobQueue(job_path.parent.parent)
+    job = queue.get(job_path.stem)
+    if job is None:
+        return 2
+    ranks = ranks_from_env()
+    main = ranks is None or ranks.main
+    try:
+        fit(
+            TrainConfig.from_dict(job.config),
+            cancel=_CancelFile(queue, job.job_id),
+            run_dir=queue.run_dir(job) if main else None,
+            callbacks=[JobRecorder(queue, job.job_id)] if main else [],
+            ranks=ranks,
+        )
+    except TrainingFailed:
+        return 1  # rank 0's JobRecorder recorded it
+    except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
+        return _fail(queue, job.job_id, first_line(error)) if main else 1
+    return 0
+
+
+def _on_placed_device(job: Job, config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the device the queue placed the job on (its run folder records it)."""
+    return {**config, "device": job.placed[0]} if job.placed else config
+
+
 def _run_group(queue: JobQueue, job: Job) -> int:
     """Train a group's nets in lockstep; the job ends cancelled if asked, failed if every
     net failed, else done (naming any net that failed)."""
     cancel = _CancelFile(queue, job.job_id)
     folders = [queue.runs_dir / run_id for run_id in job.run_ids]
-    results = fit_group([member["config"] for member in job.members], folders, cancel=cancel)
+    configs = [_on_placed_device(job, member["config"]) for member in job.members]
+    results = fit_group(configs, folders, cancel=cancel)
     failures = [
         f"{member['label']}: {run_info(folder).message or 'failed'}"
         for member, folder, result in zip(job.members, folders, results, strict=True)
@@ -482,10 +602,10 @@ def _run_group(queue: JobQueue, job: Job) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] != "run":
-        sys.stderr.write("usage: python -m resnet_core.training.jobs run QUEUE/JOB_ID.json\n")
+    if len(args) != 2 or args[0] not in ("run", "rank"):
+        sys.stderr.write("usage: python -m resnet_core.training.jobs run|rank QUEUE/JOB_ID.json\n")
         return 2
-    return run_job(args[1])
+    return run_job(args[1]) if args[0] == "run" else run_rank(args[1])
 
 
 if __name__ == "__main__":

@@ -139,8 +139,11 @@ def _normalization(config: TrainConfig) -> dict[str, tuple[float, ...]]:
     return {"mean": mean, "std": std}
 
 
-def train_loader(config: TrainConfig, data: Cifar10, device: torch.device) -> DeviceLoader:
-    """The shuffled training loader with the config's augmentation and normalisation."""
+def train_loader(
+    config: TrainConfig, data: Cifar10, device: torch.device, shard: tuple[int, int] = (0, 1)
+) -> DeviceLoader:
+    """The shuffled training loader with the config's augmentation and normalisation;
+    `shard` (rank, world_size) gives a data-parallel rank its part of each batch."""
     return DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -152,6 +155,7 @@ def train_loader(config: TrainConfig, data: Cifar10, device: torch.device) -> De
         flip=config.augment,
         pad_mode=config.crop_pad,
         channels_last=config.channels_last,
+        shard=shard,
         **_normalization(config),
     )
 

@@ -247,6 +247,8 @@ class RunWriter(Callback):
         self.status.update(
             device=event.device, total_steps=event.total_steps, epoch=event.start_epoch
         )
+        if event.processes:
+            self.status["processes"] = event.processes
         self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._append(event)
         self._write_status()

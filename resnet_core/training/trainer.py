@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from resnet_core.analysis.probes import grad_norm_rows
 from resnet_core.common.device import device_name, memory_budget, resolve_device
@@ -41,6 +42,16 @@ from resnet_core.training.data import (
     Cifar10,
     DeviceLoader,
     load_dataset,
+)
+from resnet_core.training.distributed import (
+    Ranks,
+    SharedCancel,
+    broadcast_floats,
+    join,
+    leave,
+    local_batch,
+    lost_rank_message,
+    sum_floats,
 )
 from resnet_core.training.events import (
     Cancelled,
@@ -148,10 +159,12 @@ def check_resources(config: TrainConfig, device: torch.device) -> None:
 
 
 def _loaders(
-    config: TrainConfig, data: Cifar10, device: torch.device
+    config: TrainConfig, data: Cifar10, device: torch.device, ranks: Ranks | None = None
 ) -> tuple[DeviceLoader, DeviceLoader]:
-    """The shuffled, augmented training loader and the plain test loader."""
-    return train_loader(config, data, device), eval_loader(config, data, device)
+    """The shuffled, augmented training loader (this rank's part of each batch) and the
+    plain test loader."""
+    shard = (ranks.rank, ranks.world_size) if ranks is not None else (0, 1)
+    return train_loader(config, data, device, shard), eval_loader(config, data, device)
 
 
 def _step_marker(config: TrainConfig) -> Callable[[], None]:
@@ -210,6 +223,10 @@ class Trainer:
     batch, as a lockstep group drives it), `evaluate()`, `checkpoint(event, improved)`. Every event goes to the callbacks (`Callback.on_event`); with a `run_dir`
     (or `resume`) a `RunWriter` records the run there.
 
+    With `ranks` (a data-parallel rank under torchrun, `resnet_core.training.distributed`)
+    the trainer joins the process group, wraps the model in DistributedDataParallel and
+    trains on its part of every global batch; only rank 0 records the run.
+
     Attributes (after `setup`): config, device, data, model (the network being trained),
     forward (the model or its compiled wrapper), optimizer, scaler, train_loader,
     test_loader, step, epoch, best_test_acc, final_test_acc, history (EpochEnd events).
@@ -223,8 +240,11 @@ class Trainer:
         run_dir: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None,
         data: Cifar10 | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
         self.config = TrainConfig.from_dict(config)
+        self.ranks = ranks
+        self.world_size = ranks.world_size if ranks is not None else 1
         self.data = data  # loaded in setup() unless given (a lockstep group shares one copy)
         self.cancel = cancel  # anything with is_set(), checked before every step
         self.resume = Path(resume) if resume is not None else None
@@ -243,7 +263,9 @@ class Trainer:
 
     def record_in(self, run_dir: str | os.PathLike) -> None:
         """Record the run in `run_dir` instead of where it was to be recorded (a RunWriter,
-        called before the other callbacks)."""
+        called before the other callbacks). A data-parallel rank other than 0 records nothing."""
+        if self.ranks is not None and not self.ranks.main:
+            return
         resuming = self.resume is not None and Path(run_dir).resolve() == self.resume.resolve()
         writer = RunWriter(run_dir, resume=resuming)  # refuses a folder holding another run
         self.run_dir = run_dir
@@ -262,6 +284,10 @@ class Trainer:
         config = self.config
         self.device = resolve_device(config.device)
         check_resources(config, self.device)
+        if self.ranks is not None:
+            local_batch(config.batch_size, self.ranks)  # refuses a batch that does not split
+            self.device = join(self.ranks, self.device)
+            self.cancel = SharedCancel(self.cancel, self.device, config.log_every)
         checkpoint = load_checkpoint(self.resume / "last.pt") if self.resume else None
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -272,14 +298,24 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         if checkpoint is not None:
             self._restore(model, checkpoint)
-        self.train_loader, self.test_loader = _loaders(config, self.data, self.device)
-        self.forward = torch.compile(model, mode=config.compile_mode) if config.compile else model
+        self.train_loader, self.test_loader = _loaders(config, self.data, self.device, self.ranks)
+        forward = self._parallel(model)
+        self.forward = (
+            torch.compile(forward, mode=config.compile_mode) if config.compile else forward
+        )
         self.mark_step = _step_marker(config)
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.resumed = checkpoint is not None
         self.model = model
         return self
+
+    def _parallel(self, model: nn.Module) -> nn.Module:
+        """The model, wrapped in DistributedDataParallel on a data-parallel rank."""
+        if self.ranks is None:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     def _restore(self, model: nn.Module, checkpoint: dict) -> None:
         try:
@@ -327,6 +363,7 @@ class Trainer:
             pid=os.getpid(),
             run_dir=str(self.run_dir) if self.run_dir else None,
             torch=str(torch.__version__),
+            processes=self.world_size if self.ranks is not None else None,
         )
 
     # One step, one epoch, one evaluation -----------------------------------------------------
@@ -392,7 +429,18 @@ class Trainer:
         tally = self.begin_epoch(epoch)
         for images, labels in self.train_loader:
             self.fit_batch(tally, images, labels)
+        if self.ranks is not None:
+            self._pool(tally)
         return tally.result()
+
+    def _pool(self, tally: EpochTally) -> None:
+        """Sum an epoch's loss, hits and images over the ranks (every rank saw a part)."""
+        loss, correct, seen = sum_floats(
+            [float(tally.loss_sum), int(tally.correct), tally.seen], self.device
+        )
+        tally.loss_sum.fill_(loss)
+        tally.correct.fill_(int(correct))
+        tally.seen = int(seen)
 
     def _log_step(self, loss: torch.Tensor, accuracy: float, tally: EpochTally) -> None:
         value = float(loss)  # the host sync of a logged step (the batch's hits came with it)
@@ -402,6 +450,7 @@ class Trainer:
         window = tally.window
         window.append((now, tally.seen))
         rate = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
+        rate *= self.world_size  # every rank trains on as many images as this one
         remaining = self.total_steps - self.step
         self.emit(
             Step(
@@ -418,6 +467,8 @@ class Trainer:
 
     def evaluate(self) -> tuple[float, float]:
         """Test loss and accuracy of the current weights; CancelRun if cancelled part-way."""
+        if self.ranks is not None:
+            return self._evaluate_on_rank_0()
         result = evaluate(
             self.forward, self.test_loader, self.config.precision, self.cancel, self.mark_step
         )
@@ -425,6 +476,14 @@ class Trainer:
             self.check_cancel()
             raise CancelRun("cancelled during evaluation")
         return result
+
+    def _evaluate_on_rank_0(self) -> tuple[float, float]:
+        """Rank 0 evaluates its weights (those it saves) and hands the result to the others."""
+        result = (0.0, 0.0)
+        if self.ranks.main:
+            result = evaluate(self.model, self.test_loader, self.config.precision)
+        loss, accuracy = broadcast_floats(result, self.device)
+        return loss, accuracy
 
     def end_epoch(
         self, epoch: int, train_loss: float, train_acc: float, seconds: float
@@ -493,11 +552,15 @@ class Trainer:
             raise
         except Exception as error:  # noqa: BLE001 - reported as an event, then re-raised
             message = failure_message(error, self.config.batch_size, self.config.lr)
+            if self.ranks is not None:
+                message = lost_rank_message(error, message)
             self.outcome = self.emit(self._failed_event(message, error))
             raise TrainingFailed(message) from error
         finally:
             for callback in self.callbacks:
                 callback.on_close(self)
+            if self.ranks is not None:
+                leave()
         return self.result()
 
     def _done_event(self) -> Done:
@@ -554,6 +617,7 @@ def fit(
     run_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
+    ranks: Ranks | None = None,
 ) -> FitResult:
     """Train a network; `on_event` gets every event as a dict (`Event.to_dict()`).
 
@@ -568,6 +632,8 @@ def fit(
         resume: a run dir whose last.pt to continue from (also recorded there unless
             run_dir is given).
         callbacks: more listeners, called after `on_event`.
+        ranks: this process's place in a data-parallel run under torchrun
+            (`resnet_core.training.distributed.ranks_from_env()`); None for one process.
 
     Returns:
         FitResult with state "done" or "cancelled".
@@ -577,7 +643,7 @@ def fit(
         TrainingFailed: training broke after it started (a "failed" event came first).
     """
     listeners = [EventFunction(on_event)] if on_event is not None else []
-    trainer = Trainer(config, [*listeners, *callbacks], cancel, run_dir, resume)
+    trainer = Trainer(config, [*listeners, *callbacks], cancel, run_dir, resume, ranks=ranks)
     return trainer.fit()
 
 
