@@ -171,3 +171,24 @@ def test_shipped_grad_flow_runs_draw_a_heat_map():
     assert set(frame["net"]) == {"plain20", "resnet20"}
     assert (frame.groupby("net")["step"].nunique() >= 20).all()  # every 10 of 234 steps
     assert (frame.groupby("net")["index"].nunique() == 20).all()  # 19 convs and the fc layer
+
+
+def _first_last_ratios(folder: str, nets: tuple[str, str]) -> dict[str, pd.Series]:
+    events = {net: read_events(shipped_root() / folder / net) for net in nets}
+    grads = lockstep_frames(events).grads
+    return {net: grads[grads["net"] == net]["ratio"] for net in nets}
+
+
+def test_shipped_56_layer_runs_show_the_input_end_starved_in_the_plain_net():
+    # checkpoints/demo/README.md, "grad_flow56/": the figures it quotes
+    ratios = _first_last_ratios("grad_flow56", ("plain56", "resnet56"))
+    plain, residual = ratios["plain56"].median(), ratios["resnet56"].median()
+    assert round(plain, 2) == 0.28 and round(residual, 2) == 1.82
+    assert round(ratios["plain56"].min(), 2) == 0.08
+    shallow = _first_last_ratios("grad_flow", ("plain20", "resnet20"))["plain20"].median()
+    assert plain < 0.5 < 1 < residual and plain < shallow  # deeper plain: weaker input end
+    best = {
+        net: read_events(shipped_root() / "grad_flow56" / net)[-1].best_test_acc
+        for net in ("plain56", "resnet56")
+    }
+    assert best["resnet56"] > best["plain56"] + 0.1
