@@ -59,6 +59,7 @@ def test_streamlit_settings():
     assert config["theme"]["base"] == "light"
     # Streamlit's own list of the files in pages/ never shows; app.py draws the page links
     assert config["client"]["showSidebarNavigation"] is False
+    assert config["client"]["toolbarMode"] == "viewer"
     # what made ten sessions at once slow (benchmarks/concurrent_pages.py)
     assert config["server"]["fileWatcherType"] == "none"
     assert config["runner"]["postScriptGC"] is False
