@@ -337,39 +337,83 @@ def image_grid(
 
     tiles = _tiles(images, scale)
     height, width = tiles.shape[1:3] if len(tiles) else (32 * scale, 32 * scale)
-    font, gap = _font(font_size), max(6, font_size // 3)
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-
-    def widest(texts: Sequence[str] | None) -> int:
-        lines = (line for text in texts or [] for line in text.split("\n"))
-        return int(max((measure.textlength(line, font=font) for line in lines), default=0))
-
-    lines = max((c.count("\n") + 1 for c in captions), default=0) if captions else 0
-    left = widest(row_labels) + 2 * gap if row_labels else 0
-    top = font_size + gap if column_labels else 0
-    cell_w = max(width, widest(captions), widest(column_labels)) + gap
-    cell_h = height + lines * (font_size + 4) + gap
-    rows = max(1, math.ceil(len(tiles) / columns))
-
-    def x_of(column: int) -> int:
-        return left + column * cell_w + (2 * gap * (column // group) if group else 0)
-
-    canvas = Image.new("RGB", (x_of(columns - 1) + cell_w, top + rows * cell_h), "white")
+    font = _font(font_size)
+    texts = {"captions": captions, "rows": row_labels, "columns": column_labels}
+    layout = _GridLayout.of((len(tiles), height, width), columns, group, (font, font_size), texts)
+    canvas = Image.new("RGB", layout.size(columns), "white")
     draw = ImageDraw.Draw(canvas)
     for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
-        x, y = x_of(column), top + row * cell_h
+        x, y = layout.x_of(column), layout.top + row * layout.cell_h
         canvas.paste(Image.fromarray(tile), (x, y))
         if captions:
             colour = caption_colours[index] if caption_colours else TEXT_COLOUR
             draw.multiline_text((x, y + height + 2), captions[index], colour, font, spacing=4)
     for row, label in enumerate(row_labels or []):
-        draw.text((0, top + row * cell_h + height // 2), label, TEXT_COLOUR, font, anchor="lm")
+        y = layout.top + row * layout.cell_h + height // 2
+        draw.text((0, y), label, TEXT_COLOUR, font, anchor="lm")
     for column, label in enumerate(column_labels or []):
-        draw.text((x_of(column), 0), label, TEXT_COLOUR, font)
+        draw.text((layout.x_of(column), 0), label, TEXT_COLOUR, font)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class _GridLayout:
+    """Where the cells of an image grid go: margins for the labels, cell size, group gaps."""
+
+    left: int
+    top: int
+    cell_w: int
+    cell_h: int
+    rows: int
+    gap: int
+    group: int
+
+    @classmethod
+    def of(
+        cls,
+        shape: tuple[int, int, int],
+        columns: int,
+        group: int,
+        font: tuple,
+        texts: dict[str, Sequence[str] | None],
+    ) -> _GridLayout:
+        """The layout of `shape` = (count, height, width) tiles with their `texts`
+        (captions, row and column labels, each None for none) in `font` = (font, size)."""
+        from PIL import Image, ImageDraw
+
+        count, height, width = shape
+        font, font_size = font
+        gap = max(6, font_size // 3)
+        measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+        def widest(lines_of: Sequence[str] | None) -> int:
+            lines = (line for text in lines_of or [] for line in text.split("\n"))
+            return int(max((measure.textlength(line, font=font) for line in lines), default=0))
+
+        captions, rows, column_labels = texts["captions"], texts["rows"], texts["columns"]
+        lines = max((c.count("\n") + 1 for c in captions), default=0) if captions else 0
+        return cls(
+            left=widest(rows) + 2 * gap if rows else 0,
+            top=font_size + gap if column_labels else 0,
+            cell_w=max(width, widest(captions), widest(column_labels)) + gap,
+            cell_h=height + lines * (font_size + 4) + gap,
+            rows=max(1, math.ceil(count / columns)),
+            gap=gap,
+            group=group,
+        )
+
+    def x_of(self, column: int) -> int:
+        return (
+            self.left
+            + column * self.cell_w
+            + (2 * self.gap * (column // self.group) if self.group else 0)
+        )
+
+    def size(self, columns: int) -> tuple[int, int]:
+        return self.x_of(columns - 1) + self.cell_w, self.top + self.rows * self.cell_h
 
 
 def augmentation_grid(

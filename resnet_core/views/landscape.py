@@ -333,15 +333,9 @@ def _band_labels(levels: list[float]) -> list[str]:
     )
 
 
-def surface_chart(frame: pd.DataFrame, side: int = 340) -> alt.FacetChart:
-    """Heat maps of the training loss over (a, b), one per net, side by side on one shared
-    scale of loss bands (contour-like: each colour is one band of a 1-2-5 log scale), with a
-    cross at the trained weights.
-
-    Args:
-        frame: columns net, residual, alpha, beta, loss.
-    """
-    nets = _net_order(frame)
+def _banded(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str], float]:
+    """The surface with each point's cell edges and loss band; the band labels, their
+    colours (dark to light over the whole palette) and the half grid step."""
     frame = frame.copy()
     half = _half_step(frame)
     for axis in ("alpha", "beta"):
@@ -351,24 +345,27 @@ def surface_chart(frame: pd.DataFrame, side: int = 340) -> alt.FacetChart:
     labels = _band_labels(levels)
     bands = pd.cut(frame["loss"], [0.0, *levels, math.inf], labels=labels, right=False)
     frame["band"] = bands.astype(str)
-    last = len(BAND_COLOURS) - 1  # spread the bands over the whole palette, dark to light
+    last = len(BAND_COLOURS) - 1
     colours = [BAND_COLOURS[round(i * last / max(len(labels) - 1, 1))] for i in range(len(labels))]
-    extent = [-1 - half, 1 + half]
-    base = alt.Chart(frame)
-    heat = base.mark_rect().encode(
-        x=alt.X(
-            "alpha_low:Q",
-            title="step a along d1",
-            scale=alt.Scale(domain=extent, nice=False),
-            axis=alt.Axis(grid=False),
-        ),
+    return frame, labels, colours, half
+
+
+def _grid_axis(field: str, title: str, extent: list[float]) -> dict:
+    return {
+        "field": field,
+        "type": "quantitative",
+        "title": title,
+        "scale": alt.Scale(domain=extent, nice=False),
+        "axis": alt.Axis(grid=False),
+    }
+
+
+def _heat(base: alt.Chart, labels: list[str], colours: list[str], extent: list[float]) -> alt.Chart:
+    """One rectangle per grid point, coloured by its loss band."""
+    return base.mark_rect().encode(
+        x=alt.X(**_grid_axis("alpha_low", "step a along d1", extent)),
         x2="alpha_high:Q",
-        y=alt.Y(
-            "beta_low:Q",
-            title="step b along d2",
-            scale=alt.Scale(domain=extent, nice=False),
-            axis=alt.Axis(grid=False),
-        ),
+        y=alt.Y(**_grid_axis("beta_low", "step b along d2", extent)),
         y2="beta_high:Q",
         color=alt.Color(
             "band:N",
@@ -385,6 +382,20 @@ def surface_chart(frame: pd.DataFrame, side: int = 340) -> alt.FacetChart:
             alt.Tooltip("accuracy:Q", format=".1%"),
         ],
     )
+
+
+def surface_chart(frame: pd.DataFrame, side: int = 340) -> alt.FacetChart:
+    """Heat maps of the training loss over (a, b), one per net, side by side on one shared
+    scale of loss bands (contour-like: each colour is one band of a 1-2-5 log scale), with a
+    cross at the trained weights.
+
+    Args:
+        frame: columns net, residual, alpha, beta, loss.
+    """
+    nets = _net_order(frame)
+    frame, labels, colours, half = _banded(frame)
+    base = alt.Chart(frame)
+    heat = _heat(base, labels, colours, [-1 - half, 1 + half])
     centre = (
         base.transform_filter("datum.alpha == 0 && datum.beta == 0")
         .mark_point(shape="cross", size=260, filled=True, color="#ffffff", stroke="#000000")
