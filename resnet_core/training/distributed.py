@@ -125,10 +125,18 @@ def join(ranks: Ranks, device: torch.device) -> torch.device:
     return device
 
 
-def leave() -> None:
-    """Leave the process group (after the run, however it ended)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave(together: bool) -> None:
+    """Leave the process group (after the run, however it ended). `together`: every rank got
+    to the end, so wait for all of them first; tearing gloo down while a peer still talks can
+    abort the process ("terminate called without an active exception")."""
+    if not dist.is_initialized():
+        return
+    if together:
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer is gone: there is nothing left to wait for
+            pass
+    dist.destroy_process_group()
 
 
 # What a collective call says when a peer process has gone (gloo, nccl, the c10d store).

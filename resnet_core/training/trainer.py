@@ -538,14 +538,17 @@ class Trainer:
         """
         self.setup()
         self._started = time.perf_counter()
+        together = False  # every rank reached the same end (done, or a shared cancel)
         try:
             self.emit(self.start_event())
             for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
                 train_loss, train_acc, seconds = self.train_epoch(epoch)
                 self.end_epoch(epoch, train_loss, train_acc, seconds)
             self.model.eval()
+            together = True
             self.outcome = self.emit(self._done_event())
         except CancelRun as stop:
+            together = True
             self.outcome = self.emit(self._cancelled_event(str(stop)))
         except KeyboardInterrupt:
             self.outcome = self.emit(self._cancelled_event("interrupted (Ctrl-C)"))
@@ -560,7 +563,7 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_close(self)
             if self.ranks is not None:
-                leave()
+                leave(together)
         return self.result()
 
     def _done_event(self) -> Done:
