@@ -94,7 +94,7 @@ def _sample(item: dataclasses.Field):
     if choices:
         value = next(choice for choice in choices if choice != default)
     elif isinstance(default, float):
-        value = default / 2
+        value = default / 2 or 0.5
     elif isinstance(default, int) or item.name == "subset":
         value = (default or 19) + 1
     elif item.name in STR_SAMPLES:

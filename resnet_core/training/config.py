@@ -32,6 +32,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # launch on CUDA, which is what short-step GPU runs are limited by (benchmarks/RESULTS.md).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DATASETS = ("cifar10", "synthetic")
+TTA_MODES = ("none", "flip")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 EVAL_BATCH_SIZE = 1000
 
@@ -142,6 +143,17 @@ class TrainConfig:
         0.1, "schedule step: the factor each drop multiplies the lr by, in (0, 1]"
     )
     label_smoothing: float = option(0.1, "cross-entropy label smoothing, in [0, 1)")
+    ema: float = option(
+        0.0,
+        "exponential moving average of the weights, decay per step in [0, 1) (0 = off); "
+        "evaluation and checkpoints use the averaged weights",
+    )
+    tta: str = option(
+        "none",
+        "test-time augmentation at evaluation: none, or flip (average the logits of each "
+        "image and its mirror image)",
+        TTA_MODES,
+    )
     augment: bool = option(
         True, "random crops and horizontal flips of the training images (false: neither)"
     )
@@ -237,6 +249,8 @@ class TrainConfig:
             raise ConfigError(f"gamma: {self.gamma} must be > 0, e.g. 0.1 for a tenfold drop")
         smoothing = _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
         set_(self, "label_smoothing", smoothing)
+        set_(self, "ema", _number("ema", self.ema, 0.0, 1.0, high_open=True))
+        _choice("tta", self.tta, TTA_MODES)
 
     def _check_run(self) -> None:
         """Data, augmentation, device, precision and logging settings."""
