@@ -8,8 +8,14 @@ client, each against its own server:
 - `protocol`: a small client per session that speaks Streamlit's websocket protocol, asks
   for the page and waits for the script run to finish. This is the server's part of a page
   load, as ten students on their own laptops would see it.
-- `browser`: headless Chromium tabs (title drawn and script run finished). The tabs draw
-  the charts on the same cores as the server, so this overstates what a class would see.
+- `browser`: headless Chromium tabs, each page opened by its address (a fresh load of the
+  whole web app: title drawn and script run finished). The tabs draw the charts on the
+  same cores as the server, so this overstates what a class would see.
+- `in-app`: each tab opens the app once, then moves from page to page by clicking the
+  sidebar's links, as a student does after the first load (no fresh load of the web app).
+
+`--floor` adds the same browser load of a page that holds only a title and a line of text,
+served the same way: what ten tabs cost on these cores before the app draws anything.
 
 And two server settings, side by side: the app's own (.streamlit/config.toml) and
 Streamlit's defaults for the two settings that decide it (file watcher, post-run GC).
@@ -50,6 +56,15 @@ from resnet_core.common.files import write_json_atomic  # noqa: E402
 
 PAGES = {"build": "", "gradients": "gradients", "lecture": "lecture"}
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
+# True once the page's title differs from `old` and its script run has finished.
+_MOVED = """old => {
+    const app = document.querySelector('[data-testid=stApp]');
+    const title = document.querySelector('h1');
+    return app && title && title.textContent !== old
+        && app.getAttribute('data-test-script-state') === 'notRunning';
+}"""
+FLOOR_PAGE = 'import streamlit as st\nst.title("A title")\nst.write("and a line of text")\n'
+
 # Streamlit's defaults for what .streamlit/config.toml changes for speed.
 SETTINGS = {
     "app": [],
@@ -63,13 +78,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(port: int, scratch: Path, flags: list[str]) -> subprocess.Popen:
+def _start_server(
+    port: int, scratch: Path, flags: list[str], script: str = "app.py"
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "RESNET_EXPLORER_CHECKPOINTS": str(scratch / "checkpoints"),
         "RESNET_EXPLORER_DATA": str(scratch / "no-data"),
     }
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true"]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", *flags]
     log = open(scratch / "server.log", "w")  # noqa: SIM115 - closed with the process
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -89,6 +106,15 @@ async def _open(page, url: str) -> float:
     await page.goto(url)
     await page.wait_for_selector("h1", timeout=300_000)
     await page.wait_for_selector(SETTLED, timeout=300_000)
+    return time.perf_counter() - started
+
+
+async def _click(page, path: str) -> float:
+    """Move to a page by its sidebar link; seconds until its title and script run are done."""
+    old = await page.locator("h1").first.text_content()
+    started = time.perf_counter()
+    await page.locator(f'a[data-testid=stPageLink-NavLink][href="{path}"]').first.click()
+    await page.wait_for_function(_MOVED, arg=old, timeout=300_000, polling=50)
     return time.perf_counter() - started
 
 
@@ -129,16 +155,37 @@ async def _session(browser, base: str, pages: list[str]) -> dict[str, float]:
     return times
 
 
-async def _measure_browser(base: str, sessions: int, pages: list[str]) -> list[dict]:
+async def _in_app_session(browser, base: str, pages: list[str]) -> dict[str, float]:
+    """Open the app on its first page, then click through the others (and back to it)."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1800})
+    page = await context.new_page()
+    first, *rest = pages
+    times = {f"{first} (first load)": await _open(page, f"{base}/{PAGES[first]}")}
+    for name in [*rest, first] if rest else []:
+        times[name] = await _click(page, PAGES[name])
+    await context.close()
+    return times
+
+
+async def _measure_browser(
+    base: str, sessions: int, pages: list[str], session=_session
+) -> list[dict]:
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
         )
-        await _session(browser, base, list(PAGES))  # warm-up: imports, first traces
-        results = await asyncio.gather(*(_session(browser, base, pages) for _ in range(sessions)))
+        await session(browser, base, pages)  # warm-up: imports, first traces
+        results = await asyncio.gather(*(session(browser, base, pages) for _ in range(sessions)))
         await browser.close()
     return list(results)
+
+
+async def _measure_in_app(base: str, sessions: int, pages: list[str]) -> list[dict]:
+    return await _measure_browser(base, sessions, pages, _in_app_session)
+
+
+MEASURES = {"protocol": _measure_protocol, "browser": _measure_browser, "in-app": _measure_in_app}
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -150,9 +197,9 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _table(results: list[dict[str, float]], pages: list[str], **labels) -> list[dict]:
+def _table(results: list[dict[str, float]], **labels) -> list[dict]:
     rows = []
-    for name in pages:
+    for name in results[0]:
         times = [result[name] for result in results]
         rows.append(
             {
@@ -165,12 +212,19 @@ def _table(results: list[dict[str, float]], pages: list[str], **labels) -> list[
     return rows
 
 
-def _one_setting(clients: str, flags: list[str], sessions: int, pages: list[str]) -> tuple:
-    """Rows of page times and the server's CPU seconds, for one kind of client and settings."""
-    measure = _measure_protocol if clients == "protocol" else _measure_browser
+def _one_setting(
+    clients: str, flags: list[str], sessions: int, pages: list[str], floor: bool = False
+) -> tuple:
+    """Rows of page times and the server's CPU seconds, for one kind of client and settings
+    (`floor`: the minimal page instead of the app)."""
+    measure = MEASURES[clients]
     with tempfile.TemporaryDirectory() as scratch:
         port = _free_port()
-        server = _start_server(port, Path(scratch), flags)
+        script = "app.py"
+        if floor:
+            script = str(Path(scratch) / "floor.py")
+            Path(script).write_text(FLOOR_PAGE)
+        server = _start_server(port, Path(scratch), flags, script)
         try:
             cpu_before = _cpu_seconds(server.pid)
             results = asyncio.run(measure(f"http://127.0.0.1:{port}", sessions, pages))
@@ -184,10 +238,10 @@ def _one_setting(clients: str, flags: list[str], sessions: int, pages: list[str]
 
 def _print(rows: list[dict], sessions: int) -> None:
     print(f"{sessions} sessions at once, {os.cpu_count()} CPUs, Streamlit {streamlit.__version__}")
-    print(f"{'clients':<9} {'settings':<19} {'page':<10} {'median (s)':>10} {'max (s)':>8}")
+    print(f"{'clients':<9} {'settings':<19} {'page':<22} {'median (s)':>10} {'max (s)':>8}")
     for row in rows:
         print(
-            f"{row['clients']:<9} {row['settings']:<19} {row['page']:<10} "
+            f"{row['clients']:<9} {row['settings']:<19} {row['page']:<22} "
             f"{row['median_s']:>10.2f} {row['max_s']:>8.2f}"
         )
 
@@ -197,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
     parser.add_argument(
-        "--clients", nargs="+", choices=("protocol", "browser"), default=["protocol", "browser"]
+        "--clients", nargs="+", choices=list(MEASURES), default=["protocol", "browser"]
+    )
+    parser.add_argument(
+        "--floor", action="store_true", help="add ten browser loads of a title-only page"
     )
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
@@ -206,8 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     for clients in args.clients:
         for settings in args.settings:
             results, cpu = _one_setting(clients, SETTINGS[settings], args.sessions, args.pages)
-            rows += _table(results, args.pages, clients=clients, settings=settings)
+            rows += _table(results, clients=clients, settings=settings)
             server_cpu[f"{clients}, {settings}"] = cpu  # warm-up session included
+    if args.floor:
+        results, _ = _one_setting("browser", SETTINGS["app"], args.sessions, ["build"], True)
+        rows += _table(
+            [{"title-only page": r["build"]} for r in results], clients="browser", settings="app"
+        )
     _print(rows, args.sessions)
     print(
         "app server CPU-s (warm-up included): "

@@ -445,17 +445,35 @@ def test_lesion_a_run_of_your_own_with_progress(page, server):
     assert "synthetic" in page.inner_text("[data-testid=stMain]")
 
 
-def test_the_load_benchmarks_protocol_client_gets_a_whole_page(server):
-    # benchmarks/concurrent_pages.py times the server's part of a page load with this client
-    import asyncio
+def _load_benchmark():
     import importlib.util
-    from concurrent.futures import ThreadPoolExecutor
 
     path = ROOT / "benchmarks" / "concurrent_pages.py"
     spec = importlib.util.spec_from_file_location("concurrent_pages", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    # in a thread of its own: Playwright's sync API keeps an event loop in this one
+    return bench
+
+
+def _in_own_thread(coroutine):
+    # Playwright's sync API keeps an event loop in the test's thread
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(1) as pool:
-        seconds = pool.submit(asyncio.run, bench._ask(server["url"], "lecture")).result()
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def test_the_load_benchmarks_protocol_client_gets_a_whole_page(server):
+    # benchmarks/concurrent_pages.py times the server's part of a page load with this client
+    seconds = _in_own_thread(_load_benchmark()._ask(server["url"], "lecture"))
     assert 0 < seconds < HANG_S
+
+
+def test_the_load_benchmarks_in_app_client_moves_by_the_sidebar_links(server):
+    # the `in-app` clients open the app once, then click from page to page
+    bench = _load_benchmark()
+    measure = bench._measure_in_app(server["url"], 1, ["build", "gradients"])
+    (times,) = _in_own_thread(measure)
+    assert list(times) == ["build (first load)", "gradients", "build"]
+    assert all(0 < seconds < HANG_S for seconds in times.values())
