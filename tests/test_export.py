@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from resnet_core import ArchSpec, build_model, trace_blocks
 from resnet_core.cli.main import main
 from resnet_core.nets.onnx_export import ExportError, check_exportable, input_side, to_onnx
-from resnet_core.training.runs import read_metrics
+from resnet_core.training.runs import load_run, read_metrics
 from resnet_core.views.diagram_svg import block_diagram_svg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,3 +175,33 @@ def test_tensorboard_export_of_a_run_without_metrics(tmp_path):
     (run / "status.json").write_text(json.dumps({"state": "queued"}))
     assert main(["runs", "export", str(run), "--tensorboard", str(tmp_path / "tb")]) == 2
     assert not (tmp_path / "tb").exists()
+
+
+# A run's trained net as ONNX -------------------------------------------------------------
+def test_runs_export_onnx_gives_the_trained_nets_logits(tmp_path, capsys):
+    out = tmp_path / "trained.onnx"
+    assert main(["runs", "export", str(SHIPPED_RUN), "--onnx", str(out)]) == 0
+    assert "best.pt" in capsys.readouterr().out
+    model, _ = load_run(SHIPPED_RUN, "best")
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(images).numpy()
+    session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"images": images.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * max(1, np.abs(expected).max()))
+    fresh = build_model("resnet20").eval()
+    with torch.no_grad():  # the file holds the run's weights, not fresh ones
+        assert not np.allclose(fresh(images).numpy(), got, atol=1e-2)
+
+
+def test_runs_export_onnx_refuses_an_existing_file_and_asks_for_a_format(tmp_path, capsys):
+    out = tmp_path / "mine.onnx"
+    out.write_bytes(b"precious")
+    assert main(["runs", "export", str(SHIPPED_RUN), "--onnx", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert main(["runs", "export", str(SHIPPED_RUN)]) == 2
+    assert "--tensorboard DIR and/or --onnx FILE" in capsys.readouterr().err
+    args = ["runs", "export", str(tmp_path / "nope"), "--onnx", str(tmp_path / "x.onnx")]
+    assert main(args) == 2
+    assert not (tmp_path / "x.onnx").exists()

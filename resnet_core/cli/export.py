@@ -2,7 +2,9 @@
 
 `export NET --format onnx [--out FILE]` writes a net as an ONNX file (for Netron or any ONNX
 runtime); `runs export RUN --tensorboard DIR` writes a run's metrics as TensorBoard event
-files. Neither overwrites anything: an existing FILE, or a DIR that holds files, is refused.
+files, and `runs export RUN --onnx FILE` its trained net (best.pt, or last.pt with
+`--checkpoint last`). Nothing is overwritten: an existing FILE, or a DIR that holds files,
+is refused.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from resnet_core.cli.main import CliError, load_spec_argument, whole_number
 from resnet_core.common.files import write_bytes_atomic
 from resnet_core.nets.onnx_export import ONNX_OPSET, check_exportable, input_side, to_onnx
+from resnet_core.training.runs import load_run
 from resnet_core.training.tensorboard_export import export_tensorboard
 
 __all__ = ["register", "add_runs_export", "cmd_export", "cmd_runs_export"]
@@ -44,18 +49,26 @@ def register(subparsers: Any) -> None:
 
 
 def add_runs_export(runs_parser: argparse.ArgumentParser) -> None:
-    """Add `runs export RUN --tensorboard DIR` under the `runs` subcommand."""
+    """Add `runs export RUN --tensorboard DIR --onnx FILE` under the `runs` subcommand."""
     actions = runs_parser.add_subparsers(
         dest="runs_action", metavar="{export}", parser_class=type(runs_parser)
     )
     export = actions.add_parser(
         "export",
-        help="write a run's metrics as TensorBoard event files",
-        description="Write every scalar of a run's metrics.jsonl as TensorBoard event files; "
-        "view them with `tensorboard --logdir DIR`. DIR must be new or empty.",
+        help="write a run's metrics as TensorBoard event files, or its net as ONNX",
+        description="Write every scalar of a run's metrics.jsonl as TensorBoard event files "
+        "(view them with `tensorboard --logdir DIR`; DIR must be new or empty), and/or the "
+        "trained net as an ONNX model (FILE must not exist).",
     )
     export.add_argument("run", metavar="RUN", help="run folder or run id")
-    export.add_argument("--tensorboard", metavar="DIR", required=True, help="output folder")
+    export.add_argument("--tensorboard", metavar="DIR", default=None, help="output folder")
+    export.add_argument("--onnx", metavar="FILE", default=None, help="output .onnx file")
+    export.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="weights for --onnx: best.pt (default) or last.pt",
+    )
     # SUPPRESS: a --root given before `export` is kept
     export.add_argument("--root", "--runs-root", dest="root", default=argparse.SUPPRESS)
     export.set_defaults(func=cmd_runs_export)
@@ -88,10 +101,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_new(out: Path, data: bytes) -> None:
+    if out.exists():
+        raise CliError(f"{out}: already exists; remove it or choose another file")
+    write_bytes_atomic(out, data)
+
+
+def _export_run_onnx(args: argparse.Namespace) -> None:
+    out = Path(args.onnx)
+    if out.exists():  # refused before the run is read
+        raise CliError(f"{out}: already exists; remove it or choose another file")
+    model, info = load_run(args.run, args.checkpoint, root=getattr(args, "root", None))
+    data = to_onnx(model.to(memory_format=torch.contiguous_format))
+    _write_new(out, data)
+    print(
+        f"wrote {out} ({len(data) / 1e6:.1f} MB, ONNX opset {ONNX_OPSET}): the trained net of "
+        f"{info.id} ({args.checkpoint}.pt); open it in Netron"
+    )
+
+
 def cmd_runs_export(args: argparse.Namespace) -> int:
     """Handler of `runs export`."""
-    count = export_tensorboard(args.run, args.tensorboard, getattr(args, "root", None))
-    print(
-        f"wrote {count} values to {args.tensorboard}; view: tensorboard --logdir {args.tensorboard}"
-    )
+    if args.tensorboard is None and args.onnx is None:
+        raise CliError("runs export: say what to write: --tensorboard DIR and/or --onnx FILE")
+    if args.onnx is not None:
+        _export_run_onnx(args)
+    if args.tensorboard is not None:
+        count = export_tensorboard(args.run, args.tensorboard, getattr(args, "root", None))
+        print(
+            f"wrote {count} values to {args.tensorboard}; "
+            f"view: tensorboard --logdir {args.tensorboard}"
+        )
     return 0
