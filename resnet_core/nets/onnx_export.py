@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from resnet_core.nets.model import build_model, model_spec
-from resnet_core.nets.size import estimate_params
+from resnet_core.nets.size import check_params
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, SpecError, resolve_spec, spec_label
 
 __all__ = [
@@ -54,12 +54,7 @@ def input_side(spec: ArchSpec) -> int:
 
 def check_exportable(spec: ArchSpec) -> None:
     """Raise ExportError if the net is too big to export as one ONNX file."""
-    estimate = estimate_params(spec)
-    if estimate > MAX_ONNX_PARAMS:
-        raise ExportError(
-            f"about {estimate / 1e6:,.0f} M parameters is too big for an ONNX export "
-            f"(limit {MAX_ONNX_PARAMS / 1e6:.0f} M); use fewer blocks or narrower stages"
-        )
+    check_params(spec, MAX_ONNX_PARAMS, "for an ONNX export", ExportError)
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:

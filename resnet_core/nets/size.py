@@ -35,14 +35,23 @@ def estimate_params(spec: ArchSpec) -> int:
     return total + channels * spec.num_classes
 
 
+def check_params(spec: ArchSpec, limit: int, what: str, error: type[SpecError] = SpecError) -> None:
+    """Raise `error` if the net's estimated parameters exceed `limit`; `what` ends the
+    sentence "about N M parameters is too big ..." (e.g. "to build here")."""
+    estimate = estimate_params(spec)
+    if estimate > limit:
+        raise error(
+            f"about {estimate / 1e6:,.0f} M parameters is too big {what} "
+            f"(limit {limit / 1e6:.0f} M); use fewer blocks or narrower stages"
+        )
+
+
 def check_buildable(spec: ArchSpec) -> None:
     """Raise SpecError if the net is too big to build and trace interactively."""
-    estimate = estimate_params(spec)
-    if estimate > MAX_PARAMS:
-        raise SpecError(
-            f"size: about {estimate / 1e6:,.0f} M parameters is too big to build here "
-            f"(limit {MAX_PARAMS / 1e6:.0f} M); use fewer blocks or narrower stages"
-        )
+    try:
+        check_params(spec, MAX_PARAMS, "to build here")
+    except SpecError as error:
+        raise SpecError(f"size: {error}") from None
 
 
 # Memory ------------------------------------------------------------------------------------
