@@ -180,16 +180,6 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m resnet_core", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -215,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grads.add_argument("models", nargs="+", metavar="NAME")
     grads.add_argument("--batch", type=_positive, default=64)
-    grads.add_argument("--seed", type=_seed, default=0)
+    grads.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0)
     grads.add_argument("--format", choices=formats, default="table")
     grads.add_argument(
         "--weights",
