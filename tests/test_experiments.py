@@ -72,6 +72,8 @@ SHIPPED = shipped_root()
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_shipped_results_are_complete_and_loadable(name):
     folder = SHIPPED / name
+    if name.startswith("he2016") and not folder.exists():
+        pytest.skip(f"{name}: not shipped (the lecture shows its slide only when it is)")
     data = load_experiment(folder)
     record = data["record"]
     assert record["name"] == name
