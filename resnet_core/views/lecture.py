@@ -534,5 +534,6 @@ def spread_sentence(spread: pd.DataFrame, what: str) -> str:
 
 
 def _several_seeds(labels: pd.Series | list[str]) -> bool:
-    settings = [setting_of(label) for label in labels]
-    return len(settings) > len(set(settings))
+    """Whether some setting has more than one run among these (repeatable) run labels."""
+    runs = set(labels)
+    return len(runs) > len({setting_of(label) for label in runs})
