@@ -10,6 +10,25 @@
 
 On a GPU, cnn_vs_resnet and weight_decay train every setting with seeds 0, 1 and 2 (labels
 such as wd5e-4_seed1), so that a difference can be set against the seed-to-seed spread.
+
+he2016 against He et al. Sec. 4.2 (batch 128, SGD lr 0.1, momentum 0.9, no Nesterov, weight
+decay 1e-4, 4-pixel zero-padded crops and flips, lr / 10 at 32k and 48k iterations, stop at
+64k, fp32; ResNet-110 at lr 0.01 until the training error is below 80 %), where it differs:
+- iterations become epochs of our 50,000 training images: the loader drops the last partial
+  batch, so 390 steps per epoch; lr / 10 after epochs 82 and 123 (31,980 and 47,970
+  iterations), stop after 164 (63,960).
+- He determined the 64k iterations on a 45k/5k train/val split; we train on all 50,000
+  training images and report the 10,000 test images at the last epoch (no epoch picked on
+  the test set). One run per net; Table 6 gives the best of 5.
+- images are normalised per channel (mean and std), not by subtracting the per-pixel mean;
+  weight decay applies to conv and linear weights, not to BatchNorm or biases.
+- ResNet-110 trains at lr 0.01 for a fixed 400 iterations (0.625 % of training), not until
+  its training error is below 80 %.
+- fp32 as He, but on a GPU PyTorch runs the convolutions in TF32 (cuDNN's default).
+- with `--jobs 9` every net trains in its own process, all on one GPU; He used two GPUs per net.
+- he2016_b512 differs only in batch 512 and lr 0.4 (scaled linearly with the batch): the
+  same 164 epochs in 97 steps each, ResNet-110's warm-up over the same share of training.
+The runs keep one step event per epoch and no weights, so that the folders stay small.
 - layer_responses: std of each BN output of the trained degradation nets (He et al. Fig. 7).
 
 Every experiment writes ordinary run directories (as `python -m resnet_core train` does)
