@@ -15,7 +15,7 @@ from resnet_core import build_model, gradient_norms
 from resnet_core.analysis.measure import sample_batch
 from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import get_preset
-from resnet_core.training.experiments import ExperimentError
+from resnet_core.training.experiments import ExperimentError, load_experiment, shipped_root
 from resnet_core.views import charts, lecture
 from resnet_core.views import landscape as landscape_views
 from resnet_core.views import lesion as lesion_views
@@ -73,6 +73,13 @@ def _slide_data(key: str):
         return lecture.comparison_table("cnn_vs_resnet"), lecture.recipe_text("cnn_vs_resnet")
     if key == "weight_decay":
         return lecture.weight_decay_gap(), lecture.recipe_text("weight_decay")
+    if key == "he2016":
+        name = lecture.he2016_name()
+        if name is None:
+            raise ExperimentError("checkpoints/demo/he2016/: the shipped results are missing")
+        curves = lecture.he2016_curves(name)
+        record = load_experiment(shipped_root() / name)["record"]
+        return curves, lecture.he2016_table(curves), record["recipe"], lecture.recipe_text(name)
     return None
 
 
@@ -293,13 +300,19 @@ def slide_cnn_vs_resnet() -> None:
 def slide_weight_decay() -> None:
     gap, recipe = _slide_data("weight_decay")
     st.markdown(lecture.weight_decay_sentence(gap))
+    seeds = {"detail": "run:N"} if "setting" in gap else {}
     gap_chart = (
         alt.Chart(gap, height=380, title="Train accuracy minus test accuracy, per epoch")
         .mark_line(point=True)
         .encode(
             x=alt.X("epoch:Q", axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("gap:Q", title="gap (percentage points)"),
-            color=alt.Color("run:N", title="weight decay", legend=alt.Legend(orient="top")),
+            color=alt.Color(
+                f"{'setting' if seeds else 'run'}:N",
+                title="weight decay",
+                legend=alt.Legend(orient="top"),
+            ),
+            **seeds,
             tooltip=[
                 "run",
                 "epoch",
@@ -310,6 +323,22 @@ def slide_weight_decay() -> None:
     )
     show(gap_chart, "weight_decay_gap", gap)
     details(gap, "weight_decay_table", recipe)
+
+
+def slide_he2016() -> None:
+    curves, results, recipe, recipe_line = _slide_data("he2016")
+    st.markdown(lecture.he2016_sentence(results, recipe))
+    left, right = st.columns(2)
+    for column, family in ((left, "plain"), (right, "residual")):
+        with column:
+            part = curves[curves["family"] == family]
+            show(lecture.fig6_chart(curves, family), f"he2016_fig6_{family}", part)
+    st.caption(
+        "Dashed: training error, measured on the augmented batches of each epoch (as He et al. "
+        "Fig. 6); solid: test error."
+    )
+    table(results, "he2016_vs_table6")
+    st.caption(f"{lecture.HE_TABLE6_SOURCE} {recipe_line} {lecture.HE_RECIPE}")
 
 
 SLIDE_VIEWS = {
@@ -323,6 +352,7 @@ SLIDE_VIEWS = {
     "results": slide_results,
     "cnn_vs_resnet": slide_cnn_vs_resnet,
     "weight_decay": slide_weight_decay,
+    "he2016": slide_he2016,
 }
 
 
@@ -331,12 +361,13 @@ def go(index: int) -> None:
 
 
 _warm_probe()
-index = lecture.slide_index(st.query_params.get("slide", 1))
-slide = lecture.SLIDES[index]
+slides = lecture.lecture_slides()
+index = lecture.slide_index(st.query_params.get("slide", 1), len(slides))
+slide = slides[index]
 if st.query_params.get("slide") != str(index + 1):
     st.query_params["slide"] = str(index + 1)  # a link always names the slide it shows
 
-first, last = index == 0, index == len(lecture.SLIDES) - 1
+first, last = index == 0, index == len(slides) - 1
 nav = st.container(horizontal=True, vertical_alignment="center")
 nav.button(
     "Previous",
@@ -357,7 +388,7 @@ nav.button(
     type="primary",
     shortcut="Right",
 )
-nav.markdown(f"**Slide {index + 1} of {len(lecture.SLIDES)}**")
+nav.markdown(f"**Slide {index + 1} of {len(slides)}**")
 # A presentation clicker sends PageUp / PageDown: two more buttons, kept out of sight.
 clicker = st.container(key="lecture_clicker")
 clicker.button(

@@ -4,7 +4,9 @@ import json
 
 import pytest
 from app_helpers import app_test, no_exceptions
+from test_he2016 import PAPER_LIKE, write_experiment
 
+from resnet_core.training import experiments
 from resnet_core.training.experiments import final_train_errors, load_experiment, shipped_root
 from resnet_core.views import lecture
 
@@ -109,3 +111,89 @@ def test_fig7_slide_title_holds_on_the_shipped_responses():
     responses = lecture.trained_responses()
     medians = responses.groupby("net")["std"].median()
     assert medians["resnet20"] < medians["plain20"] and medians["resnet56"] < medians["plain56"]
+
+
+def _seeded(accuracies: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    """Fixture finals (train error %, test error %) for runs <setting>_seed<i>, with the
+    given final test accuracies (%) and a training accuracy 5 points above each."""
+    return {
+        f"{name}_seed{seed}": (100 - acc - 5, 100 - acc)
+        for name, values in accuracies.items()
+        for seed, acc in enumerate(values)
+    }
+
+
+def test_weight_decay_sentence_sets_the_difference_against_the_seed_spread(tmp_path):
+    write_experiment(
+        tmp_path, "weight_decay", _seeded({"wd5e-4": [90, 91, 92], "wd1e-4": [87, 88, 88.5]})
+    )
+    gap = lecture.weight_decay_gap(tmp_path)
+    assert set(gap["setting"]) == {"wd5e-4", "wd1e-4"}
+    text = lecture.weight_decay_sentence(gap)
+    assert "wd5e-4 mean 91.0% over 3 seeds (min-max 90.0-92.0)" in text
+    assert "wd1e-4 mean 87.8% over 3 seeds (min-max 87.0-88.5)" in text
+    assert "The 3.2-point difference between the means exceeds the seed-to-seed spread" in text
+    assert "up to 2.0 points" in text and "One run per setting" not in text
+
+    close = tmp_path / "close"
+    write_experiment(
+        close, "weight_decay", _seeded({"wd5e-4": [88, 91, 92], "wd1e-4": [87, 88, 90]})
+    )
+    text = lecture.weight_decay_sentence(lecture.weight_decay_gap(close))
+    assert "difference between the means does not exceed the seed-to-seed spread" in text
+
+
+def test_comparison_sentence_with_seeds(tmp_path):
+    finals = _seeded({"simple_cnn": [80, 81, 82], "resnet18": [93, 93.5, 94]})
+    write_experiment(tmp_path, "cnn_vs_resnet", finals)
+    comparison = lecture.comparison_table("cnn_vs_resnet", tmp_path)
+    text = lecture.comparison_sentence(comparison)
+    assert "resnet18 mean 93.5% over 3 seeds" in text and "simple_cnn mean 81.0%" in text
+    assert "12.5-point difference between the means exceeds" in text
+
+
+def test_one_seed_keeps_the_one_run_sentences():
+    gap = lecture.weight_decay_gap()
+    assert "setting" not in gap
+    assert "One run per setting" in lecture.weight_decay_sentence(gap)
+    assert "seeds" not in lecture.comparison_sentence(lecture.comparison_table("cnn_vs_resnet"))
+
+
+@pytest.fixture
+def shipped_here(tmp_path, monkeypatch):
+    """The lecture reads its shipped results from tmp_path; no slide data cached either side."""
+    import streamlit as st
+
+    monkeypatch.setattr(experiments, "SHIPPED_ROOT", tmp_path)
+    st.cache_data.clear()
+    yield tmp_path
+    st.cache_data.clear()
+
+
+def _render(number):
+    at = app_test()
+    at.query_params["slide"] = str(number)
+    at.switch_page("pages/lecture.py")
+    at.run()
+    assert not no_exceptions(at) and not at.error
+    return at
+
+
+def test_the_weight_decay_slide_shows_three_seeds(shipped_here):
+    finals = _seeded({"wd5e-4": [90, 91, 92], "wd1e-4": [87, 88, 88.5]})
+    write_experiment(shipped_here, "weight_decay", finals)
+    number = 1 + [slide.key for slide in lecture.SLIDES].index("weight_decay")
+    at = _render(number)
+    assert "over 3 seeds" in " ".join(m.value for m in at.markdown)
+
+
+def test_the_reproduction_slide_renders_from_shipped_files(shipped_here):
+    write_experiment(shipped_here, "he2016", PAPER_LIKE)
+    number = len(lecture.SLIDES) + 1
+    at = _render(number)
+    assert at.title[0].value == lecture.HE2016_SLIDE.title
+    text = " ".join(m.value for m in at.markdown)
+    assert "plain nets rises with every step in depth" in text
+    assert f"Slide {number} of {number}" in text
+    shown = at.dataframe[0].value.set_index("network")
+    assert shown.loc["resnet56", "He et al. Table 6 (%)"] == "6.97"

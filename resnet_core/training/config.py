@@ -134,6 +134,11 @@ class TrainConfig:
         SCHEDULES,
     )
     warmup: float = option(0.2, "fraction of all steps spent warming up, in [0, 1)")
+    warmup_lr_factor: float = option(
+        0.0,
+        "0 = linear warm-up from 0; otherwise the learning rate is held at this fraction of "
+        "lr during the warm-up, in [0, 1] (He et al. 2016's ResNet-110: 0.1)",
+    )
     milestones: tuple[int, ...] | None = option(
         None,
         "schedule step only: epochs after which the lr is multiplied by gamma, e.g. 8, 12 "
@@ -238,6 +243,7 @@ class TrainConfig:
         set_(self, "weight_decay", _number("weight_decay", self.weight_decay, 0.0, 1.0))
         _choice("schedule", self.schedule, SCHEDULES)
         set_(self, "warmup", _number("warmup", self.warmup, 0.0, 1.0, high_open=True))
+        set_(self, "warmup_lr_factor", _number("warmup_lr_factor", self.warmup_lr_factor, 0.0, 1.0))
         set_(self, "milestones", _milestones(self.milestones))
         if self.milestones is not None and self.schedule != "step":
             raise ConfigError(

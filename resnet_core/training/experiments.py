@@ -2,8 +2,33 @@
 
 - degradation: deeper plain nets train worse, residual nets do not (He et al. 2016, Fig. 6,
   https://arxiv.org/abs/1512.03385).
-- cnn_vs_resnet: the small CNN baseline (preset small_cnn) against ResNet-18.
+- he2016: He et al.'s CIFAR-10 recipe (Sec. 4.2) on plain-20/32/44/56 and ResNet-20/32/44/
+  56/110, for Table 6 and Fig. 6; he2016_b512 is the same schedule at batch 512 and lr 0.4.
+- cnn_vs_resnet: the seed notebook's SimpleCNN (preset simple_cnn) against ResNet-18; the
+  shipped results predate it and compare the small CNN baseline (preset small_cnn).
 - weight_decay: weight decay 5e-4 vs 1e-4 and the train-test generalisation gap.
+
+On a GPU, cnn_vs_resnet and weight_decay train every setting with seeds 0, 1 and 2 (labels
+such as wd5e-4_seed1), so that a difference can be set against the seed-to-seed spread.
+
+he2016 against He et al. Sec. 4.2 (batch 128, SGD lr 0.1, momentum 0.9, no Nesterov, weight
+decay 1e-4, 4-pixel zero-padded crops and flips, lr / 10 at 32k and 48k iterations, stop at
+64k, fp32; ResNet-110 at lr 0.01 until the training error is below 80 %), where it differs:
+- iterations become epochs of our 50,000 training images: the loader drops the last partial
+  batch, so 390 steps per epoch; lr / 10 after epochs 82 and 123 (31,980 and 47,970
+  iterations), stop after 164 (63,960).
+- He determined the 64k iterations on a 45k/5k train/val split; we train on all 50,000
+  training images and report the 10,000 test images at the last epoch (no epoch picked on
+  the test set). One run per net; Table 6 gives the best of 5.
+- images are normalised per channel (mean and std), not by subtracting the per-pixel mean;
+  weight decay applies to conv and linear weights, not to BatchNorm or biases.
+- ResNet-110 trains at lr 0.01 for a fixed 400 iterations (0.625 % of training), not until
+  its training error is below 80 %.
+- fp32 as He, but on a GPU PyTorch runs the convolutions in TF32 (cuDNN's default).
+- with `--jobs 9` every net trains in its own process, all on one GPU; He used two GPUs per net.
+- he2016_b512 differs only in batch 512 and lr 0.4 (scaled linearly with the batch): the
+  same 164 epochs in 97 steps each, ResNet-110's warm-up over the same share of training.
+The runs keep one step event per epoch and no weights, so that the folders stay small.
 - layer_responses: std of each BN output of the trained degradation nets (He et al. Fig. 7).
 
 Every experiment writes ordinary run directories (as `python -m resnet_core train` does)
@@ -50,6 +75,9 @@ __all__ = [
     "load_experiment",
     "shipped_root",
     "final_train_errors",
+    "HE2016",
+    "he_epochs",
+    "setting_of",
 ]
 
 
@@ -94,6 +122,8 @@ class Experiment:
     gpu_recipe: dict[str, Any]
     cpu_recipe: dict[str, Any]
     analysis_of: str | None = None  # reuses another experiment's trained runs
+    gpu_seeds: tuple[int, ...] = (0,)  # the GPU recipe trains every run once per seed
+    ship_weights: bool = True  # False: the run folders keep their metrics only
 
 
 _SGD = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "label_smoothing": 0.0}
@@ -133,6 +163,68 @@ _GRAD_FLOW_RECIPES = {
     "cpu_recipe": {**_HE_CPU, "epochs": 3, "grad_norm_every": 10},
 }
 
+# He et al. 2016, Sec. 4.2: batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, stop
+# at 64k; ResNet-110 starts at lr 0.01 until the training error is below 80 % (about 400
+# iterations). He chose the 64k on a 45k/5k train/val split; we train on all 50k images.
+HE2016 = {
+    "batch_size": 128,
+    "lr": 0.1,
+    "drops": (32_000, 48_000),
+    "stop": 64_000,
+    "warmup_iterations": 400,
+    "warmup_lr_factor": 0.1,
+}
+TRAIN_IMAGES = 50_000
+
+
+def he_epochs(iterations: int, batch_size: int = HE2016["batch_size"]) -> int:
+    """The whole epochs of our 50k training images (last partial batch dropped) nearest to
+    `iterations` of He's batch of 128."""
+    return round(iterations / (TRAIN_IMAGES // batch_size))
+
+
+def _he2016_recipe(batch_size: int, subset: int | None = None) -> dict[str, Any]:
+    """He's recipe in epochs, at `batch_size` with the learning rate scaled linearly."""
+    steps_per_epoch = (subset or TRAIN_IMAGES) // batch_size
+    return {
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "label_smoothing": 0.0,
+        "batch_size": batch_size,
+        "lr": HE2016["lr"] * batch_size / HE2016["batch_size"],
+        "schedule": "step",
+        "milestones": [he_epochs(drop) for drop in HE2016["drops"]],
+        "gamma": 0.1,
+        "epochs": he_epochs(HE2016["stop"]),
+        "warmup": 0.0,
+        "augment": True,
+        "crop_pad": "zeros",
+        "precision": "fp32",
+        "channels_last": True,
+        "log_every": steps_per_epoch,  # one step event per epoch: small files, no sync
+    }
+
+
+def _he2016_runs() -> tuple[RunPlan, ...]:
+    """plain-20..56 and ResNet-20..110; ResNet-110 warms up at a tenth of the rate."""
+    warmup = HE2016["warmup_iterations"] / HE2016["stop"]  # a fraction, at any batch size
+    slow_start = {"warmup": warmup, "warmup_lr_factor": HE2016["warmup_lr_factor"]}
+    plain = tuple(RunPlan(f"plain{d}", f"plain{d}") for d in (20, 32, 44, 56))
+    residual = tuple(RunPlan(f"resnet{d}", f"resnet{d}") for d in (20, 32, 44, 56))
+    return (*plain, *residual, RunPlan("resnet110", "resnet110", slow_start))
+
+
+_HE2016_CPU = {
+    **_he2016_recipe(128, subset=2_000),
+    "epochs": 2,
+    "milestones": [1],
+    "subset": 2_000,
+    "precision": "bf16",
+}
+_SEEDS = (0, 1, 2)
+
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
@@ -145,10 +237,28 @@ EXPERIMENTS: dict[str, Experiment] = {
             cpu_recipe=_HE_CPU,
         ),
         Experiment(
+            name="he2016",
+            title="He et al. 2016 Sec. 4.2 on CIFAR-10: plain-20..56, ResNet-20..110",
+            claim="test error beside Table 6; training error per epoch as Fig. 6",
+            runs=_he2016_runs(),
+            gpu_recipe=_he2016_recipe(128),
+            cpu_recipe=_HE2016_CPU,
+            ship_weights=False,
+        ),
+        Experiment(
+            name="he2016_b512",
+            title="He et al. 2016 Sec. 4.2 at batch 512 and lr 0.4 (scaled), same epochs",
+            claim="test error beside Table 6; training error per epoch as Fig. 6",
+            runs=_he2016_runs(),
+            gpu_recipe=_he2016_recipe(512),
+            cpu_recipe=_HE2016_CPU,
+            ship_weights=False,
+        ),
+        Experiment(
             name="cnn_vs_resnet",
-            title="A small CNN against ResNet-18",
-            claim="resnet18 reaches a higher test accuracy than small_cnn",
-            runs=(RunPlan("small_cnn", "small_cnn"), RunPlan("resnet18", "resnet18")),
+            title="The seed notebook's SimpleCNN against ResNet-18",
+            claim="resnet18 reaches a higher test accuracy than simple_cnn",
+            runs=(RunPlan("simple_cnn", "simple_cnn"), RunPlan("resnet18", "resnet18")),
             gpu_recipe={
                 **_SGD,
                 "epochs": 15,
@@ -170,6 +280,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "subset": 5_000,
                 "precision": "bf16",
             },
+            gpu_seeds=_SEEDS,
         ),
         Experiment(
             name="weight_decay",
@@ -198,6 +309,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "subset": 10_000,
                 "precision": "bf16",
             },
+            gpu_seeds=_SEEDS,
         ),
         Experiment(
             name="grad_flow",
@@ -249,6 +361,22 @@ def shipped_root() -> Path:
     return SHIPPED_ROOT
 
 
+def setting_of(label: str) -> str:
+    """The setting a run label names without its seed: "wd5e-4_seed1" -> "wd5e-4"."""
+    return label.rsplit("_seed", 1)[0]
+
+
+def _plans(experiment: Experiment, recipe_name: str) -> tuple[RunPlan, ...]:
+    """The runs to train: on the GPU recipe one per run and seed when it has several."""
+    if recipe_name != "gpu-full" or len(experiment.gpu_seeds) < 2:
+        return experiment.runs
+    return tuple(
+        RunPlan(f"{plan.label}_seed{seed}", plan.model, {**plan.overrides, "seed": seed})
+        for plan in experiment.runs
+        for seed in experiment.gpu_seeds
+    )
+
+
 def member_configs(
     experiment: Experiment,
     device: str,
@@ -262,7 +390,7 @@ def member_configs(
     if epochs is not None:
         recipe["epochs"] = epochs
     members = []
-    for plan in experiment.runs:
+    for plan in _plans(experiment, recipe_name):
         config = {"seed": 0, **recipe, "model": plan.model, **plan.overrides, "device": device}
         if recipe_name == "cpu-reduced" and "model" in experiment.cpu_recipe:
             config["model"] = experiment.cpu_recipe["model"]
@@ -335,6 +463,7 @@ def _train(
     folder: Path,
     jobs: int,
     on_event: Callable[[dict[str, Any]], None] | None,
+    ship_weights: bool = True,
 ) -> list[dict[str, Any]]:
     """Train, report and slim every run; the experiment record's entry for each."""
     members = []
@@ -344,7 +473,7 @@ def _train(
         if on_event:
             on_event({"event": "member", **member})
     for plan, _ in configs:
-        slim_run(folder / plan.label)
+        slim_run(folder / plan.label, keep_weights=ship_weights)
     return members
 
 
@@ -444,20 +573,21 @@ def run_experiment(
         recipe = {
             k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
         }
-        members = _train(configs, folder, jobs, on_event)
+        members = _train(configs, folder, jobs, on_event, experiment.ship_weights)
     record = _record(experiment, command, device, started, recipe_name, recipe, members)
     write_json_atomic(folder / "experiment.json", record)
     return folder
 
 
-def slim_run(run_dir: Path) -> None:
-    """Make a run fit to ship: model weights only (fp16) in best.pt, no last.pt; big nets none."""
+def slim_run(run_dir: Path, keep_weights: bool = True) -> None:
+    """Make a run fit to ship: model weights only (fp16) in best.pt, no last.pt; big nets
+    (or every net, when not `keep_weights`) none."""
     last = run_dir / "last.pt"
     best = run_dir / "best.pt"
     if last.exists():
         last.unlink()
     if best.exists():
-        if not slim_checkpoint(best, MAX_SHIPPED_PARAMS):
+        if not keep_weights or not slim_checkpoint(best, MAX_SHIPPED_PARAMS):
             best.unlink()
 
 

@@ -90,10 +90,13 @@ def lr_multiplier(
     milestones: Sequence[int] | None = None,
     gamma: float = 0.1,
     steps_per_epoch: int = 1,
+    warmup_factor: float = 0.0,
 ) -> float:
     """Learning-rate factor for `step` (0-based) out of `total_steps`.
 
-    Every schedule starts with a linear warm-up over `warmup` of the steps (none when 0).
+    Every schedule starts with a warm-up over `warmup` of the steps (none when 0): linear
+    from 0 when `warmup_factor` is 0, else constant at `warmup_factor` (He et al. 2016 train
+    ResNet-110 at a tenth of the rate for about 400 iterations).
     "step" multiplies by `gamma` at each of `milestones`, in epochs of `steps_per_epoch`
     steps: milestone m takes effect from the first step of epoch m + 1, as torch's
     MultiStepLR stepped once per epoch; without milestones, at 50 % and 75 % of the steps.
@@ -101,7 +104,7 @@ def lr_multiplier(
     total = max(total_steps, 1)
     warm = int(round(warmup * total))
     if step < warm:
-        return (step + 1) / warm  # linear warm-up, never exactly 0
+        return warmup_factor or (step + 1) / warm  # a linear warm-up is never exactly 0
     if schedule == "constant":
         return 1.0
     if schedule == "step":

@@ -390,6 +390,7 @@ class Trainer:
             milestones=config.milestones,
             gamma=config.gamma,
             steps_per_epoch=self.steps_per_epoch,
+            warmup_factor=config.warmup_lr_factor,
         )
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr

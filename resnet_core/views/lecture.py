@@ -8,18 +8,21 @@ Table 6 (CIFAR-10 test error), https://arxiv.org/abs/1512.03385.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import altair as alt
 import pandas as pd
 
 from resnet_core.common.files import read_json
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
-from resnet_core.training.experiments import load_experiment, shipped_root
+from resnet_core.training.experiments import load_experiment, setting_of, shipped_root
+from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
 
 __all__ = [
     "SLIDES",
@@ -39,6 +42,16 @@ __all__ = [
     "results_sentence",
     "comparison_sentence",
     "weight_decay_sentence",
+    "HE2016_SLIDE",
+    "HE_TABLE6_SOURCE",
+    "lecture_slides",
+    "he2016_name",
+    "he2016_curves",
+    "he2016_table",
+    "he2016_sentence",
+    "fig6_chart",
+    "seed_spread",
+    "spread_sentence",
 ]
 
 
@@ -70,19 +83,42 @@ HE_TABLE6 = {
     "resnet56": 6.97,
     "resnet110": 6.43,
 }
+HE_TABLE6_SOURCE = (
+    "He et al. 2016, Table 6: CIFAR-10 test error (%), best of 5 runs; ResNet-110 "
+    "6.43 (mean 6.61 +- 0.16). https://arxiv.org/abs/1512.03385"
+)
+HE2016_SLIDE = Slide(
+    "he2016",
+    "11. Deeper plain nets get worse, deeper ResNets better (He et al. Table 6, Fig. 6)",
+)
+HE2016_EXPERIMENTS = ("he2016", "he2016_b512")  # the full recipe first, then its fallback
 HE_RECIPE = (
     "He et al.: 64k iterations (~164 epochs), batch 128, SGD momentum 0.9, weight decay 1e-4, "
     "lr 0.1 divided by 10 at 32k and 48k iterations, fp32, original CIFAR-10 images."
 )
 
 
-def slide_index(value: Any) -> int:
-    """A slide number from a URL (1-based, as people count) -> 0-based index, clamped."""
+def slide_index(value: Any, count: int = len(SLIDES)) -> int:
+    """A slide number from a URL (1-based, as people count) -> 0-based index, clamped to
+    `count` slides."""
     try:
         number = int(str(value))
     except (TypeError, ValueError):
         number = 1
-    return min(max(number, 1), len(SLIDES)) - 1
+    return min(max(number, 1), count) - 1
+
+
+def he2016_name(root: str | os.PathLike | None = None) -> str | None:
+    """The He et al. reproduction shipped under `root` (he2016, else he2016_b512), or None."""
+    for name in HE2016_EXPERIMENTS:
+        if (_folder(name, root) / "experiment.json").is_file():
+            return name
+    return None
+
+
+def lecture_slides(root: str | os.PathLike | None = None) -> tuple[Slide, ...]:
+    """The slides the shipped results can fill: the reproduction's only when it is there."""
+    return SLIDES + ((HE2016_SLIDE,) if he2016_name(root) else ())
 
 
 def _folder(name: str, root: str | os.PathLike | None) -> Path:
@@ -96,7 +132,11 @@ def degradation_curves(root: str | os.PathLike | None = None) -> pd.DataFrame:
         Long table: run, family ("plain" | "residual"), epoch, split ("train" | "test"),
         error (percent).
     """
-    epochs = load_experiment(_folder("degradation", root))["epochs"]
+    return _error_curves(load_experiment(_folder("degradation", root))["epochs"])
+
+
+def _error_curves(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Long table of training and test error (%) per run and epoch, from EpochEnd rows."""
     rows = []
     for _, row in epochs.iterrows():
         family = "plain" if row["run"].startswith("plain") else "residual"
@@ -233,6 +273,8 @@ def weight_decay_gap(root: str | os.PathLike | None = None) -> pd.DataFrame:
     frame["gap"] = 100 * (frame["train_acc"] - frame["test_acc"])
     frame["train"] = 100 * frame.pop("train_acc")
     frame["test"] = 100 * frame.pop("test_acc")
+    if _several_seeds(frame["run"]):
+        frame["setting"] = frame["run"].map(setting_of)
     return frame.reset_index(drop=True)
 
 
@@ -303,7 +345,11 @@ def results_sentence(results: pd.DataFrame) -> str:
 
 
 def comparison_sentence(comparison: pd.DataFrame) -> str:
-    """Accuracy, size and time of each net of a comparison, best first."""
+    """Accuracy, size and time of each net of a comparison, best first; with several seeds
+    per net, the spread of the best test accuracy over the seeds instead."""
+    if _several_seeds(comparison["network"]):
+        accuracy = comparison.set_index("network")["best test accuracy (%)"]
+        return spread_sentence(seed_spread(accuracy), "Best test accuracy")
     rows = comparison.sort_values("best test accuracy (%)", ascending=False)
     parts = [
         f"{r['network']} {r['best test accuracy (%)']:.1f}% with {int(r['parameters']):,} "
@@ -317,6 +363,13 @@ def weight_decay_sentence(gap: pd.DataFrame) -> str:
     """Best test accuracy and last-epoch train-test gap per setting, and what one seed can say."""
     best = gap.groupby("run")["test"].max()
     last = gap.loc[gap.groupby("run")["epoch"].idxmax()].set_index("run")["gap"]
+    if _several_seeds(best.index):
+        gaps = seed_spread(last)
+        final = "; ".join(f"{r.setting} {r.mean:.1f}" for r in gaps.itertuples())
+        return (
+            spread_sentence(seed_spread(best), "Best test accuracy")
+            + f" Final train-test gap, mean over the seeds (points): {final}."
+        )
     parts = [
         f"{run}: best {best[run]:.1f}%, final gap {last[run]:.1f} points" for run in best.index
     ]
@@ -325,3 +378,162 @@ def weight_decay_sentence(gap: pd.DataFrame) -> str:
         "; ".join(parts) + f". One run per setting: the {spread:.1f}-point difference in best test "
         "accuracy is not compared with a seed-to-seed spread, which these files do not measure."
     )
+
+
+# He et al. 2016 reproduction: Table 6 beside ours, Fig. 6 from the files ------------------
+def _depth(run: str) -> int:
+    return int("".join(ch for ch in run if ch.isdigit()) or 0)
+
+
+def he2016_curves(name: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Training and test error (%) per epoch of each net of the reproduction `name`.
+
+    Returns:
+        Long table: run, family ("plain" | "residual"), depth, epoch, split, error (percent).
+    """
+    curves = _error_curves(load_experiment(_folder(name, root))["epochs"])
+    curves["depth"] = curves["run"].map(_depth)
+    return curves.sort_values(["family", "depth", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def he2016_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """Final training and test error of each net beside He et al. Table 6, row by row;
+    "—" where Table 6 has no entry (the plain nets)."""
+    last = curves[curves["epoch"] == curves.groupby("run")["epoch"].transform("max")]
+    final = last.pivot_table(index="run", columns="split", values="error")
+    rows = []
+    for run in curves.drop_duplicates("run")["run"]:
+        test = float(final.loc[run, "test"]) if "test" in final else float("nan")
+        he = HE_TABLE6.get(run)
+        rows.append(
+            {
+                "network": run,
+                "our final train error (%)": round(float(final.loc[run, "train"]), 2),
+                "our final test error (%)": round(test, 2),
+                "He et al. Table 6 (%)": f"{he:.2f}" if he is not None else "—",
+                "difference (points)": f"{test - he:+.2f}" if he is not None else "—",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _trend(errors: pd.Series) -> str:
+    """How final training errors (indexed by depth) change with depth, in words."""
+    steps = errors.sort_index().diff().dropna()
+    shown = ", ".join(
+        f"{depth} layers {value:.1f}%" for depth, value in errors.sort_index().items()
+    )
+    if len(steps) and (steps > 0).all():
+        return f"rises with every step in depth ({shown})"
+    if len(steps) and (steps < 0).all():
+        return f"falls with every step in depth ({shown})"
+    return f"does not change steadily with depth ({shown})"
+
+
+def he2016_sentence(table: pd.DataFrame, recipe: dict[str, Any]) -> str:
+    """Whether plain nets' final training error rises with depth and ResNets' falls, how far
+    our test errors are from Table 6, and which recipe ran."""
+    frame = table.set_index("network")
+    train = frame["our final train error (%)"]
+    depths = pd.Series({run: _depth(run) for run in frame.index})
+    plain = train[[r.startswith("plain") for r in frame.index]]
+    residual = train[[r.startswith("resnet") for r in frame.index]]
+    parts = [
+        f"Final training error of the plain nets {_trend(plain.set_axis(depths[plain.index]))}",
+        f"of the ResNets {_trend(residual.set_axis(depths[residual.index]))}.",
+    ]
+    compared = [run for run in frame.index if run in HE_TABLE6]
+    if compared:
+        gaps = [
+            abs(frame.loc[run, "our final test error (%)"] - HE_TABLE6[run]) for run in compared
+        ]
+        parts.append(
+            f"Our final test errors are on average {sum(gaps) / len(gaps):.2f} points from "
+            f"Table 6 (mean absolute difference over {len(compared)} ResNets)."
+        )
+    parts.append(
+        f"Recipe: batch {recipe.get('batch_size')}, {recipe.get('epochs')} epochs, "
+        f"lr {recipe.get('lr')} divided by 10 after epochs "
+        f"{', '.join(map(str, recipe.get('milestones') or []))}, {recipe.get('precision')}."
+    )
+    return "; ".join(parts[:2]) + " " + " ".join(parts[2:])
+
+
+def fig6_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
+    """He et al. Fig. 6 from our files: error per epoch of one family, a colour per depth,
+    training dashed and test solid; both families share one y scale."""
+    part = curves[curves["family"] == family]
+    runs = list(part.drop_duplicates("run")["run"])
+    last = curves[curves["epoch"] == curves.groupby("run")["epoch"].transform("max")]
+    top = min(100, max(10, 10 * math.ceil(1.5 * last["error"].max() / 10)))
+    base = PLAIN_COLOUR if family == "plain" else RESIDUAL_COLOUR
+    shades = [_shade(base, i / max(len(runs) - 1, 1)) for i in range(len(runs))]
+    names = {"plain": "plain nets", "residual": "ResNets"}
+    return (
+        alt.Chart(part, title=names[family], height=420)
+        .mark_line(clip=True, strokeWidth=2.5)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("error:Q", title="error (%)", scale=alt.Scale(domain=[0, top])),
+            color=alt.Color(
+                "run:N",
+                sort=runs,
+                scale=alt.Scale(domain=runs, range=shades),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            strokeDash=alt.StrokeDash(
+                "split:N",
+                sort=["train", "test"],
+                scale=alt.Scale(domain=["train", "test"], range=[[6, 3], [1, 0]]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["run", "epoch", "split", alt.Tooltip("error:Q", format=".2f")],
+        )
+    )
+
+
+def _shade(colour: str, darkness: float) -> str:
+    """`colour` (#rrggbb) mixed with white, from light (0) to the full colour (1)."""
+    mix = 0.35 + 0.65 * darkness
+    channels = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(255 - mix * (255 - c)):02x}" for c in channels)
+
+
+# Seeds: a difference beside the seed-to-seed spread -----------------------------------------
+def seed_spread(values: pd.Series) -> pd.DataFrame:
+    """Per setting (the run label without its seed): seeds, mean, min and max of `values`
+    (a Series indexed by run label)."""
+    frame = pd.DataFrame({"setting": [setting_of(r) for r in values.index], "value": values})
+    grouped = frame.groupby("setting", sort=False)["value"]
+    table = pd.DataFrame(
+        {
+            "seeds": grouped.size(),
+            "mean": grouped.mean(),
+            "min": grouped.min(),
+            "max": grouped.max(),
+        }
+    )
+    return table.reset_index()
+
+
+def spread_sentence(spread: pd.DataFrame, what: str) -> str:
+    """Mean and min-max of each setting over its seeds, and whether the difference between
+    the means exceeds the seed-to-seed spread (the largest min-max range of a setting)."""
+    parts = [
+        f"{row.setting} mean {row.mean:.1f}% over {row.seeds} seeds "
+        f"(min-max {row.min:.1f}-{row.max:.1f})"
+        for row in spread.itertuples()
+    ]
+    difference = float(spread["mean"].max() - spread["mean"].min())
+    noise = float((spread["max"] - spread["min"]).max())
+    verdict = "exceeds" if difference > noise else "does not exceed"
+    return (
+        f"{what}: " + "; ".join(parts) + f". The {difference:.1f}-point difference between the "
+        f"means {verdict} the seed-to-seed spread (up to {noise:.1f} points within a setting)."
+    )
+
+
+def _several_seeds(labels: pd.Series | list[str]) -> bool:
+    """Whether some setting has more than one run among these (repeatable) run labels."""
+    runs = set(labels)
+    return len(runs) > len({setting_of(label) for label in runs})
