@@ -8,6 +8,8 @@ import torch
 from app_helpers import QUICK_CPU_RUN
 from torch import nn
 
+from resnet_core.cli.main import main
+from resnet_core.cli.train import evaluate_run
 from resnet_core.training.averaging import WeightAverage
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.data import DeviceLoader
@@ -220,3 +222,14 @@ def test_cuda_graphs_off_a_gpu_are_not_compiled_and_the_run_says_so(tmp_path, mo
 def test_a_note_reads_back_from_its_record():
     record = {"event": "note", "step": 3, "epoch": 1, "message": "why", "time": 1.0}
     assert parse_event(record) == Note(step=3, epoch=1, message="why")
+
+
+def test_the_cli_prints_the_note_and_evaluates_a_run_as_it_trained(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--dataset", "synthetic", "--subset", "100", "--batch-size", "50", "--epochs", "1"]
+    args += ["--device", "cpu", "--precision", "fp32", "--eval-batch-size", "500"]
+    args += ["--ema", "0.9", "--tta", "flip", "--compile-mode", "reduce-overhead"]
+    assert main(["train", *args, "--no-progress", "--run-dir", str(run_dir)]) == 0
+    assert "note: torch.compile is off for this run" in capsys.readouterr().err
+    result = evaluate_run(str(run_dir), which="last")
+    assert result["test_acc"] == result["recorded_test_acc"]
