@@ -3,6 +3,8 @@ fallback: what is evaluated, saved and resumed, and what a run says when it cann
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from app_helpers import QUICK_CPU_RUN
@@ -19,7 +21,9 @@ from resnet_core.training.recipe import evaluate
 from resnet_core.training.runs import load_checkpoint, read_events, read_metrics
 from resnet_core.training.trainer import Trainer, fit
 
-EMA_RUN = {**QUICK_CPU_RUN, "ema": 0.9}
+TINY_NET = {"depths": [1, 1, 1], "widths": [8, 16, 32]}  # a narrow ResNet-8: quick on a CPU
+TINY_RUN = {**QUICK_CPU_RUN, "model": TINY_NET}
+EMA_RUN = {**TINY_RUN, "ema": 0.9}
 
 
 def _params(model: nn.Module) -> list[torch.Tensor]:
@@ -73,7 +77,7 @@ class _KeepCheckpoint(Callback):
 
 
 def test_ema_off_keeps_evaluation_and_checkpoints_on_the_live_model():
-    trainer = Trainer(QUICK_CPU_RUN).setup()
+    trainer = Trainer(TINY_RUN).setup()
     trainer.train_epoch(1)
     assert trainer.average is None and trainer.evaluated_model() is trainer.model
     direct = evaluate(trainer.model, trainer.test_loader, "fp32")
@@ -165,7 +169,7 @@ def test_a_tiny_run_with_ema_and_flip_tta_finishes(tmp_path):
 
 
 def test_a_lockstep_group_evaluates_each_member_with_its_own_average(tmp_path):
-    nets = [{**EMA_RUN, "model": "plain20"}, {**EMA_RUN, "tta": "flip"}]
+    nets = [{**EMA_RUN, "model": {**TINY_NET, "residual": False}}, {**EMA_RUN, "tta": "flip"}]
     results = fit_group(nets, [tmp_path / "a", tmp_path / "b"])
     assert [r.state for r in results] == ["done", "done"]
     for folder in ("a", "b"):
@@ -173,7 +177,7 @@ def test_a_lockstep_group_evaluates_each_member_with_its_own_average(tmp_path):
 
 
 # The compile fallback ------------------------------------------------------------------------
-COMPILED_RUN = {**QUICK_CPU_RUN, "compile": True}
+COMPILED_RUN = {**TINY_RUN, "compile": True}
 
 
 def _notes(run_dir) -> list[str]:
@@ -225,8 +229,20 @@ def test_a_note_reads_back_from_its_record():
 
 
 def test_the_cli_prints_the_note_and_evaluates_a_run_as_it_trained(tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    args = ["--dataset", "synthetic", "--subset", "100", "--batch-size", "50", "--epochs", "1"]
+    run_dir, net = tmp_path / "run", tmp_path / "net.json"
+    net.write_text(json.dumps(TINY_NET), encoding="utf-8")
+    args = [
+        "--arch",
+        str(net),
+        "--dataset",
+        "synthetic",
+        "--subset",
+        "100",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "1",
+    ]
     args += ["--device", "cpu", "--precision", "fp32", "--eval-batch-size", "500"]
     args += ["--ema", "0.9", "--tta", "flip", "--compile-mode", "reduce-overhead"]
     assert main(["train", *args, "--no-progress", "--run-dir", str(run_dir)]) == 0
