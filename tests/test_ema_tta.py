@@ -19,7 +19,7 @@ from resnet_core.training.events import Note, parse_event
 from resnet_core.training.group import fit_group
 from resnet_core.training.recipe import evaluate
 from resnet_core.training.runs import load_checkpoint, read_events, read_metrics
-from resnet_core.training.trainer import Trainer, fit
+from resnet_core.training.trainer import Trainer, TrainingFailed, fit
 
 TINY_NET = {"depths": [1, 1, 1], "widths": [8, 16, 32]}  # a narrow ResNet-8: quick on a CPU
 TINY_RUN = {**QUICK_CPU_RUN, "model": TINY_NET}
@@ -213,6 +213,19 @@ def test_a_compile_that_breaks_at_the_first_step_falls_back_once(tmp_path, monke
     [note] = _notes(tmp_path / "run")
     assert "first compiled training step" in note and "triton not found" in note
     assert calls == [50]  # tried once, then never again
+
+
+def test_running_out_of_memory_is_a_failure_not_a_reason_to_stop_compiling(tmp_path, monkeypatch):
+    def short_of_memory(model, **kwargs):
+        def forward(images):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", short_of_memory)
+    with pytest.raises(TrainingFailed, match="out of memory"):
+        fit(COMPILED_RUN, run_dir=tmp_path / "run")
+    assert _notes(tmp_path / "run") == []
 
 
 def test_cuda_graphs_off_a_gpu_are_not_compiled_and_the_run_says_so(tmp_path, monkeypatch):

@@ -361,19 +361,14 @@ class Trainer:
             return run()
         try:
             result = run()
-        except (CancelRun, KeyboardInterrupt):
-            raise
+        except (CancelRun, KeyboardInterrupt, torch.OutOfMemoryError):
+            raise  # not compiling's fault: the eager model would not do better
         except Exception as error:  # noqa: BLE001 - the eager model is tried next
             reason = f"the first compiled {phase} raised {type(error).__name__}: "
+            message = _compile_note(reason + first_line(error))
             self._on_trial = set()
             self.forward = self.eager
-            self.emit(
-                Note(
-                    step=self.step,
-                    epoch=self.epoch,
-                    message=_compile_note(reason + first_line(error)),
-                )
-            )
+            self.emit(Note(step=self.step, epoch=self.epoch, message=message))
             return run()
         self._on_trial.discard(phase)
         return result
