@@ -4,9 +4,12 @@ without their GPU says."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from app_helpers import app_test, no_exceptions
 
+from resnet_core.training.events import Done, Note, Start
 from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, JobQueue, missing_device
 from resnet_core.training.speedruns import SPEEDRUNS
 
@@ -119,3 +122,22 @@ def test_a_speedrun_on_a_machine_without_cuda_warns_and_queues_nothing(app, tmp_
     errors = " ".join(e.value for e in app.error)
     assert "device: 'cuda' is not available" in errors and "Nothing was started" in errors
     assert JobQueue(tmp_path / "checkpoints").jobs() == []
+
+
+def test_a_runs_notes_are_shown_beside_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    queue = JobQueue(tmp_path / "checkpoints")
+    job = queue.submit({"model": "resnet20", "dataset": "synthetic", "device": "cpu"})
+    job = queue.update(job.job_id, state="done")
+    note = Note(step=0, epoch=0, message="torch.compile is off for this run: no C compiler")
+    records = [Start(model="resnet20").to_dict(), note.to_dict(), Done().to_dict()]
+    run_dir = queue.run_dir(job)
+    run_dir.mkdir(parents=True)
+    lines = "".join(json.dumps(record) + "\n" for record in records)
+    (run_dir / "metrics.jsonl").write_text(lines, encoding="utf-8")
+    app = app_test()
+    app.run()
+    app.switch_page("pages/train.py").run()
+    assert no_exceptions(app) == []
+    assert note.message in [info.value for info in app.info]
