@@ -13,8 +13,8 @@ from resnet_core.nets.spec import PRESETS, SpecError, spec_label
 from resnet_core.training import runs
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.data import cifar10_layout
-from resnet_core.training.events import EpochEnd, Event, Start, Step
-from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, Job, gpu_choices
+from resnet_core.training.events import EpochEnd, Event, Note, Start, Step
+from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, Job, gpu_choices, missing_device
 from resnet_core.views.charts import epoch_chart, metrics_frames, step_chart
 from resnet_core.views.explain import fmt_seconds, run_sentence
 from resnet_core.views.lockstep import (
@@ -330,6 +330,13 @@ def _outcome(job: Job, queue, events: list[Event]) -> None:
             (st.success if info.state == "done" else st.warning)(sentence)
 
 
+def _notes(events: list[Event]) -> None:
+    """What the run changed on its own, and why (e.g. torch.compile turned off)."""
+    for event in events:
+        if isinstance(event, Note):
+            st.info(event.message, icon=":material/info:")
+
+
 def _pick(recent: list[Job], queue) -> Job:
     """The job table and the 'Watch' choice (kept across reruns)."""
     table = pd.DataFrame(
@@ -377,6 +384,7 @@ def live() -> None:
     if not job.members:
         events = runs.read_events(queue.run_dir(job))
         _outcome(job, queue, events)
+        _notes(events)
         _charts(job, events)
         _ui.show_grad_heatmap({job.label or job.run_id: events}, f"{job.run_id}-layer-gradients")
         return
@@ -401,6 +409,8 @@ with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"
     planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
     if recipe in RECIPE_NOTES:
         st.caption(RECIPE_NOTES[recipe])
+    if recipe and (problem := missing_device(planned)):
+        st.warning(problem, icon=":material/memory:")
     if len(planned) > 1:
         st.caption(
             f"This trains {len(planned)} nets ({', '.join(map(str, (c['model'] for c in planned)))}) "

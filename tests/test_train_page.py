@@ -1,12 +1,17 @@
 """The Train page's model choice: the net from the Build page, and a net too big for this
-machine refused before anything is queued."""
+machine refused before anything is queued; the speedrun ready choices, and what a machine
+without their GPU says."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from app_helpers import app_test, no_exceptions
 
-from resnet_core.training.jobs import JobQueue
+from resnet_core.training.events import Done, Note, Start
+from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, JobQueue, missing_device
+from resnet_core.training.speedruns import SPEEDRUNS
 
 
 @pytest.fixture()
@@ -81,3 +86,58 @@ def test_gpus_for_this_run_appears_only_with_more_than_one_gpu(app, tmp_path, mo
     assert no_exceptions(app) == []
     assert "gpus: 2 needs device cuda or auto" in " ".join(e.value for e in app.error)
     assert JobQueue(tmp_path / "checkpoints").jobs() == []
+
+
+@pytest.mark.parametrize("name", sorted(SPEEDRUNS))
+def test_each_speedrun_is_a_ready_choice_named_by_its_label(name):
+    speedrun = SPEEDRUNS[name]
+    assert RECIPES[speedrun.label()] == [speedrun.fields()]
+    note = RECIPE_NOTES[speedrun.label()]
+    assert "made for a CUDA GPU" in note.replace("Made", "made")
+    for ingredient in speedrun.ingredients:
+        assert ingredient.name in note and ingredient.why in note
+    assert not [label for label in RECIPES if "aiming at" in label]
+
+
+def test_a_missing_gpu_is_named_before_anything_is_queued(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    speedrun = RECIPES[SPEEDRUNS["resnet20"].label()]
+    assert "CUDA GPU" in missing_device(speedrun)
+    assert missing_device([{**speedrun[0], "device": "cpu"}]) is None
+
+
+def test_a_speedrun_on_a_machine_without_cuda_warns_and_queues_nothing(app, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    app.switch_page("pages/train.py").run()
+    label = SPEEDRUNS["resnet18"].label()
+    app.button_group(key="train_recipe").set_value(label).run()
+    assert no_exceptions(app) == []
+    assert "which this machine does not have" in " ".join(w.value for w in app.warning)
+    prefix = str(list(RECIPES).index(label))
+    assert app.selectbox(key=f"train_f_{prefix}_device").value == "cuda"
+    assert app.selectbox(key=f"train_f_{prefix}_tta").value == "flip"
+    assert app.number_input(key=f"train_f_{prefix}_ema").value == pytest.approx(0.999)
+    _start(app)
+    assert no_exceptions(app) == []
+    errors = " ".join(e.value for e in app.error)
+    assert "device: 'cuda' is not available" in errors and "Nothing was started" in errors
+    assert JobQueue(tmp_path / "checkpoints").jobs() == []
+
+
+def test_a_runs_notes_are_shown_beside_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    queue = JobQueue(tmp_path / "checkpoints")
+    job = queue.submit({"model": "resnet20", "dataset": "synthetic", "device": "cpu"})
+    job = queue.update(job.job_id, state="done")
+    note = Note(step=0, epoch=0, message="torch.compile is off for this run: no C compiler")
+    records = [Start(model="resnet20").to_dict(), note.to_dict(), Done().to_dict()]
+    run_dir = queue.run_dir(job)
+    run_dir.mkdir(parents=True)
+    lines = "".join(json.dumps(record) + "\n" for record in records)
+    (run_dir / "metrics.jsonl").write_text(lines, encoding="utf-8")
+    app = app_test()
+    app.run()
+    app.switch_page("pages/train.py").run()
+    assert no_exceptions(app) == []
+    assert note.message in [info.value for info in app.info]

@@ -30,7 +30,7 @@ from resnet_core.training import runs
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.distributed import ranks_from_env
-from resnet_core.training.events import EpochEnd, Start, Step
+from resnet_core.training.events import EpochEnd, Note, Start, Step
 from resnet_core.training.recipe import eval_loader
 from resnet_core.training.trainer import Trainer, TrainingFailed, evaluate, load_data
 
@@ -163,6 +163,13 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{name: value for name, value in values.items() if value is not None})
 
 
+class Notes(Callback):
+    """Prints what the run changed on its own (e.g. torch.compile turned off), with why."""
+
+    def on_note(self, trainer: Trainer, event: Note) -> None:
+        tqdm.write(f"note: {event.message}", file=sys.stderr)
+
+
 class Progress(Callback):
     """tqdm bar on stderr, fed by the trainer's events."""
 
@@ -229,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else None
     ranks = ranks_from_env()
     main = ranks is None or ranks.main  # under torchrun, rank 0 alone records and reports
-    progress = [] if args.no_progress or not main else [Progress()]
+    progress = [] if not main else [Notes()] if args.no_progress else [Notes(), Progress()]
     # a --run-dir holding another run is refused here, before any data is loaded
     trainer = Trainer(config, progress, run_dir=run_dir, resume=resume, ranks=ranks)
     trainer.setup()  # config, data and device problems stop here, before a run folder exists
@@ -294,8 +301,8 @@ def evaluate_run(
 ) -> dict:
     """Evaluate a run's checkpoint on its test set the way training did.
 
-    Uses the run's precision, channels_last and eval batch size, so the result matches the
-    test accuracy recorded at that epoch.
+    Uses the run's precision, channels_last, eval batch size and test-time augmentation, so
+    the result matches the test accuracy recorded at that epoch.
     """
     run_dir = runs.resolve_run(run, root)
     saved = read_json(run_dir / "config.json")
@@ -315,7 +322,8 @@ def evaluate_run(
     model, info = runs.load_run(run_dir, which=which, device=target)
     checkpoint = runs.load_checkpoint(run_dir / f"{which}.pt")
     data = load_data(config)
-    loss, accuracy = evaluate(model, eval_loader(config, data, target), config.precision)
+    loader = eval_loader(config, data, target)
+    loss, accuracy = evaluate(model, loader, config.precision, tta=config.tta)
     return {
         "run": info.id,
         "checkpoint": which,

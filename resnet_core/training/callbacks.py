@@ -2,7 +2,7 @@
 
 The trainer knows none of its listeners: it calls `on_event(trainer, event)` on each callback
 for every event, and the default `on_event` hands the event to the hook named after its kind
-(`on_start`, `on_step`, `on_grad_norms`, `on_epoch`, `on_done`, `on_cancelled`,
+(`on_start`, `on_step`, `on_grad_norms`, `on_note`, `on_epoch`, `on_done`, `on_cancelled`,
 `on_failed`). `on_checkpoint` receives the state to save after every epoch and `on_close`
 runs once the run has ended, however it ended. Override only the hooks you need.
 """
@@ -35,6 +35,9 @@ class Callback:
 
     def on_grad_norms(self, trainer: Trainer, event: events.GradNorms) -> None:
         """Per-layer gradient norms after a backward pass."""
+
+    def on_note(self, trainer: Trainer, event: events.Note) -> None:
+        """The run changed a setting on its own; `event.message` says what and why."""
 
     def on_epoch(self, trainer: Trainer, event: events.EpochEnd) -> None:
         """An epoch ended (after `on_checkpoint`)."""

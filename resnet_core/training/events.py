@@ -1,6 +1,7 @@
 """What a training run reports: one frozen dataclass per kind of event.
 
-A run emits `Start`, then `Step` (every `log_every` steps) and `GradNorms` (every
+A run emits `Start`, then `Note` when it changed a setting on its own (with the reason),
+`Step` (every `log_every` steps) and `GradNorms` (every
 `grad_norm_every` steps), an `EpochEnd` after every epoch, and ends with exactly one of
 `Done`, `Cancelled` or `Failed`. Callbacks receive these objects (`Callback.on_<kind>`);
 `to_dict()` gives the line `metrics.jsonl` stores (`{"event": kind, ...fields}`) and
@@ -21,6 +22,7 @@ __all__ = [
     "Start",
     "Step",
     "GradNorms",
+    "Note",
     "EpochEnd",
     "Done",
     "Cancelled",
@@ -110,6 +112,15 @@ class GradNorms(AtStep):
 
 
 @dataclass(frozen=True)
+class Note(AtStep):
+    """Something the run changed on its own, said once in words: e.g. torch.compile could
+    not be used, so it trains the eager model, and why."""
+
+    kind: ClassVar[str] = "note"
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class EpochEnd(Event):
     """An epoch finished; test_* are None when this epoch was not evaluated."""
 
@@ -162,7 +173,7 @@ class Failed(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (Start, Step, GradNorms, EpochEnd, Done, Cancelled, Failed)
+    cls.kind: cls for cls in (Start, Step, GradNorms, Note, EpochEnd, Done, Cancelled, Failed)
 }
 END_KINDS = ("done", "cancelled", "failed")
 

@@ -161,7 +161,7 @@ class LockstepGroup:
 
 def _start(member: Trainer) -> None:
     member._started = time.perf_counter()
-    member.emit(member.start_event())
+    member.announce()
 
 
 def _cancel_all(members: list[Trainer], message: str) -> None:

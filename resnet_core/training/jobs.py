@@ -40,7 +40,7 @@ from typing import Any
 from resnet_core.common.device import cuda_devices, queue_key, resolve_device
 from resnet_core.common.env import checkpoints_root
 from resnet_core.common.env import jobs_per_device as jobs_per_device_setting
-from resnet_core.common.errors import failure_advice, first_line
+from resnet_core.common.errors import ConfigError, failure_advice, first_line
 from resnet_core.common.files import pid_alive, write_json_atomic
 from resnet_core.common.records import checked_fields
 from resnet_core.nets.spec import SpecError, resolve_spec, spec_label
@@ -51,6 +51,7 @@ from resnet_core.training.events import Cancelled, Done, Failed
 from resnet_core.training.group import check_group, fit_group
 from resnet_core.training.runs import run_info, validate_run_id
 from resnet_core.training.seeds import SEED_NOTES, SEED_RECIPES
+from resnet_core.training.speedruns import SPEEDRUNS, Speedrun
 from resnet_core.training.trainer import TrainingFailed, check_resources, fit
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "RECIPES",
     "RECIPE_NOTES",
     "gpu_choices",
+    "missing_device",
 ]
 
 ACTIVE = ("queued", "starting", "running")
@@ -79,21 +81,60 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
         {"model": "plain20", **_SIDE_BY_SIDE},
         {"model": "resnet20", **_SIDE_BY_SIDE},
     ],
-    "GPU: ResNet-18, 30 epochs (aiming at 94%)": [
-        {
-            "model": "resnet18",
-            "epochs": 30,
-            "batch_size": 512,
-            "device": "cuda",
-            "precision": "bf16",
-            "channels_last": True,
-            "label_smoothing": 0.1,
-        },
-    ],
+    **{speedrun.label(): [speedrun.fields()] for speedrun in SPEEDRUNS.values()},
     **SEED_RECIPES,
 }
+
+
+def _setting(name: str, value: Any) -> str:
+    shown = ("on" if value else "off") if isinstance(value, bool) else value
+    return f"{name.replace('_', ' ')} {shown}"
+
+
+def speedrun_note(speedrun: Speedrun) -> str:
+    """What a speedrun choice is made for and of: each ingredient, why it is there, and the
+    settings that take it out."""
+    config = speedrun.train_config()
+    parts = [
+        f"**{item.name}**: {item.why} (off: {', '.join(_setting(*kv) for kv in item.off.items())})"
+        for item in speedrun.ingredients
+    ]
+    target = f"{speedrun.target:.2%}".replace(".00%", "%")
+    m = speedrun.measured
+    measured = (
+        "not yet measured"
+        if m is None
+        else f"measured: {m.accuracy:.1%} in {m.train_seconds:.0f} s on {m.hardware}"
+    )
+    return (
+        f"Made for a CUDA GPU: {speedrun.title}, {config.epochs} epochs at batch "
+        f"{config.batch_size}, {config.precision}, a recipe for {target} test accuracy "
+        f"({measured}). Ingredients: " + "; ".join(parts) + "."
+    )
+
+
 # What a ready-made choice reproduces, for the ones that need saying.
-RECIPE_NOTES: dict[str, str] = dict(SEED_NOTES)
+RECIPE_NOTES: dict[str, str] = {
+    **{speedrun.label(): speedrun_note(speedrun) for speedrun in SPEEDRUNS.values()},
+    **SEED_NOTES,
+}
+
+
+def missing_device(configs: Sequence[dict[str, Any]]) -> str | None:
+    """Why this machine cannot train `configs` on the device they ask for, in words for the
+    Train page; None when it can."""
+    for config in configs:
+        device = str(config.get("device") or "auto")
+        try:
+            resolve_device(device)
+        except ConfigError:
+            kind = "a CUDA GPU" if device.startswith("cuda") else f"device {device}"
+            return (
+                f"This choice trains on {kind}, which this machine does not have: Start is "
+                "refused as it stands. To try it here anyway, set device to cpu or auto "
+                "(it takes far longer than on a GPU)."
+            )
+    return None
 
 
 @dataclass

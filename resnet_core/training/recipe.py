@@ -184,10 +184,12 @@ def evaluate(
     precision: str = "fp32",
     cancel: Any = None,
     mark_step: Callable[[], None] | None = None,
+    tta: str = "none",
 ) -> tuple[float, float] | None:
     """Mean cross-entropy and accuracy (a fraction) over a loader, in eval mode.
 
     `mark_step` is called before each batch (a compiled model with CUDA graphs needs it).
+    With `tta` "flip" the logits of each image and its mirror image are averaged.
     Returns None if `cancel` was set part-way.
     """
     total_loss = torch.zeros((), device=loader.device)
@@ -200,8 +202,18 @@ def evaluate(
             if mark_step is not None:
                 mark_step()
             with autocast(loader.device, precision):
-                logits = model(images)
+                logits = _logits(model, images, tta)
             total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
             count += len(labels)
     return float(total_loss) / max(count, 1), int(correct) / max(count, 1)
+
+
+def _logits(model: nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
+    """The model's logits; with tta "flip", the mean over each image and its mirror image
+    (one forward pass over both, as cifar10-airbench)."""
+    if tta != "flip":
+        return model(images)
+    both = model(torch.cat([images, images.flip(-1)])).float()  # (2N, classes)
+    plain, mirrored = both.chunk(2)
+    return (plain + mirrored) / 2

@@ -278,6 +278,9 @@ class RunWriter(Callback):
     def on_grad_norms(self, trainer: Any, event: events.GradNorms) -> None:
         self._append(event)
 
+    def on_note(self, trainer: Any, event: events.Note) -> None:
+        self._append(event)
+
     def on_epoch(self, trainer: Any, event: events.EpochEnd) -> None:
         self._append(event)
         self.status.update(

@@ -34,6 +34,7 @@ from resnet_core.common.device import device_name, memory_budget, resolve_device
 from resnet_core.common.errors import ConfigError, failure_message, first_line
 from resnet_core.nets.model import build_model
 from resnet_core.nets.size import check_fits, fmt_bytes
+from resnet_core.training.averaging import WeightAverage
 from resnet_core.training.callbacks import Callback, EventFunction
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import (
@@ -60,6 +61,7 @@ from resnet_core.training.events import (
     Event,
     Failed,
     GradNorms,
+    Note,
     Start,
     Step,
 )
@@ -113,7 +115,8 @@ class FitResult:
         epochs: epochs completed.
         steps: optimizer steps taken.
         run_dir: where the run was recorded, if anywhere.
-        model: the trained network (on the training device, in eval mode).
+        model: the trained network (on the training device, in eval mode); with `ema` on,
+            the weight average that was evaluated.
         history: the epoch events.
     """
 
@@ -175,6 +178,16 @@ def _step_marker(config: TrainConfig) -> Callable[[], None]:
     return lambda: None
 
 
+def compile_obstacle(config: TrainConfig, device: torch.device) -> str | None:
+    """Why torch.compile cannot be used for this run as configured, or None."""
+    if config.compile_mode == "reduce-overhead" and device.type != "cuda":
+        return (
+            f"mode reduce-overhead replays CUDA graphs, which need a CUDA GPU, and this run "
+            f"is on {device.type}"
+        )
+    return None
+
+
 def _build(config: TrainConfig, data: Cifar10, device: torch.device) -> nn.Module:
     spec = config.spec()
     if spec.num_classes != data.num_classes:
@@ -228,8 +241,12 @@ class Trainer:
     trains on its part of every global batch; only rank 0 records the run.
 
     Attributes (after `setup`): config, device, data, model (the network being trained),
-    forward (the model or its compiled wrapper), optimizer, scaler, train_loader,
-    test_loader, step, epoch, best_test_acc, final_test_acc, history (EpochEnd events).
+    forward (the model or its compiled wrapper), average (the WeightAverage with `ema` on,
+    else None), optimizer, scaler, train_loader, test_loader, step, epoch, best_test_acc,
+    final_test_acc, history (EpochEnd events).
+
+    With `compile` on, a torch.compile that cannot be used (at setup or at the first compiled
+    step or evaluation) leaves the run on the uncompiled model, and a `Note` says why.
     """
 
     def __init__(
@@ -259,6 +276,9 @@ class Trainer:
         self.history: list[EpochEnd] = []
         self.outcome: Event | None = None
         self.lr = 0.0
+        self.average: WeightAverage | None = None
+        self.notes: list[str] = []  # said after the Start event (setup comes before it)
+        self._on_trial: set[str] = set()  # compiled phases that have not run once yet
         self._started = time.perf_counter()
 
     def record_in(self, run_dir: str | os.PathLike) -> None:
@@ -298,11 +318,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         if checkpoint is not None:
             self._restore(model, checkpoint)
+        if config.ema > 0:
+            self.average = self._average(model, checkpoint)
         self.train_loader, self.test_loader = _loaders(config, self.data, self.device, self.ranks)
-        forward = self._parallel(model)
-        self.forward = (
-            torch.compile(forward, mode=config.compile_mode) if config.compile else forward
-        )
+        self.eager = self._parallel(model)
+        self.forward = self._compiled(self.eager) if config.compile else self.eager
         self.mark_step = _step_marker(config)
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -317,9 +337,53 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
+    def _compiled(self, forward: nn.Module) -> Callable[..., torch.Tensor]:
+        """`forward` wrapped in torch.compile, or `forward` itself, with a note saying why,
+        where torch.compile cannot be used here. Compiling happens at the first call:
+        `_try_compiled` falls back then."""
+        reason = compile_obstacle(self.config, self.device)
+        if reason is None:
+            try:
+                compiled = torch.compile(forward, mode=self.config.compile_mode)
+            except Exception as error:  # noqa: BLE001 - any refusal means: train without it
+                reason = f"torch.compile raised {type(error).__name__}: {first_line(error)}"
+            else:
+                self._on_trial = {"training step", "evaluation"}
+                return compiled
+        self.notes.append(_compile_note(reason))
+        return forward
+
+    def _try_compiled(self, phase: str, run: Callable[[], Any]) -> Any:
+        """Run `run()`, which calls `self.forward`. The first time `phase` runs compiled, a
+        failure (no C compiler, no triton, ...) turns compiling off for the rest of the run,
+        says why in a Note, and runs `run()` again on the eager model."""
+        if phase not in self._on_trial:
+            return run()
+        try:
+            result = run()
+        except (CancelRun, KeyboardInterrupt, torch.OutOfMemoryError):
+            raise  # not compiling's fault: the eager model would not do better
+        except Exception as error:  # noqa: BLE001 - the eager model is tried next
+            reason = f"the first compiled {phase} raised {type(error).__name__}: "
+            message = _compile_note(reason + first_line(error))
+            self._on_trial = set()
+            self.forward = self.eager
+            self.emit(Note(step=self.step, epoch=self.epoch, message=message))
+            return run()
+        self._on_trial.discard(phase)
+        return result
+
+    def _average(self, model: nn.Module, checkpoint: dict | None) -> WeightAverage:
+        """The weight average; a resumed run's own, or (from a checkpoint without one)
+        the weights it resumes from."""
+        average = WeightAverage(model, self.config.ema)
+        if checkpoint is not None and "live_model" in checkpoint:
+            average.load(checkpoint["model"])
+        return average
+
     def _restore(self, model: nn.Module, checkpoint: dict) -> None:
         try:
-            model.load_state_dict(checkpoint["model"])
+            model.load_state_dict(checkpoint.get("live_model", checkpoint["model"]))
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             if checkpoint.get("scaler"):
                 self.scaler.load_state_dict(checkpoint["scaler"])
@@ -339,6 +403,13 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_event(self, event)
         return event
+
+    def announce(self) -> None:
+        """Emit the Start event, then the notes setup left (each once)."""
+        self.emit(self.start_event())
+        for message in self.notes:
+            self.emit(Note(step=self.step, epoch=self.epoch, message=message))
+        self.notes = []
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._started
@@ -381,6 +452,21 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns the detached loss and the number of correct
         predictions, both still on the device (no host sync)."""
+        self._set_lr()
+        loss, correct = self._try_compiled(
+            "training step", lambda: self._forward_backward(images, labels)
+        )
+        self.step += 1
+        if self.config.grad_norm_every and self.step % self.config.grad_norm_every == 0:
+            self.scaler.unscale_(self.optimizer)
+            self.emit(GradNorms(step=self.step, epoch=self.epoch, rows=grad_norm_rows(self.model)))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.average is not None:
+            self.average.update(self.step)
+        return loss, correct
+
+    def _set_lr(self) -> None:
         config = self.config
         self.lr = config.lr * lr_multiplier(
             config.schedule,
@@ -394,20 +480,21 @@ class Trainer:
         )
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
+
+    def _forward_backward(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of one batch, no weight change yet: safe to run again."""
         self.mark_step()
-        with autocast(self.device, config.precision):
+        with autocast(self.device, self.config.precision):
             logits = self.forward(images)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(
+                logits.float(), labels, label_smoothing=self.config.label_smoothing
+            )
         # read the outputs before backward: CUDA graphs may reuse their buffers
         correct = (logits.detach().argmax(1) == labels).sum()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.step += 1
-        if config.grad_norm_every and self.step % config.grad_norm_every == 0:
-            self.scaler.unscale_(self.optimizer)
-            self.emit(GradNorms(step=self.step, epoch=self.epoch, rows=grad_norm_rows(self.model)))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
         return loss.detach(), correct
 
     def begin_epoch(self, epoch: int) -> EpochTally:
@@ -466,23 +553,37 @@ class Trainer:
             )
         )
 
+    def evaluated_model(self) -> nn.Module:
+        """The weights evaluation and checkpoints use: the average with `ema` on (with the
+        live BatchNorm statistics), else the trained model."""
+        return self.average.current() if self.average is not None else self.model
+
     def evaluate(self) -> tuple[float, float]:
-        """Test loss and accuracy of the current weights; CancelRun if cancelled part-way."""
+        """Test loss and accuracy of the evaluated weights (`evaluated_model`, with the
+        config's test-time augmentation); CancelRun if cancelled part-way."""
         if self.ranks is not None:
             return self._evaluate_on_rank_0()
-        result = evaluate(
-            self.forward, self.test_loader, self.config.precision, self.cancel, self.mark_step
-        )
+        if self.average is not None:
+            result = self._evaluate_with(self.evaluated_model())
+        else:
+            result = self._try_compiled("evaluation", lambda: self._evaluate_with(self.forward))
         if result is None:
             self.check_cancel()
             raise CancelRun("cancelled during evaluation")
         return result
 
+    def _evaluate_with(self, model: Callable[..., torch.Tensor]) -> tuple[float, float] | None:
+        config = self.config
+        return evaluate(
+            model, self.test_loader, config.precision, self.cancel, self.mark_step, config.tta
+        )
+
     def _evaluate_on_rank_0(self) -> tuple[float, float]:
         """Rank 0 evaluates its weights (those it saves) and hands the result to the others."""
         result = (0.0, 0.0)
         if self.ranks.main:
-            result = evaluate(self.model, self.test_loader, self.config.precision)
+            model = self.evaluated_model()
+            result = evaluate(model, self.test_loader, self.config.precision, tta=self.config.tta)
         loss, accuracy = broadcast_floats(result, self.device)
         return loss, accuracy
 
@@ -519,7 +620,7 @@ class Trainer:
     def checkpoint(self, event: EpochEnd, improved: bool) -> None:
         """Offer the state after an epoch to the callbacks (RunWriter saves last.pt/best.pt)."""
         state = {
-            "model": self.model.state_dict(),
+            "model": self.evaluated_model().state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "epoch": event.epoch,
@@ -527,6 +628,8 @@ class Trainer:
             "test_acc": event.test_acc,
             "best_test_acc": event.best_test_acc,
         }
+        if self.average is not None:  # "model" holds the average; resuming needs both
+            state["live_model"] = self.model.state_dict()
         for callback in self.callbacks:
             callback.on_checkpoint(self, state, improved)
 
@@ -541,7 +644,7 @@ class Trainer:
         self._started = time.perf_counter()
         together = False  # every rank reached the same end (done, or a shared cancel)
         try:
-            self.emit(self.start_event())
+            self.announce()
             for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
                 train_loss, train_acc, seconds = self.train_epoch(epoch)
                 self.end_epoch(epoch, train_loss, train_acc, seconds)
@@ -608,9 +711,13 @@ class Trainer:
             epochs=self.history[-1].epoch if self.history else 0,
             steps=self.step,
             run_dir=str(self.run_dir) if self.run_dir else None,
-            model=self.model,
+            model=self.evaluated_model() if self.model is not None else None,
             history=[event.to_dict() for event in self.history],
         )
+
+
+def _compile_note(reason: str) -> str:
+    return f"torch.compile is off for this run, which trains the model uncompiled: {reason}"
 
 
 # Adapters: events as dicts -----------------------------------------------------------------
