@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from airbench_side import PUBLISHED_ACCURACY, run_airbench, write_airbench_data  # noqa: E402
 
+from resnet_core.common.files import write_json_atomic  # noqa: E402
 from resnet_core.training.callbacks import Callback  # noqa: E402
 from resnet_core.training.config import COMPILE_MODES, TrainConfig  # noqa: E402
 from resnet_core.training.data import load_dataset  # noqa: E402
@@ -301,34 +302,47 @@ def _adjust(result: dict) -> None:
         )
 
 
+def _save(result: dict, out: str | None) -> None:
+    """Write the result so far (each finished run), so that a run cut short keeps them."""
+    if out:
+        write_json_atomic(out, result)
+
+
+def _run_variants(recipe: Speedrun, result: dict, data, args: argparse.Namespace) -> None:
+    """Every variant's seeds in turn, saving the result after each run."""
+    changes = _changes(args)
+    for name, without in _variants(recipe, args.ablation):
+        config = recipe.train_config(without, **changes)
+        runs: list[dict] = []
+        variant = {"name": name, "config": config.to_dict(), "runs": runs}
+        for seed in range(args.seeds):
+            print(f"{args.preset} {name} seed {seed}", flush=True)
+            runs.append(run_once(config.replace(seed=seed), data, result["target"], args))
+            _save(dict(result, variants=[*result["variants"], variant], partial=True), args.out)
+        result["variants"].append(dict(variant, median=summarize(runs)))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     recipe = SPEEDRUNS[args.preset]
     target = args.target if args.target is not None else recipe.target
-    changes = _changes(args)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     data = load_dataset(args.dataset, args.data_dir, subset=args.subset)
-    first = recipe.train_config(**changes)
-    if args.warmup_run:
-        Trainer(first.replace(epochs=1, eval_every=1000), data=data).fit()
     result = {"preset": args.preset, "target": target, **_environment(), "variants": []}
-    for name, without in _variants(recipe, args.ablation):
-        config = recipe.train_config(without, **changes)
-        runs = []
-        for seed in range(args.seeds):
-            print(f"{args.preset} {name} seed {seed}", flush=True)
-            runs.append(run_once(config.replace(seed=seed), data, target, args))
-        result["variants"].append(
-            {"name": name, "config": config.to_dict(), "runs": runs, "median": summarize(runs)}
-        )
+    # airbench first: short, bounded by its own timeout, and its d is kept if ours is cut short
     result["airbench"] = _airbench(args, data)
+    print("\n".join(_airbench_lines(result)), flush=True)
+    _save(dict(result, partial=True), args.out)
+    if args.warmup_run:
+        config = recipe.train_config(**_changes(args))
+        Trainer(config.replace(epochs=1, eval_every=1000), data=data).fit()
+    _run_variants(recipe, result, data, args)
     _adjust(result)
     text = table(result)
     print(text, flush=True)
-    result["table"] = text
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    result.update(table=text, partial=False)
+    _save(result, args.out)
     return 0
 
 

@@ -188,6 +188,7 @@ def test_speedrun_end_to_end_on_cpu(cifar_root, tmp_path):
     assert set(result["versions"]) == {"torch", "python", "cuda"}
     assert "--subset 256" in result["command"]
     assert result["airbench"] is None and result["jpeg_gap"] is None
+    assert result["partial"] is False
     (variant,) = result["variants"]
     assert variant["name"] == "full recipe"
     assert variant["config"]["device"] == "cpu" and variant["config"]["compile"] is False
