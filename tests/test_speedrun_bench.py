@@ -156,6 +156,8 @@ def test_airbench_shortfall_moves_the_target_down():
     assert [run["time_to_adjusted_target_s"] for run in runs] == [4.0, 4.0]
     assert [run["time_to_target_s"] for run in runs] == [6.0, None]
     assert result["variants"][0]["median"]["time_to_adjusted_target_s"] == 4.0
+    assert "median on this copy is 93.50%" in speedrun._gap_sentence(result)
+    assert "moves to 93.50%" in speedrun._gap_sentence(result)
     assert speedrun.summarize([dict(r, best_acc=0.9, final_acc=0.9) for r in runs]) == {
         "best_acc": 0.9,
         "final_acc": 0.9,
@@ -164,6 +166,14 @@ def test_airbench_shortfall_moves_the_target_down():
         "time_to_target_s": None,  # one seed of two never reached it
         "reached": "1/2",
     }
+
+
+def test_airbench_above_its_published_accuracy_leaves_the_target():
+    result = {"target": 0.94, "variants": [], "airbench": {"runs": [{"accuracy": 0.942}]}}
+    speedrun._adjust(result)
+    assert result["jpeg_gap"] == pytest.approx(-0.002)
+    assert result["adjusted_target"] == 0.94
+    assert "target unchanged" in speedrun._gap_sentence(result)
 
 
 def test_no_airbench_measurement_leaves_the_target():
@@ -210,3 +220,30 @@ def test_ablation_takes_each_ingredient_out_once():
     args = speedrun._parser().parse_args(["--device", "cpu", "--no-compile", "--epochs", "2"])
     config = recipe.train_config(("CUDA graphs",), **speedrun._changes(args))
     assert (config.device, config.compile, config.epochs, config.eval_every) == ("cpu", False, 2, 1)
+
+
+def test_table_shows_airbench_and_the_moved_target(tmp_path):
+    runs = [
+        dict(_run(0, [0.93, 0.937]), best_acc=0.937, final_acc=0.937, train_seconds=4.0),
+        dict(_run(1, [0.92, 0.941]), best_acc=0.941, final_acc=0.941, train_seconds=4.2),
+    ]
+    for run in runs:
+        run["s_per_epoch"] = run["train_seconds"] / 2
+    variant = {"name": speedrun.FULL, "runs": runs, "median": speedrun.summarize(runs)}
+    airbench = {"version": "0.1.8", "status": "ok", "reason": "", "runs": []}
+    for seed, accuracy in enumerate((0.935, 0.936, 0.934)):
+        airbench["runs"].append(
+            {"seed": seed, "accuracy": accuracy, "seconds": 3.5, "wall_seconds": 5.0}
+        )
+    (tmp_path / "r18.json").write_text(json.dumps({"airbench": airbench}))
+    args = speedrun._parser().parse_args(["--jpeg-gap-from", str(tmp_path / "r18.json")])
+    result = {"preset": "resnet18", "target": 0.94, "variants": [variant]}
+    result["airbench"] = speedrun._airbench(args, data=None)
+    speedrun._adjust(result)
+    text = speedrun.table(result)
+    assert "| reached 94.00% | time to target (s) | time to 93.50% (s) |" in text
+    assert "| resnet18 | full recipe | 0 | no | - | 4.00 | 0.9370 |" in text
+    assert "| resnet18 | full recipe | 1 | yes | 4.00 | 4.00 | 0.9410 |" in text
+    assert "| resnet18 | full recipe | median | 1/2 | - | 4.00 | 0.9390 |" in text
+    assert "| 1 | 0.9360 | 3.50 | 5.00 |" in text
+    assert "measured by the run in" in text and "moves to 93.50%" in text
