@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, ordered by value for a 15-minute device budget (one call runs
-# at most 10 minutes, and the first call spends a couple of minutes starting the machine):
-#   tests      GPU tests                                                      ~1 min
-#   speedrun   ResNet-18 recipe + airbench94, 3 seeds; ResNet-20 recipe, 3 seeds  ~6 min
-#   ablation   ResNet-18, each ingredient taken out in turn, 1 seed            ~4 min
-#   he2016     the he2016 experiment: a 1-epoch timing run, then the full one  (unknown)
-#   lecture    weight_decay and cnn_vs_resnet, 3 seeds where the CLI has --seeds
+# at most 10 minutes, and the first call spends a couple of minutes starting the machine).
+# MODE picks groups (default all); the caps below are upper bounds, not estimates:
+#   tests      GPU tests                                                    cap 2 min
+#   speedrun   ResNet-18 recipe + airbench94, 3 seeds; ResNet-20, 3 seeds   caps 4.5 + 2.5 min
+#   ablation   ResNet-18, each ingredient taken out in turn, 1 seed          cap 4.5 min
+#   he2016     the he2016 experiment: 1-epoch timing run, then the whole    caps 2.5 + 8 min
+#   lecture    weight_decay and cnn_vs_resnet at once (3 seeds if the CLI has --seeds)  4.5 min
 # Every step is capped with `timeout` (which ends the step's whole process group) and writes
 # to $OUT as it goes, so a call cut short still returns what it finished.
 #
 # Before the session, here: bash scripts/prepare_device.sh   (fills .device/, carried along)
-#   OUT=$OUT MODE="tests speedrun" bash benchmarks/device_run.sh   # call 1 (~8 min)
+#   OUT=$OUT MODE="tests speedrun" bash benchmarks/device_run.sh   # call 1 (caps: 9 min)
 #   OUT=$OUT MODE="ablation lecture" bash benchmarks/device_run.sh # call 2, if time is left
+#   OUT=$OUT MODE=he2016 bash benchmarks/device_run.sh             # a call of its own
 #   OUT=/tmp/o TINY=1 bash benchmarks/device_run.sh  # CPU rehearsal: tiny runs, GPU steps skip
 set -u
 export PYTHONUNBUFFERED=1
@@ -86,28 +88,34 @@ want ablation && step ablation_resnet18 270 "$PY" benchmarks/speedrun.py --prese
 # (f, g) Experiments (results shipped in checkpoints/demo), archived into $OUT/demo.tgz.
 DEMO=$REPO/.device/demo
 HELP=$("$PY" -m resnet_core experiment --help 2>&1)
-experiment() { # experiment NAME CAP ARGS...: runs it if this checkout defines it
+known() { # known NAME: true if this checkout defines the experiment, else notes the skip
+    [[ "$HELP" == *"$1"* ]] && return 0
+    note "skip  $1: not an experiment of this checkout"
+    return 1
+}
+experiment() { # experiment NAME CAP ARGS...
     local name=$1 cap=$2
     shift 2
-    if [[ "$HELP" != *"$name"* ]]; then
-        note "skip  $name: not an experiment of this checkout"
-        return
-    fi
+    known "$name" || return
+    rm -rf "${DEMO:?}/$name" # an experiment refuses a folder holding earlier runs
     step "exp_$name" "$cap" "$PY" -m resnet_core experiment "$name" --device cuda \
         --out "$DEMO" --data-dir "$DATA" "$@"
 }
 SEEDS_FLAG=()
 [[ "$HELP" == *"--seeds"* ]] && SEEDS_FLAG=(--seeds "$SEEDS")
-if want he2016 && gpu he2016; then
+if want he2016 && gpu he2016 && known he2016; then
     # A 1-epoch run first says how long the whole one takes; it goes to a scratch folder.
+    rm -rf "$REPO/.device/timing"
     step exp_he2016_timing 150 "$PY" -m resnet_core experiment he2016 --device cuda \
         --out "$REPO/.device/timing" --data-dir "$DATA" --jobs 9 --epochs 1
     experiment he2016 480 --jobs 9
 fi
 if want lecture && gpu lecture; then
     [ ${#SEEDS_FLAG[@]} = 0 ] && note "experiment CLI has no --seeds: one seed each"
-    experiment weight_decay 270 --jobs 3 "${SEEDS_FLAG[@]}"
-    experiment cnn_vs_resnet 270 --jobs 3 "${SEEDS_FLAG[@]}"
+    # Both at once: small nets leave most of the GPU idle alone.
+    experiment weight_decay 270 --jobs 3 "${SEEDS_FLAG[@]}" &
+    experiment cnn_vs_resnet 270 --jobs 3 "${SEEDS_FLAG[@]}" &
+    wait
 fi
 [ -d "$DEMO" ] && (cd "$DEMO" && tar -czf "$OUT/demo.tgz" .) && note "demo.tgz $(du -h "$OUT/demo.tgz" | cut -f1)"
 
