@@ -54,6 +54,7 @@ PIPELINES: dict[str, tuple[dict, bool] | None] = {
     "ours bf16 + channels_last, glibc default malloc": (dict(precision="bf16", channels_last=True), False),
     "ours bf16 + channels_last (default)": (dict(precision="bf16", channels_last=True), True),
     "ours bf16 + channels_last + compile": (dict(precision="bf16", channels_last=True, compile=True), True),
+    "ours bf16 + channels_last + compile max-autotune": (dict(precision="bf16", channels_last=True, compile=True, compile_mode="max-autotune-no-cudagraphs"), True),
 }  # fmt: skip
 
 

@@ -68,13 +68,21 @@ def test_layer_responses_runs_degradation_and_writes_runs(tmp_path):
 
 
 SHIPPED = shipped_root()
+# Defined but waiting for a GPU run (checkpoints/demo/README.md); the lecture shows their
+# slide only once one is shipped. Either of the two reproductions is enough.
+GPU_PENDING = {"he2016", "he2016_b512"}
 
 
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_is_shipped_or_pending_a_gpu():
+    missing = {name for name in EXPERIMENTS if not (SHIPPED / name).is_dir()}
+    assert missing <= GPU_PENDING, f"not shipped: {sorted(missing - GPU_PENDING)}"
+
+
+@pytest.mark.parametrize(
+    "name", [name for name in EXPERIMENTS if (SHIPPED / name).is_dir() or name not in GPU_PENDING]
+)
 def test_shipped_results_are_complete_and_loadable(name):
     folder = SHIPPED / name
-    if name.startswith("he2016") and not folder.exists():
-        pytest.skip(f"{name}: not shipped (the lecture shows its slide only when it is)")
     data = load_experiment(folder)
     record = data["record"]
     assert record["name"] == name
