@@ -52,7 +52,9 @@ PIPELINES: dict[str, tuple[dict, bool] | None] = {
     "ours fp32": (dict(precision="fp32", channels_last=False), True),
     "ours bf16": (dict(precision="bf16", channels_last=False), True),
     "ours bf16 + channels_last, glibc default malloc": (dict(precision="bf16", channels_last=True), False),
-    "ours bf16 + channels_last (default)": (dict(precision="bf16", channels_last=True), True),
+    "ours bf16 + channels_last": (dict(precision="bf16", channels_last=True), True),
+    "ours fp32 + channels_last": (dict(precision="fp32", channels_last=True), True),
+    "ours auto precision + channels_last (default)": (dict(precision="auto", channels_last=True), True),
     "ours bf16 + channels_last + compile": (dict(precision="bf16", channels_last=True, compile=True), True),
     "ours bf16 + channels_last + compile max-autotune": (dict(precision="bf16", channels_last=True, compile=True, compile_mode="max-autotune-no-cudagraphs"), True),
 }  # fmt: skip

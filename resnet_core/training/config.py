@@ -27,7 +27,7 @@ from resnet_core.training.data import NORMALIZATIONS, PAD_MODES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torch.compile modes; the two with CUDA graphs replay a whole forward or backward as one
 # launch on CUDA, which is what short-step GPU runs are limited by (benchmarks/RESULTS.md).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -177,7 +177,11 @@ class TrainConfig:
     seed: int = option(0, "seeds initialisation, shuffling and augmentation")
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     precision: str = option(
-        "bf16", "fp32, or autocast to bf16 or fp16 (fp16 uses a gradient scaler)", PRECISIONS
+        "auto",
+        "auto (bf16 on a GPU that has it; on a CPU, bf16 only where a quick probe finds it "
+        "faster than fp32; the run records what it chose), fp32, or autocast to bf16 or fp16 "
+        "(fp16 uses a gradient scaler)",
+        PRECISIONS,
     )
     channels_last: bool = option(True, "NHWC memory format for model and batches")
     compile: bool = option(

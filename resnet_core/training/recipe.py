@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -31,6 +33,7 @@ from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import NORMALIZATIONS, Cifar10, DeviceLoader
 
 __all__ = [
+    "auto_precision",
     "autocast",
     "keep_freed_memory",
     "lr_multiplier",
@@ -50,6 +53,57 @@ def autocast(device: torch.device, precision: str):
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+CPU_BF16_MIN_SPEEDUP = 1.15  # bf16 must beat fp32 by this much on the probe to be chosen
+
+
+def auto_precision(device: torch.device) -> tuple[str, str]:
+    """The precision "auto" stands for on `device`, and why, in words.
+
+    GPUs: bf16 where the GPU computes in it natively (compute capability 8 and up), else fp16
+    with a gradient scaler. Apple GPUs: fp32. CPUs: bf16 autocast is 1.7x fp32's speed on a
+    CPU with AMX, 0.8x on one with AVX-512 alone and 0.1x on one with AVX2 alone
+    (benchmarks/RESULTS.md), so a short probe decides.
+    """
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        if major >= 8:
+            return "bf16", "bf16 autocast on this GPU"
+        return "fp16", "fp16 autocast on this GPU (it has no native bf16)"
+    if device.type != "cpu":
+        return "fp32", f"fp32 on {device.type}"
+    speedup = cpu_bf16_speedup()
+    choice = "bf16" if speedup >= CPU_BF16_MIN_SPEEDUP else "fp32"
+    return choice, f"{choice}: bf16 autocast ran a probe layer at {speedup:.2f}x fp32's speed here"
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """fp32 time / bf16-autocast time of a conv + BatchNorm + ReLU forward and backward on
+    CIFAR-sized activations (best of 5 each, a few tenths of a second in all). Measured once
+    per process; leaves the global random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = nn.Sequential(
+            nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU()
+        )
+        layer = layer.to(memory_format=torch.channels_last)
+        images = torch.randn(32, 32, 32, 32).to(memory_format=torch.channels_last)
+    cpu = torch.device("cpu")
+
+    def seconds(precision: str) -> float:
+        best = math.inf
+        for _ in range(6):  # the first is a warm-up
+            started = time.perf_counter()
+            with autocast(cpu, precision):
+                out = layer(images)
+            out.float().sum().backward()
+            best = min(best, time.perf_counter() - started) if _ else math.inf
+        layer.zero_grad(set_to_none=True)
+        return best
+
+    return seconds("fp32") / seconds("bf16")
 
 
 # glibc mallopt parameters (malloc.h)

@@ -66,6 +66,7 @@ from resnet_core.training.events import (
     Step,
 )
 from resnet_core.training.recipe import (
+    auto_precision,
     autocast,
     eval_loader,
     evaluate,
@@ -301,8 +302,8 @@ class Trainer:
         """
         if self.model is not None:
             return self
-        config = self.config
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(self.config.device)
+        config = self._resolve_precision()
         check_resources(config, self.device)
         if self.ranks is not None:
             local_batch(config.batch_size, self.ranks)  # refuses a batch that does not split
@@ -329,6 +330,14 @@ class Trainer:
         self.resumed = checkpoint is not None
         self.model = model
         return self
+
+    def _resolve_precision(self) -> TrainConfig:
+        """Settle precision "auto" for this device; the run records (and says) the choice."""
+        if self.config.precision == "auto":
+            precision, why = auto_precision(self.device)
+            self.config = self.config.replace(precision=precision)
+            self.notes.append(f"precision auto: {why}")
+        return self.config
 
     def _parallel(self, model: nn.Module) -> nn.Module:
         """The model, wrapped in DistributedDataParallel on a data-parallel rank."""

@@ -1,0 +1,72 @@
+"""Precision "auto": what it picks on each kind of device, and that a run records the choice
+and says why."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from app_helpers import QUICK_CPU_RUN
+
+from resnet_core.training import recipe
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.events import Note
+from resnet_core.training.runs import read_events
+from resnet_core.training.trainer import fit
+
+AUTO_RUN = {**QUICK_CPU_RUN, "model": {"depths": [1, 1, 1], "widths": [8, 16, 32]}}
+AUTO_RUN.pop("precision")
+
+
+def test_auto_is_the_default_and_a_listed_choice():
+    assert TrainConfig().precision == "auto"
+    assert TrainConfig(precision="fp32").precision == "fp32"
+
+
+@pytest.mark.parametrize(("speedup", "chosen"), [(0.19, "fp32"), (1.1, "fp32"), (1.7, "bf16")])
+def test_a_cpu_takes_bf16_only_where_the_probe_finds_it_faster(monkeypatch, speedup, chosen):
+    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: speedup)
+    precision, why = recipe.auto_precision(torch.device("cpu"))
+    assert precision == chosen
+    assert f"{speedup:.2f}x" in why
+
+
+def test_the_probe_measures_without_touching_the_random_state():
+    before = torch.random.get_rng_state()
+    recipe.cpu_bf16_speedup.cache_clear()
+    speedup = recipe.cpu_bf16_speedup()
+    assert math.isfinite(speedup) and speedup > 0
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert recipe.cpu_bf16_speedup() == speedup  # measured once per process
+
+
+@pytest.mark.parametrize(("speedup", "chosen"), [(0.5, "fp32"), (2.0, "bf16")])
+def test_a_run_records_what_auto_chose_and_says_why(tmp_path, monkeypatch, speedup, chosen):
+    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: speedup)
+    result = fit(AUTO_RUN, run_dir=tmp_path / "run")
+    assert result.state == "done"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["precision"] == chosen
+    notes = [e.message for e in read_events(tmp_path / "run") if isinstance(e, Note)]
+    assert notes == [
+        f"precision auto: {chosen}: bf16 autocast ran a probe layer at "
+        f"{speedup:.2f}x fp32's speed here"
+    ]
+
+
+def test_a_chosen_precision_is_kept_and_says_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: 2.0)
+    fit({**AUTO_RUN, "precision": "fp32"}, run_dir=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp32"
+    assert not [e for e in read_events(tmp_path / "run") if isinstance(e, Note)]
+
+
+@pytest.mark.parametrize(
+    ("capability", "chosen"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]
+)
+def test_a_gpu_takes_bf16_where_it_computes_in_it(monkeypatch, capability, chosen):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert recipe.auto_precision(torch.device("cuda", 0))[0] == chosen
+    assert recipe.auto_precision(torch.device("mps"))[0] == "fp32"
