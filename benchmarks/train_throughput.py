@@ -228,6 +228,20 @@ def _summary_rows(chosen: list[str], samples: dict[str, list[dict]]) -> list[dic
     return rows
 
 
+ISA_SETTINGS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")  # instruction-set limits, if set
+
+
+def _args_record(args: argparse.Namespace) -> dict[str, str]:
+    """The flags as text, paths by their last part only (no machine paths in results), and
+    the instruction-set limits the run had in its environment."""
+    record = {k: str(v) for k, v in vars(args).items()}
+    for key in ("data_dir", "out"):
+        if getattr(args, key):
+            record[key] = Path(getattr(args, key)).name
+    record.update({name: os.environ[name] for name in ISA_SETTINGS if name in os.environ})
+    return record
+
+
 def _print_table(info: dict, rows: list[dict]) -> None:
     width = max(len(row["pipeline"]) for row in rows)
     print()
@@ -278,9 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     _print_table(info, rows)
     if args.out:
-        args_text = {k: str(v) for k, v in vars(args).items()}
         write_json_atomic(
-            Path(args.out), {**info, "args": args_text, "rows": rows, "samples": samples}
+            Path(args.out), {**info, "args": _args_record(args), "rows": rows, "samples": samples}
         )
     return 0
 
