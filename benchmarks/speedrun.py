@@ -35,7 +35,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
@@ -212,8 +213,31 @@ def _environment() -> dict:
         },
         "hardware": torch.cuda.get_device_name(0) if cuda else _cpu(),
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv) if sys.argv else "",
+        "command": _command(sys.argv),
     }
+
+
+def _recorded(config: TrainConfig) -> dict:
+    """The config as recorded: the data folder by name only."""
+    data = config.to_dict()
+    if data.get("data_dir"):
+        data["data_dir"] = Path(data["data_dir"]).name
+    return data
+
+
+def _command(argv: list[str]) -> str:
+    """The command line with no machine paths: a path inside the repository relative to
+    it, any other by its last part."""
+    parts = []
+    for arg in argv:
+        path = Path(arg)
+        if path.is_absolute():
+            try:
+                arg = str(path.relative_to(REPO))
+            except ValueError:
+                arg = path.name
+        parts.append(arg)
+    return " ".join(parts)
 
 
 def _cpu() -> str:
@@ -325,7 +349,7 @@ def _run_variants(recipe: Speedrun, result: dict, data, args: argparse.Namespace
     for name, without in _variants(recipe, args.ablation):
         config = recipe.train_config(without, **changes)
         runs: list[dict] = []
-        variant = {"name": name, "config": config.to_dict(), "runs": runs}
+        variant = {"name": name, "config": _recorded(config), "runs": runs}
         for seed in range(args.seeds):
             print(f"{args.preset} {name} seed {seed}", flush=True)
             runs.append(run_once(config.replace(seed=seed), data, result["target"], args))

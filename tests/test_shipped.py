@@ -1,5 +1,5 @@
-"""The shipped results (checkpoints/demo) hold no machine paths, and each run's recorded
-preset name still names the net it trained."""
+"""The shipped results (checkpoints/demo) and benchmark results (benchmarks/results) hold no
+machine paths, and each run's recorded preset name still names the net it trained."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from resnet_core.training.runs import load_checkpoint
 
 SHIPPED = sorted(path for path in shipped_root().rglob("*") if path.is_file())
 RUNS = sorted(path.parent for path in shipped_root().glob("*/*/spec.json"))
+BENCHMARK_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+MEASURED = sorted(path for path in BENCHMARK_RESULTS.rglob("*") if path.is_file())
 # Home and work folders on Linux and macOS, Windows drives; any of them is this machine's.
 MACHINE_PATH = re.compile(r"/work/|/home/|/Users/|/root/|/tmp/|[A-Za-z]:\\\\")
 
@@ -47,6 +49,14 @@ def test_the_scan_finds_a_machine_path():
     assert MACHINE_PATH.search('"data_dir": "/work/main/.data/cifar10"')
     assert MACHINE_PATH.search('{"run_dir": "/Users/ann/runs/x"}')
     assert not MACHINE_PATH.search('"command": "python -m resnet_core experiment --out x"')
+
+
+@pytest.mark.parametrize("path", MEASURED, ids=lambda p: str(p.relative_to(BENCHMARK_RESULTS)))
+def test_benchmark_results_hold_no_machine_paths(path: Path):
+    text = _text(path)
+    assert text is not None, f"{path}: benchmark results are text (tables, logs, JSON)"
+    found = MACHINE_PATH.search(text)
+    assert found is None, f"{path}: {text[max(found.start() - 40, 0) : found.end() + 40]!r}"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(shipped_root())))

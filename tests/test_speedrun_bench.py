@@ -209,6 +209,9 @@ def test_speedrun_end_to_end_on_cpu(cifar_root, tmp_path):
     assert run["s_per_epoch"] == pytest.approx(run["train_seconds"], rel=0.01)
     assert run["time_to_target_s"] is None  # one epoch on 256 images is far from 91.25 %
     assert result["table"] in done.stdout
+    recorded = out.read_text()
+    assert str(cifar_root) not in recorded and str(tmp_path) not in recorded  # no machine paths
+    assert "r20.json" in result["command"]
 
 
 def test_ablation_takes_each_ingredient_out_once():
