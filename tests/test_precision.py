@@ -51,7 +51,7 @@ def test_a_run_records_what_auto_chose_and_says_why(tmp_path, monkeypatch, speed
     assert config["precision"] == chosen
     notes = [e.message for e in read_events(tmp_path / "run") if isinstance(e, Note)]
     assert notes == [
-        f"precision auto: {chosen}: bf16 autocast ran a probe layer at "
+        f"precision auto chose {chosen}: bf16 autocast ran a probe layer at "
         f"{speedup:.2f}x fp32's speed here"
     ]
 

@@ -69,13 +69,13 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
     if device.type == "cuda":
         major, _ = torch.cuda.get_device_capability(device)
         if major >= 8:
-            return "bf16", "bf16 autocast on this GPU"
-        return "fp16", "fp16 autocast on this GPU (it has no native bf16)"
+            return "bf16", "this GPU computes in bf16"
+        return "fp16", "this GPU has no native bf16 (fp16 with a gradient scaler)"
     if device.type != "cpu":
-        return "fp32", f"fp32 on {device.type}"
+        return "fp32", f"no autocast on {device.type}"
     speedup = cpu_bf16_speedup()
     choice = "bf16" if speedup >= CPU_BF16_MIN_SPEEDUP else "fp32"
-    return choice, f"{choice}: bf16 autocast ran a probe layer at {speedup:.2f}x fp32's speed here"
+    return choice, f"bf16 autocast ran a probe layer at {speedup:.2f}x fp32's speed here"
 
 
 @functools.cache

@@ -336,7 +336,7 @@ class Trainer:
         if self.config.precision == "auto":
             precision, why = auto_precision(self.device)
             self.config = self.config.replace(precision=precision)
-            self.notes.append(f"precision auto: {why}")
+            self.notes.append(f"precision auto chose {precision}: {why}")
         return self.config
 
     def _parallel(self, model: nn.Module) -> nn.Module:
