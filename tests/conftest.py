@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,15 @@ def cifar_root() -> Path:
         )
     _unpack(tarball, UNPACKED)
     return UNPACKED
+
+
+# The Lecture page warms its probe in a daemon thread. Left running when the test process
+# exits, its torch work is torn down under it and the process aborts ("terminate called
+# without an active exception"), failing a run whose tests all passed.
+BACKGROUND_WORK = ("lecture-warm",)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for thread in threading.enumerate():
+        if thread.name in BACKGROUND_WORK:
+            thread.join(timeout=300)

@@ -155,7 +155,7 @@ _HE_CPU = {
     "schedule": "cosine",
     "warmup": 0.05,
     "subset": 10_000,
-    "precision": "bf16",
+    "precision": "auto",
 }
 # Gradient norms over training: both pairs (20 and 56 layers) train on the same recipe.
 _GRAD_FLOW_RECIPES = {
@@ -221,7 +221,7 @@ _HE2016_CPU = {
     "epochs": 2,
     "milestones": [1],
     "subset": 2_000,
-    "precision": "bf16",
+    "precision": "auto",
 }
 _SEEDS = (0, 1, 2)
 
@@ -278,7 +278,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "weight_decay": 5e-4,
                 "schedule": "onecycle",
                 "subset": 5_000,
-                "precision": "bf16",
+                "precision": "auto",
             },
             gpu_seeds=_SEEDS,
         ),
@@ -307,7 +307,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "lr": 0.1,
                 "schedule": "onecycle",
                 "subset": 10_000,
-                "precision": "bf16",
+                "precision": "auto",
             },
             gpu_seeds=_SEEDS,
         ),
