@@ -479,13 +479,13 @@ def fig6_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
                 "run:N",
                 sort=runs,
                 scale=alt.Scale(domain=runs, range=shades),
-                legend=alt.Legend(orient="bottom", title=None),
+                legend=alt.Legend(orient="bottom", title=None, columns=3),
             ),
             strokeDash=alt.StrokeDash(
                 "split:N",
                 sort=["train", "test"],
                 scale=alt.Scale(domain=["train", "test"], range=[[6, 3], [1, 0]]),
-                legend=alt.Legend(orient="bottom", title=None),
+                legend=alt.Legend(orient="top", title=None, direction="horizontal"),
             ),
             tooltip=["run", "epoch", "split", alt.Tooltip("error:Q", format=".2f")],
         )
