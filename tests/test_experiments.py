@@ -134,3 +134,28 @@ def test_gpu_recipe_trains_every_setting_with_three_seeds(name):
 def test_cnn_vs_resnet_compares_the_seed_notebooks_simple_cnn():
     models = [plan.model for plan in get_experiment("cnn_vs_resnet").runs]
     assert models == ["simple_cnn", "resnet18"]
+
+
+def test_each_finished_run_is_reported_with_the_count_so_far(tmp_path):
+    events = []
+    run_experiment(
+        "cnn_vs_resnet", tmp_path, device="cpu", overrides=TINY, command="t", on_event=events.append
+    )
+    assert [(e["done"], e["total"]) for e in events] == [(1, 2), (2, 2)]
+
+
+def test_the_cli_says_how_far_an_experiment_is_and_how_long_is_left(monkeypatch, capsys):
+    import resnet_core.cli.experiments as cli_experiments
+
+    def fake_run(name, out, on_event, **kwargs):
+        for done in (1, 2, 3):
+            result = {"event": "done", "best_test_acc": 0.5}
+            on_event({"label": f"run{done}", "result": result, "done": done, "total": 3})
+        return tmp_folder
+
+    tmp_folder = "somewhere"
+    monkeypatch.setattr(cli_experiments, "run_experiment", fake_run)
+    assert main(["experiment", "cnn_vs_resnet", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "run1: done, best test acc 0.500 (1/3 runs" in lines[1] and "left)" in lines[1]
+    assert "(3/3 runs" in lines[3] and "left" not in lines[3]

@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 
 from resnet_core.training.experiments import get_experiment, list_experiments, run_experiment
 
 __all__ = ["register"]
+
+
+def _duration(seconds: float) -> str:
+    """e.g. "45 s", "12 min", "2 h 05 min"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -16,6 +25,14 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     sys.stderr.write(f"{experiment.name}: {experiment.title}\n")
 
     failed: list[str] = []
+    started = time.monotonic()
+
+    def progress(done: int | None, total: int | None) -> str:
+        if not done or not total:
+            return ""
+        elapsed = time.monotonic() - started
+        left = "" if done == total else f", about {_duration(elapsed / done * (total - done))} left"
+        return f" ({done}/{total} runs, {_duration(elapsed)} so far{left})"
 
     def report(event: dict) -> None:
         result = event.get("result", {})
@@ -24,7 +41,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         best = result.get("best_test_acc")
         best_text = f"{best:.3f}" if isinstance(best, float) else "n/a"
         sys.stderr.write(
-            f"  {event['label']}: {result.get('event', '?')}, best test acc {best_text}\n"
+            f"  {event['label']}: {result.get('event', '?')}, best test acc {best_text}"
+            f"{progress(event.get('done'), event.get('total'))}\n"
         )
 
     folder = run_experiment(

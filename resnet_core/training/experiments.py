@@ -471,7 +471,7 @@ def _train(
         member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
         members.append(member)
         if on_event:
-            on_event({"event": "member", **member})
+            on_event({"event": "member", **member, "done": len(members), "total": len(configs)})
     for plan, _ in configs:
         slim_run(folder / plan.label, keep_weights=ship_weights)
     return members
@@ -538,7 +538,8 @@ def run_experiment(
         device: "auto", "cpu", "cuda" ...; picks the GPU or the reduced CPU recipe.
         data_dir: CIFAR-10 folder (see `resnet_core.data.load_cifar10`).
         jobs: runs trained at once in worker processes (useful on a GPU).
-        on_event: called with {"event": "member", ...} as each run finishes.
+        on_event: called with {"event": "member", ...} as each run finishes ("done" of
+            "total" runs so far).
         command: the command line to record (defaults to this process's argv).
         overrides: TrainConfig fields applied to every run (e.g. a synthetic dataset in tests).
 
