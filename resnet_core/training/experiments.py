@@ -223,6 +223,21 @@ _HE2016_CPU = {
     "subset": 2_000,
     "precision": "auto",
 }
+
+
+def _he2016_experiment(name: str, batch_size: int, what: str) -> Experiment:
+    """The reproduction at `batch_size` (the learning rate scaled linearly)."""
+    return Experiment(
+        name=name,
+        title=f"He et al. 2016 {what}",
+        claim="test error beside Table 6; training error per epoch as Fig. 6",
+        runs=_he2016_runs(),
+        gpu_recipe=_he2016_recipe(batch_size),
+        cpu_recipe=_HE2016_CPU,
+        ship_weights=False,
+    )
+
+
 _SEEDS = (0, 1, 2)
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -236,23 +251,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             gpu_recipe=_HE_GPU,
             cpu_recipe=_HE_CPU,
         ),
-        Experiment(
-            name="he2016",
-            title="He et al. 2016 Sec. 4.2 on CIFAR-10: plain-20..56, ResNet-20..110",
-            claim="test error beside Table 6; training error per epoch as Fig. 6",
-            runs=_he2016_runs(),
-            gpu_recipe=_he2016_recipe(128),
-            cpu_recipe=_HE2016_CPU,
-            ship_weights=False,
-        ),
-        Experiment(
-            name="he2016_b512",
-            title="He et al. 2016 Sec. 4.2 at batch 512 and lr 0.4 (scaled), same epochs",
-            claim="test error beside Table 6; training error per epoch as Fig. 6",
-            runs=_he2016_runs(),
-            gpu_recipe=_he2016_recipe(512),
-            cpu_recipe=_HE2016_CPU,
-            ship_weights=False,
+        _he2016_experiment("he2016", 128, "Sec. 4.2 on CIFAR-10: plain-20..56, ResNet-20..110"),
+        _he2016_experiment(
+            "he2016_b512", 512, "Sec. 4.2 at batch 512 and lr 0.4 (scaled), same epochs"
         ),
         Experiment(
             name="cnn_vs_resnet",
