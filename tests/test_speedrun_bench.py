@@ -82,8 +82,8 @@ torch.cuda.synchronize = lambda *args: None
 
 class CifarLoader:
     def __init__(self, path, train=True, batch_size=500, **kwargs):
-        data = torch.load(os.path.join(path, "train.pt" if train else "test.pt"),
-                          weights_only=True)
+        name = "train.pt" if train else "test.pt"
+        data = torch.load(os.path.join(path, name), weights_only=True)
         self.images, self.labels = data["images"], data["labels"]
 
 def warmup94():
