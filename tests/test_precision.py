@@ -70,3 +70,22 @@ def test_a_gpu_takes_bf16_where_it_computes_in_it(monkeypatch, capability, chose
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert recipe.auto_precision(torch.device("cuda", 0))[0] == chosen
     assert recipe.auto_precision(torch.device("mps"))[0] == "fp32"
+
+
+def test_data_parallel_ranks_take_rank_0s_choice(monkeypatch):
+    from resnet_core.training import trainer as trainer_module
+    from resnet_core.training.config import PRECISIONS
+    from resnet_core.training.distributed import Ranks
+
+    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: 0.5)  # this rank alone: fp32
+    sent = []
+
+    def rank_0_says_bf16(values, device):
+        sent.append(list(values))
+        return [float(PRECISIONS.index("bf16"))]
+
+    monkeypatch.setattr(trainer_module, "broadcast_floats", rank_0_says_bf16)
+    trainer = trainer_module.Trainer(AUTO_RUN, ranks=Ranks(rank=1, world_size=2, local_rank=1))
+    trainer.device = torch.device("cpu")
+    assert trainer._resolve_precision().precision == "bf16"
+    assert sent == [[PRECISIONS.index("fp32")]]  # what this rank would have chosen

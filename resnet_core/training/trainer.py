@@ -36,7 +36,7 @@ from resnet_core.nets.model import build_model
 from resnet_core.nets.size import check_fits, fmt_bytes
 from resnet_core.training.averaging import WeightAverage
 from resnet_core.training.callbacks import Callback, EventFunction
-from resnet_core.training.config import TrainConfig
+from resnet_core.training.config import PRECISIONS, TrainConfig
 from resnet_core.training.data import (
     SYNTHETIC_TEST_IMAGES,
     SYNTHETIC_TRAIN_IMAGES,
@@ -303,12 +303,12 @@ class Trainer:
         if self.model is not None:
             return self
         self.device = resolve_device(self.config.device)
-        config = self._resolve_precision()
-        check_resources(config, self.device)
+        check_resources(self.config, self.device)
         if self.ranks is not None:
-            local_batch(config.batch_size, self.ranks)  # refuses a batch that does not split
+            local_batch(self.config.batch_size, self.ranks)  # refuses a batch that does not split
             self.device = join(self.ranks, self.device)
-            self.cancel = SharedCancel(self.cancel, self.device, config.log_every)
+            self.cancel = SharedCancel(self.cancel, self.device, self.config.log_every)
+        config = self._resolve_precision()
         checkpoint = load_checkpoint(self.resume / "last.pt") if self.resume else None
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -332,9 +332,13 @@ class Trainer:
         return self
 
     def _resolve_precision(self) -> TrainConfig:
-        """Settle precision "auto" for this device; the run records (and says) the choice."""
+        """Settle precision "auto" for this device; the run records (and says) the choice.
+        Data-parallel ranks all take rank 0's."""
         if self.config.precision == "auto":
             precision, why = auto_precision(self.device)
+            if self.ranks is not None:
+                [code] = broadcast_floats([PRECISIONS.index(precision)], self.device)
+                precision = PRECISIONS[int(code)]
             self.config = self.config.replace(precision=precision)
             self.notes.append(f"precision auto chose {precision}: {why}")
         return self.config
