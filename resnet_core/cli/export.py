@@ -88,12 +88,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if side < spec.min_input_size():
         raise CliError(f"--side {side}: this net needs images of at least {spec.min_input_size()}")
     out = Path(args.out) if args.out else _default_out(args.model)
-    if out.exists():
-        raise CliError(f"{out}: already exists; remove it or choose another --out")
+    _refuse_existing(out, "--out")
     data = to_onnx(spec, side)
-    if out.exists():  # appeared while exporting
-        raise CliError(f"{out}: already exists; remove it or choose another --out")
-    write_bytes_atomic(out, data)
+    _write_new(out, data, "--out")
     print(
         f"wrote {out} ({len(data) / 1e6:.1f} MB, ONNX opset {ONNX_OPSET}): input 'images' "
         f"Nx{spec.in_channels}x{side}x{side}, output 'logits'; open it in Netron"
@@ -101,19 +98,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_new(out: Path, data: bytes) -> None:
+def _refuse_existing(out: Path, other: str) -> None:
     if out.exists():
-        raise CliError(f"{out}: already exists; remove it or choose another file")
+        raise CliError(f"{out}: already exists; remove it or choose another {other}")
+
+
+def _write_new(out: Path, data: bytes, other: str) -> None:
+    """Write `data` to `out` unless a file appeared there while it was made."""
+    _refuse_existing(out, other)
     write_bytes_atomic(out, data)
 
 
 def _export_run_onnx(args: argparse.Namespace) -> None:
     out = Path(args.onnx)
-    if out.exists():  # refused before the run is read
-        raise CliError(f"{out}: already exists; remove it or choose another file")
+    _refuse_existing(out, "file")  # before the run is read
     model, info = load_run(args.run, args.checkpoint, root=getattr(args, "root", None))
     data = to_onnx(model.to(memory_format=torch.contiguous_format))
-    _write_new(out, data)
+    _write_new(out, data, "file")
     print(
         f"wrote {out} ({len(data) / 1e6:.1f} MB, ONNX opset {ONNX_OPSET}): the trained net of "
         f"{info.id} ({args.checkpoint}.pt); open it in Netron"

@@ -99,7 +99,6 @@ def speedrun_note(speedrun: Speedrun) -> str:
         f"**{item.name}**: {item.why} (off: {', '.join(_setting(*kv) for kv in item.off.items())})"
         for item in speedrun.ingredients
     ]
-    target = f"{speedrun.target:.2%}".replace(".00%", "%")
     m = speedrun.measured
     measured = (
         "not yet measured"
@@ -108,7 +107,7 @@ def speedrun_note(speedrun: Speedrun) -> str:
     )
     return (
         f"Made for a CUDA GPU: {speedrun.title}, {config.epochs} epochs at batch "
-        f"{config.batch_size}, {config.precision}, a recipe for {target} test accuracy "
+        f"{config.batch_size}, {config.precision}, a recipe for {speedrun.target_text} test accuracy "
         f"({measured}). Ingredients: " + "; ".join(parts) + "."
     )
 

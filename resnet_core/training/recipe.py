@@ -92,14 +92,16 @@ def cpu_bf16_speedup() -> float:
         images = torch.randn(32, 32, 32, 32).to(memory_format=torch.channels_last)
     cpu = torch.device("cpu")
 
+    def once(precision: str) -> float:
+        started = time.perf_counter()
+        with autocast(cpu, precision):
+            out = layer(images)
+        out.float().sum().backward()
+        return time.perf_counter() - started
+
     def seconds(precision: str) -> float:
-        best = math.inf
-        for _ in range(6):  # the first is a warm-up
-            started = time.perf_counter()
-            with autocast(cpu, precision):
-                out = layer(images)
-            out.float().sum().backward()
-            best = min(best, time.perf_counter() - started) if _ else math.inf
+        once(precision)  # warm-up
+        best = min(once(precision) for _ in range(5))
         layer.zero_grad(set_to_none=True)
         return best
 

@@ -82,12 +82,16 @@ class Speedrun:
         """The recipe as a validated TrainConfig (see `fields`)."""
         return TrainConfig.from_dict(self.fields(without, **changes))
 
+    @property
+    def target_text(self) -> str:
+        """The target as a percentage, e.g. "94%" or "91.25%"."""
+        return f"{self.target:.2%}".replace(".00%", "%")
+
     def label(self) -> str:
         """The Train page's name for the recipe: it states the target only beside what was
         measured, and says so when nothing was."""
-        target = f"{self.target:.2%}".replace(".00%", "%")
         if self.measured is None:
-            return f"GPU speedrun: {self.title} (recipe for {target}, not yet measured)"
+            return f"GPU speedrun: {self.title} (recipe for {self.target_text}, not yet measured)"
         m = self.measured
         return (
             f"GPU speedrun: {self.title} ({m.accuracy:.1%} in {m.train_seconds:.0f} s "
