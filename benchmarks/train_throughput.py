@@ -57,6 +57,8 @@ PIPELINES: dict[str, tuple[dict, bool] | None] = {
     "ours auto precision + channels_last (default)": (dict(precision="auto", channels_last=True), True),
     "ours bf16 + channels_last + compile": (dict(precision="bf16", channels_last=True, compile=True), True),
     "ours bf16 + channels_last + compile max-autotune": (dict(precision="bf16", channels_last=True, compile=True, compile_mode="max-autotune-no-cudagraphs"), True),
+    "ours fp32 + channels_last + compile": (dict(precision="fp32", channels_last=True, compile=True), True),
+    "ours fp32 + channels_last + compile max-autotune": (dict(precision="fp32", channels_last=True, compile=True, compile_mode="max-autotune-no-cudagraphs"), True),
 }  # fmt: skip
 
 

@@ -108,7 +108,7 @@ def _widget(container, name: str, value, default, prefix: str):
         default is None and name in ("subset", "eval_every", "grad_norm_every")
     ):
         return container.number_input(
-            label,
+            f"{label} (0 = all)" if name == "subset" else label,
             value=int(value) if value is not None else 0,
             step=1,
             key=key,

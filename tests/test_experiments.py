@@ -18,8 +18,9 @@ from resnet_core.training.experiments import (
     run_experiment,
     setting_of,
     shipped_root,
+    slim_checkpoint,
 )
-from resnet_core.training.runs import load_run, read_status
+from resnet_core.training.runs import CHECKPOINT_FORMAT, load_run, read_status
 
 TINY = {
     "dataset": "synthetic",
@@ -65,6 +66,29 @@ def test_layer_responses_runs_degradation_and_writes_runs(tmp_path):
         model, info = load_run(run)
         assert info.synthetic and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert set(final_train_errors(degradation)) == {"plain20", "plain56", "resnet20", "resnet56"}
+
+
+def test_slim_checkpoint_keeps_only_the_evaluated_weights(tmp_path):
+    """An EMA run's checkpoint holds the average as `model` and the live weights beside it;
+    shipping keeps the average in fp16 and drops what only resuming needs."""
+    average = {"w": torch.full((3,), 0.5), "steps": torch.tensor(7)}
+    checkpoint = {
+        "model": average,
+        "live_model": {"w": torch.ones(3), "steps": torch.tensor(7)},
+        "optimizer": {"state": {}},
+        "epoch": 4,
+        "format": CHECKPOINT_FORMAT,
+    }
+    path = tmp_path / "best.pt"
+    torch.save(checkpoint, path)
+    assert slim_checkpoint(path, max_params=10)
+    slim = torch.load(path, weights_only=True)
+    assert set(slim) == {"model", "epoch", "format"}
+    assert slim["model"]["w"].dtype == torch.float16 and slim["model"]["w"].tolist() == [0.5] * 3
+    assert slim["model"]["steps"].dtype == torch.int64
+    torch.save(checkpoint, path)
+    assert not slim_checkpoint(path, max_params=2)  # too big: left as it was
+    assert "live_model" in torch.load(path, weights_only=True)
 
 
 SHIPPED = shipped_root()

@@ -594,14 +594,15 @@ def slim_run(run_dir: Path, keep_weights: bool = True) -> None:
 
 
 def slim_checkpoint(path: Path, max_params: int) -> bool:
-    """Rewrite a checkpoint with fp16 weights and no optimizer state; False if too big to ship."""
+    """Rewrite a checkpoint with fp16 weights, no optimizer state and, for an EMA run, only
+    the averaged weights it is evaluated with; False if too big to ship."""
     checkpoint = load_checkpoint(path)
     weights = checkpoint["model"]
     if sum(t.numel() for t in weights.values() if t.is_floating_point()) > max_params:
         return False
     checkpoint["model"] = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    checkpoint.pop("optimizer", None)
-    checkpoint.pop("scaler", None)
+    for training_state in ("optimizer", "scaler", "live_model"):
+        checkpoint.pop(training_state, None)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_bytes_atomic(path, buffer.getvalue())
