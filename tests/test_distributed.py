@@ -173,3 +173,31 @@ def test_a_cancel_reaches_every_rank_at_the_same_step(monkeypatch):
         signal.signal(signal.SIGTERM, handler)
     assert result.state == "cancelled" and result.steps == 2 and result.run_dir is None
     assert not torch.distributed.is_initialized()
+
+
+def _torchrun_to_end(tmp_path: Path, *flags: str) -> None:
+    with _torchrun(tmp_path, *flags, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        _, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err[-2000:]
+
+
+def test_a_data_parallel_run_resumes_where_it_stopped(tmp_path):
+    """Two ranks train one epoch, then `--resume` takes the same run to two: it ends where
+    two ranks training two epochs straight through end, in the same folder (a constant lr
+    without warm-up: the warm-up's length is a fraction of all steps)."""
+    run = {**RUN, "schedule": "constant", "warmup": 0}
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    _torchrun_to_end(tmp_path, *_flags(run), "--run-dir", str(straight))
+    _torchrun_to_end(tmp_path, *_flags({**run, "epochs": 1}), "--run-dir", str(stopped))
+    assert torch.load(stopped / "last.pt", weights_only=True)["epoch"] == 1
+    _torchrun_to_end(tmp_path, "--resume", str(stopped), "--epochs=2")
+    status = json.loads((stopped / "status.json").read_text())
+    assert status["state"] == "done" and status["processes"] == 2
+    assert status["step"] == 2 * (512 // 64)
+    metrics = [json.loads(line) for line in (stopped / "metrics.jsonl").open()]
+    assert [e["epoch"] for e in metrics if e["event"] == "epoch"] == [1, 2]
+    ours = torch.load(stopped / "last.pt", weights_only=True)["model"]
+    theirs = torch.load(straight / "last.pt", weights_only=True)["model"]
+    assert ours.keys() == theirs.keys()
+    for name, value in theirs.items():
+        torch.testing.assert_close(ours[name], value, msg=name)
