@@ -183,6 +183,24 @@ def test_a_job_pinned_to_a_gpu_waits_for_that_gpu(tmp_path):
     _stop_all(queue)
 
 
+def test_a_waiting_data_parallel_job_is_not_overtaken(tmp_path):
+    """A job on both GPUs waits for one of them; a younger single-GPU job waits behind it
+    instead of taking the free GPU, so the wide job starts as soon as the busy GPU frees."""
+    queue = _gpu_queue(tmp_path, gpus=2, per_device=1)
+    busy = queue.submit({"model": "a", "device": "cuda:0", "steps": 400})
+    wide = queue.submit({"model": "b", "device": "cuda", "batch_size": 128, "steps": 400}, gpus=2)
+    single = queue.submit({"model": "c", "device": "cuda", "steps": 400})
+    assert [job.job_id for job in queue.pump()] == [busy.job_id]
+    assert queue.get(single.job_id).state == "queued"
+    queue.cancel(busy.job_id)
+    assert _wait(queue, wide.job_id, ("starting", "running")) in ("starting", "running")
+    assert sorted(queue.get(wide.job_id).placed) == ["cuda:0", "cuda:1"]
+    assert queue.get(single.job_id).state == "queued"
+    queue.cancel(wide.job_id)
+    assert _wait(queue, single.job_id, ("starting", "running")) in ("starting", "running")
+    _stop_all(queue)
+
+
 def test_a_data_parallel_job_takes_a_slot_on_several_gpus(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_JOBS_PER_DEVICE", "2")
     queue = _gpu_queue(tmp_path, gpus=3, per_device=None)

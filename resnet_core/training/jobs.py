@@ -406,8 +406,18 @@ class JobQueue:
         free = sorted((d for d in candidates if used[d] < room), key=lambda d: used[d])
         return free[: job.gpus] if len(free) >= job.gpus else None
 
+    def _reserve(self, job: Job, used: Counter[str]) -> None:
+        """Hold the devices a waiting `job` would take first, so that younger jobs cannot
+        keep overtaking it (a data-parallel job would otherwise wait for ever while single
+        runs take each GPU as it frees)."""
+        candidates = self.gpus() if job.device == "cuda" else [job.device]
+        room = self.jobs_per_device if job.device.startswith("cuda") else 1
+        for device in sorted(candidates, key=lambda d: used[d])[: job.gpus]:
+            used[device] = max(used[device], room)
+
     def pump(self) -> list[Job]:
-        """Start every queued job that has a free slot, oldest first; returns those started."""
+        """Start queued jobs oldest first, each once its devices have a free slot; a job
+        that must wait holds its devices from younger ones. Returns the jobs started."""
         started = []
         with self._locked():
             jobs = self.jobs()
@@ -417,8 +427,11 @@ class JobQueue:
                 if job.state in ("starting", "running"):
                     used.update(job.placed or [job.device])
             for job in jobs:
-                placed = self._place(job, used) if job.state == "queued" else None
+                if job.state != "queued":
+                    continue
+                placed = self._place(job, used)
                 if placed is None:
+                    self._reserve(job, used)
                     continue
                 job.state, job.started, job.placed = "starting", time.time(), placed
                 self._save(job)
