@@ -297,7 +297,8 @@ def test_plain_and_residual_train_side_by_side(page, server):
     page.wait_for_function(
         "() => document.querySelectorAll('input[aria-label=\"epochs\"]').length === 1"
     )
-    page.locator('input[aria-label="subset (0 = all)"]').fill("2000")  # quick to make, long to train
+    subset = page.locator('input[aria-label="subset (0 = all)"]')
+    subset.fill("2000")  # quick to make, long to train
     page.get_by_role("button", name="Start training").click()
     _settled(page)
     _no_exception(page)

@@ -34,6 +34,8 @@ from resnet_core.analysis.inspect import predict
 from resnet_core.nets.model import ResidualBlock, ResNet, ZeroPadShortcut
 
 __all__ = [
+    "DEFAULT_IMAGES",
+    "DEFAULT_DRAWS",
     "LesionError",
     "LesionUnit",
     "Progress",
@@ -46,6 +48,9 @@ __all__ = [
     "random_lesions",
     "lesion_study",
 ]
+
+DEFAULT_IMAGES = 2000  # test images per evaluation: 200 of each class
+DEFAULT_DRAWS = 5  # random sets of blocks per k
 
 # Called as on_progress(done, total, sentence) after each evaluation of the net.
 Progress = Callable[[int, int, str], None]

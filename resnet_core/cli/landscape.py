@@ -20,7 +20,6 @@ from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import default_data_dir
 from resnet_core.training.data import load_cifar10
-from resnet_core.views.landscape import check_run, result_record, run_landscape, write_result
 
 __all__ = ["register"]
 
@@ -37,6 +36,9 @@ def _progress(net: str) -> Callable[[int, int], None]:
 
 
 def _cmd_landscape(args: argparse.Namespace) -> int:
+    # here, not above: the chart modules need altair, which the other commands do without
+    from resnet_core.views.landscape import check_run, result_record, run_landscape, write_result
+
     for run_dir in args.runs:  # every run checked before the data is loaded or a point computed
         check_run(run_dir)
     device = resolve_device(args.device)

@@ -1,5 +1,8 @@
 """`python -m resnet_core lesion RUN_DIR ...`: delete blocks of trained nets and print what is
-left of their test accuracy (Veit et al. 2016, https://arxiv.org/abs/1605.06431)."""
+left of their test accuracy (Veit et al. 2016, https://arxiv.org/abs/1605.06431).
+
+The chart modules (resnet_core.views, which need altair) load only when the command runs,
+so that the other commands run where no chart library is installed (a GPU box)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES
 from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
-from resnet_core.training.data import Cifar10
 from resnet_core.training.runs import load_checkpoint
-from resnet_core.views import lesion as views
-from resnet_core.views.inspect import TestSet, run_test_set
 
 __all__ = ["register"]
 
@@ -29,7 +30,7 @@ def _progress(net: str):
     return report
 
 
-def _table(result: views.LesionResult) -> pd.DataFrame:
+def _table(result) -> pd.DataFrame:
     """The single deletions as printed: accuracy and drop in percent, one row per block."""
     frame = result.single
     return pd.DataFrame(
@@ -50,10 +51,13 @@ def _check_weights(run: str) -> None:
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
+    from resnet_core.views import lesion as views
+    from resnet_core.views.inspect import run_test_set
+
     device = resolve_device(args.device)
     for run in args.runs:
         _check_weights(run)
-    datasets: dict[TestSet, Cifar10] = {}
+    datasets = {}  # one test set per kind of run
     results = []
     for run in args.runs:
         test_set = run_test_set(run)
@@ -91,14 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--images",
         type=whole_number(1, MAX_SEED),
-        default=views.DEFAULT_IMAGES,
-        help=f"test images, the same number of each class (default {views.DEFAULT_IMAGES})",
+        default=DEFAULT_IMAGES,
+        help=f"test images, the same number of each class (default {DEFAULT_IMAGES})",
     )
     parser.add_argument(
         "--draws",
         type=whole_number(0, MAX_SEED),
-        default=views.DEFAULT_DRAWS,
-        help=f"random sets of k blocks per k (default {views.DEFAULT_DRAWS}; 0: single only)",
+        default=DEFAULT_DRAWS,
+        help=f"random sets of k blocks per k (default {DEFAULT_DRAWS}; 0: single only)",
     )
     parser.add_argument(
         "--seed", type=whole_number(0, MAX_SEED), default=0, help="seed of the draws"

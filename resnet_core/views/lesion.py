@@ -22,7 +22,13 @@ import altair as alt
 import pandas as pd
 import torch
 
-from resnet_core.analysis.lesion import Progress, lesion_study, stratified_indices
+from resnet_core.analysis.lesion import (
+    DEFAULT_DRAWS,
+    DEFAULT_IMAGES,
+    Progress,
+    lesion_study,
+    stratified_indices,
+)
 from resnet_core.common.device import device_name, machine_summary
 from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
 from resnet_core.training.data import Cifar10, load_dataset
@@ -53,8 +59,6 @@ __all__ = [
     "select",
 ]
 
-DEFAULT_IMAGES = 2000  # test images per evaluation: 200 of each class
-DEFAULT_DRAWS = 5  # random sets of blocks per k
 SHIPPED_NAME = "lesion"  # checkpoints/demo/lesion/lesion.csv, lesion-random.csv, lesion.json
 NEAR_CHANCE = 10.0  # points above chance that still read as "near chance"
 GREY = "#555555"
