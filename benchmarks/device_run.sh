@@ -5,6 +5,7 @@
 #   tests      GPU tests                                                    cap 2 min
 #   speedrun   ResNet-18 recipe + airbench94, 3 seeds; ResNet-20, 3 seeds   caps 4.5 + 2.5 min
 #   ablation   ResNet-18, each ingredient taken out in turn, 1 seed          cap 4.5 min
+#   steptime   ms/step eager vs compile vs CUDA graphs, both nets, batch 1024 and 512  5 min
 #   he2016     the he2016 experiment: 1-epoch timing run, then the whole    caps 2.5 + 8 min
 #   lecture    weight_decay and cnn_vs_resnet at once (3 seeds if the CLI has --seeds)  4.5 min
 # Every step is capped with `timeout` (which ends the step's whole process group) and writes
@@ -12,7 +13,8 @@
 #
 # Before the session, here: bash scripts/prepare_device.sh   (fills .device/, carried along)
 #   OUT=$OUT MODE="tests speedrun" bash benchmarks/device_run.sh   # call 1 (caps: 9 min)
-#   OUT=$OUT MODE="ablation lecture" bash benchmarks/device_run.sh # call 2, if time is left
+#   OUT=$OUT MODE="ablation steptime" bash benchmarks/device_run.sh # call 2, if time is left
+#   OUT=$OUT MODE=lecture bash benchmarks/device_run.sh            # later: 3 seeds of two slides
 #   OUT=$OUT MODE=he2016 bash benchmarks/device_run.sh             # a call of its own
 #   OUT=/tmp/o TINY=1 bash benchmarks/device_run.sh  # CPU rehearsal: tiny runs, GPU steps skip
 set -u
@@ -84,6 +86,13 @@ fi
 want ablation && step ablation_resnet18 270 "$PY" benchmarks/speedrun.py --preset resnet18 \
     "${RUN[@]}" --seeds 1 --ablation --data-dir "$DATA" --time-cap 40 \
     --out "$OUT/ablation_resnet18.json" "${TINY_RUN[@]}"
+
+# (e2) Step time: eager against torch.compile against CUDA graphs (which should be default).
+STEP_TIME=(--batch-sizes 1024 512 --timeout 120)
+[ "$TINY" = 1 ] && STEP_TIME=(--device cpu --nets resnet20 --batch-sizes 32 --steps 2 --warmup 1
+    --modes eager graphs)
+want steptime && step step_time 300 "$PY" benchmarks/step_time.py "${STEP_TIME[@]}" \
+    --out "$OUT/step_time.json"
 
 # (f, g) Experiments (results shipped in checkpoints/demo), archived into $OUT/demo.tgz.
 DEMO=$REPO/.device/demo
