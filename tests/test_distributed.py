@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_core.common.device import data_parallel_name
 from resnet_core.common.errors import ConfigError
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import DeviceLoader, synthetic_cifar10
@@ -58,6 +59,20 @@ def test_ranks_from_env_and_global_batch():
         Trainer({**RUN, "model": TINY_NET, "batch_size": 63}, ranks=Ranks(0, 2, 0)).setup()
 
 
+def test_a_data_parallel_run_names_the_gpus_as_the_machine_numbers_them(monkeypatch):
+    """Each rank sees its GPUs renumbered from 0; the run names the ones it was given."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Big GPU")
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert data_parallel_name(gpu, 2) == "cuda:2, cuda:3 (Big GPU)"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert data_parallel_name(gpu, 2) == "cuda:0, cuda:1 (Big GPU)"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5d1c,GPU-77aa")
+    assert data_parallel_name(gpu, 2) == "2 GPUs (Big GPU)"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert data_parallel_name(gpu, 4) == "4 GPUs (Big GPU)"  # two nodes of two
+
+
 def test_shards_split_every_global_batch_without_overlap():
     data = synthetic_cifar10(100, 10)
     loaders = [
@@ -85,6 +100,7 @@ def test_two_cpu_ranks_match_one_process(tmp_path):
     summary = json.loads(out.strip().splitlines()[-1])  # rank 0 alone printed one
     status = json.loads((folders[0] / "status.json").read_text())
     assert status["state"] == "done" and status["processes"] == 2
+    assert status["device"] == "cpu (1 threads), 2 processes"
     single = fit(TrainConfig(**RUN, model=TINY_NET))
     assert status["step"] == single.steps == 2 * (512 // 64)
     saved = torch.load(folders[0] / "last.pt", weights_only=True)["model"]

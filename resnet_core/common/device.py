@@ -48,6 +48,23 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
+def data_parallel_name(device: torch.device, processes: int) -> str:
+    """What a data-parallel run trains on, as the machine numbers its GPUs: each rank sees
+    the GPUs it was given (CUDA_VISIBLE_DEVICES) renumbered from 0, so 'cuda:0' alone would
+    name the wrong one. E.g. 'cuda:2, cuda:3 (NVIDIA H200)' or 'cpu (1 threads), 2
+    processes'."""
+    if device.type != "cuda":
+        return f"{device_name(device)}, {processes} processes"
+    name = torch.cuda.get_device_name(device)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [part.strip() for part in visible.split(",")] if visible else None
+    if ids is None:
+        ids = [str(index) for index in range(processes)]
+    if len(ids) != processes or not all(part.isdigit() for part in ids):
+        return f"{processes} GPUs ({name})"  # several nodes, or GPUs named by UUID
+    return f"{', '.join(f'cuda:{part}' for part in ids)} ({name})"
+
+
 def machine_summary() -> str:
     """The best device of this machine in a few words: 'GPU: <name>', 'GPU: Apple MPS' or
     'CPU only' (the app's sidebar)."""

@@ -30,7 +30,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resnet_core.analysis.probes import grad_norm_rows
-from resnet_core.common.device import device_name, memory_budget, resolve_device
+from resnet_core.common.device import (
+    data_parallel_name,
+    device_name,
+    memory_budget,
+    resolve_device,
+)
 from resnet_core.common.errors import ConfigError, failure_message, first_line
 from resnet_core.nets.model import build_model
 from resnet_core.nets.size import check_fits, fmt_bytes
@@ -433,7 +438,9 @@ class Trainer:
             config=config.to_dict(),
             spec=self.model.spec.to_dict(),
             model=config.label(),
-            device=device_name(device),
+            device=device_name(device)
+            if self.ranks is None
+            else data_parallel_name(device, self.world_size),
             device_type=device.type,
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
