@@ -35,6 +35,16 @@ def finished_run(tmp_path_factory):
     return run_dir, result
 
 
+def test_metrics_are_thinned_but_end_at_the_last_step(tmp_path):
+    """Steps reach metrics.jsonl at most every 0.25 s, but the run's last step always does:
+    the loss curve and 'At step N of N' end where training ended."""
+    config = {**TINY, "model": {"depths": [1, 1, 1], "widths": [4, 8, 8]}, "subset": 1280}
+    fit(TrainConfig(**{**config, "batch_size": 16, "epochs": 1}), run_dir=tmp_path / "run")
+    steps = [e["step"] for e in read_metrics(tmp_path / "run") if e["event"] == "step"]
+    assert len(steps) < 80, "fast steps are thinned"
+    assert steps[-1] == 1280 // 16
+
+
 def test_run_dir_files(finished_run):
     run_dir, result = finished_run
     for name in ("spec.json", "config.json", "metrics.jsonl", "status.json", "best.pt", "last.pt"):

@@ -266,10 +266,12 @@ class RunWriter(Callback):
         self._metrics.flush()
 
     def on_step(self, trainer: Any, event: events.Step) -> None:
-        """Steps reach metrics.jsonl and status.json at most every few hundred ms."""
+        """Steps reach metrics.jsonl and status.json at most every few hundred ms; the run's
+        last step always does (its curve ends where training ended)."""
         now = time.monotonic()
         self.status.update(step=event.step, seconds=event.elapsed, eta_s=event.eta_s)
-        if now - self._last_step_write >= STEP_WRITE_INTERVAL_S:
+        last = event.step == trainer.total_steps
+        if last or now - self._last_step_write >= STEP_WRITE_INTERVAL_S:
             self._last_step_write = now
             self._append(event)
         if now - self._last_status_write >= STATUS_WRITE_INTERVAL_S:
