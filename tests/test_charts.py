@@ -139,6 +139,7 @@ def test_lockstep_frames_sentence_and_colours():
     ).to_dict()
     assert spec["encoding"]["y"]["scale"]["type"] == "log"
     assert spec["encoding"]["color"]["scale"]["range"] == [PLAIN_COLOUR, RESIDUAL_COLOUR]
+    assert spec["encoding"]["y"]["axis"]["format"] == ".3~g"  # no "23.377404" ticks
 
 
 def test_layer_gradient_heat_map_shares_one_log_scale():

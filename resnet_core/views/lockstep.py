@@ -122,7 +122,9 @@ def lockstep_chart(
         .mark_line(point=points)
         .encode(
             x=alt.X(f"{x}:Q", title=x, axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y(f"{value}:Q", title=value_title, scale=scale),
+            # 3 significant digits: one epoch's single value would otherwise label its
+            # tick in full ("23.377404")
+            y=alt.Y(f"{value}:Q", title=value_title, scale=scale, axis=alt.Axis(format=".3~g")),
             color=alt.Color(
                 "net:N",
                 title="network",
