@@ -6,7 +6,7 @@
 #   speedrun   ResNet-18 recipe + airbench94, 3 seeds; ResNet-20, 3 seeds   caps 4.5 + 2.5 min
 #   ablation   ResNet-18, each ingredient taken out in turn, 1 seed          cap 4.5 min
 #   steptime   ms/step eager vs compile vs CUDA graphs, both nets, batch 1024 and 512  5 min
-#   he2016     the he2016 experiment: 1-epoch timing run, then the whole    caps 2.5 + 8 min
+#   he2016     1-epoch timing run, then he2016 or (if that would not fit) he2016_b512  2.5 + 8 min
 #   lecture    weight_decay and cnn_vs_resnet at once (3 seeds if the CLI has --seeds)  4.5 min
 # Every step is capped with `timeout` (which ends the step's whole process group) and writes
 # to $OUT as it goes, so a call cut short still returns what it finished.
@@ -113,11 +113,16 @@ experiment() { # experiment NAME CAP ARGS...
 SEEDS_FLAG=()
 [[ "$HELP" == *"--seeds"* ]] && SEEDS_FLAG=(--seeds "$SEEDS")
 if want he2016 && gpu he2016 && known he2016; then
-    # A 1-epoch run first says how long the whole one takes; it goes to a scratch folder.
+    # A 1-epoch run first says how long the whole one takes (it goes to a scratch folder);
+    # he2016_plan.py picks batch 128 if that fits the cap, else the batch-512 fallback.
     rm -rf "$REPO/.device/timing"
     step exp_he2016_timing 150 "$PY" -m resnet_core experiment he2016 --device cuda \
         --out "$REPO/.device/timing" --data-dir "$DATA" --jobs 9 --epochs 1
-    experiment he2016 480 --jobs 9
+    PLAN=$("$PY" benchmarks/he2016_plan.py "$REPO/.device/timing/he2016" --cap 470)
+    note "plan: ${PLAN:-he2016_b512 (the plan script failed)}"
+    CHOSEN=${PLAN%% *}
+    [ "$CHOSEN" = he2016 ] || CHOSEN=he2016_b512
+    experiment "$CHOSEN" 480 --jobs 9
 fi
 if want lecture && gpu lecture; then
     [ ${#SEEDS_FLAG[@]} = 0 ] && note "experiment CLI has no --seeds: one seed each"
