@@ -30,6 +30,7 @@ st.html(
     """<style>
     [data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li {font-size: 1.35rem;}
     [data-testid="stMainBlockContainer"] h1 {font-size: 2.6rem;}
+    [data-testid="stMainBlockContainer"] {padding-top: 4rem;}
     </style>"""
 )
 
