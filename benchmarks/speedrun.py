@@ -203,7 +203,8 @@ def _airbench(args: argparse.Namespace, data) -> dict | None:
         return run_airbench(folder, list(range(args.seeds)), args.airbench, args.airbench_timeout)
 
 
-def _environment() -> dict:
+def environment() -> dict:
+    """Versions, hardware, date and the command line (no machine paths) of this run."""
     cuda = torch.cuda.is_available()
     return {
         "versions": {
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     data = load_dataset(args.dataset, args.data_dir, subset=args.subset)
-    result = {"preset": args.preset, "target": target, **_environment(), "variants": []}
+    result = {"preset": args.preset, "target": target, **environment(), "variants": []}
     # airbench first: short, bounded by its own timeout, and its d is kept if ours is cut short
     result["airbench"] = _airbench(args, data)
     print("\n".join(_airbench_lines(result)), flush=True)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from speedrun import _environment  # noqa: E402
+from speedrun import environment  # noqa: E402
 
 from resnet_core.common.files import write_json_atomic  # noqa: E402
 from resnet_core.training.speedruns import SPEEDRUNS  # noqa: E402
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         net, batch_size, mode = json.loads(args.one)
         print(json.dumps(measure_one(net, batch_size, mode, args)))
         return 0
-    result = {**_environment(), "steps": args.steps, "warmup": args.warmup, "rows": []}
+    result = {**environment(), "steps": args.steps, "warmup": args.warmup, "rows": []}
     for net in args.nets:
         for batch_size in args.batch_sizes:
             for mode in args.modes:
