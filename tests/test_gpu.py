@@ -147,7 +147,10 @@ def test_torchrun_two_gpus_nccl_matches_one_gpu(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["state"] == "done" and status["processes"] == 2
-    assert status["device"].startswith("cuda:0")
+    from resnet_core.common.device import data_parallel_name
+
+    # "cuda:0, cuda:1 (<name>)" where CUDA_VISIBLE_DEVICES is unset
+    assert status["device"] == data_parallel_name(torch.device("cuda", 0), 2)
     single = fit(TrainConfig(**run))
     assert status["step"] == single.steps
     summary = json.loads(done.stdout.strip().splitlines()[-1])
