@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,6 +18,9 @@ from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES
 from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.training.runs import load_checkpoint
+
+if TYPE_CHECKING:
+    from resnet_core.views.lesion import LesionResult
 
 __all__ = ["register"]
 
@@ -30,7 +34,7 @@ def _progress(net: str):
     return report
 
 
-def _table(result) -> pd.DataFrame:
+def _table(result: LesionResult) -> pd.DataFrame:
     """The single deletions as printed: accuracy and drop in percent, one row per block."""
     frame = result.single
     return pd.DataFrame(

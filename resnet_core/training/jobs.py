@@ -399,10 +399,14 @@ class JobQueue:
                 job.advice = "Start it again; the run folder keeps what it wrote so far."
                 self._save(job)
 
+    def _slots(self, job: Job) -> tuple[list[str], int]:
+        """The devices `job` may run on, and how many jobs each of them takes at once."""
+        candidates = self.gpus() if job.device == "cuda" else [job.device]
+        return candidates, self.jobs_per_device if job.device.startswith("cuda") else 1
+
     def _place(self, job: Job, used: Counter[str]) -> list[str] | None:
         """The devices `job` would start on now, least busy first; None while it must wait."""
-        candidates = self.gpus() if job.device == "cuda" else [job.device]
-        room = self.jobs_per_device if job.device.startswith("cuda") else 1
+        candidates, room = self._slots(job)
         free = sorted((d for d in candidates if used[d] < room), key=lambda d: used[d])
         return free[: job.gpus] if len(free) >= job.gpus else None
 
@@ -410,8 +414,7 @@ class JobQueue:
         """Hold the devices a waiting `job` would take first, so that younger jobs cannot
         keep overtaking it (a data-parallel job would otherwise wait for ever while single
         runs take each GPU as it frees)."""
-        candidates = self.gpus() if job.device == "cuda" else [job.device]
-        room = self.jobs_per_device if job.device.startswith("cuda") else 1
+        candidates, room = self._slots(job)
         for device in sorted(candidates, key=lambda d: used[d])[: job.gpus]:
             used[device] = max(used[device], room)
 
