@@ -44,6 +44,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/interactive.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/cpu_profile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
