@@ -1,6 +1,8 @@
 """He et al. 2016 (Sec. 4.2, Table 6, Fig. 6) as an experiment: recipe, warm-up and slide."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,9 @@ from resnet_core.training.experiments import get_experiment, member_configs, sli
 from resnet_core.training.recipe import lr_multiplier
 from resnet_core.training.trainer import fit
 from resnet_core.views import lecture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import he2016_plan  # noqa: E402
 
 TRAIN_IMAGES = 50_000  # CIFAR-10's training set; He trained the final nets on it too
 
@@ -256,19 +261,8 @@ def test_the_reproduction_ships_metrics_only(tmp_path):
     assert not list(run.glob("*.pt"))
 
 
-def _plan_module():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import he2016_plan
-
-    return he2016_plan
-
-
 def test_the_timing_run_decides_between_batch_128_and_512(tmp_path):
     """Real 1-epoch runs stand in for the GPU timing run; the slowest net decides."""
-    plan = _plan_module()
     timing = tmp_path / "he2016"
     tiny = dict(dataset="synthetic", subset=256, batch_size=64, epochs=1, device="cpu")
     fit(TrainConfig(model={"depths": [1, 1, 1], "widths": [4, 8, 8]}, **tiny),
@@ -278,18 +272,20 @@ def test_the_timing_run_decides_between_batch_128_and_512(tmp_path):
     first = [e for e in _events(timing / "resnet110") if e["event"] == "epoch"][0]
     one = first["seconds"] + first["eval_seconds"]
     expected = first["elapsed"] - one + epochs * one
-    assert plan.estimate(timing / "resnet110", epochs) == pytest.approx(expected)
-    assert plan.estimate(timing / "resnet110", epochs) > plan.estimate(timing / "plain20", epochs)
-    name, why = plan.plan(timing, cap=expected + 1)
+    assert he2016_plan.estimate(timing / "resnet110", epochs) == pytest.approx(expected)
+    assert he2016_plan.estimate(timing / "resnet110", epochs) > he2016_plan.estimate(
+        timing / "plain20", epochs
+    )
+    name, why = he2016_plan.plan(timing, cap=expected + 1)
     assert name == "he2016" and "resnet110 the slowest" in why and "within" in why
-    name, why = plan.plan(timing, cap=expected - 1)
+    name, why = he2016_plan.plan(timing, cap=expected - 1)
     assert name == "he2016_b512" and "over the" in why
     (timing / "resnet32").mkdir()  # a net whose timing run ended before its first epoch
-    assert plan.plan(timing, cap=1e9) == (
+    assert he2016_plan.plan(timing, cap=1e9) == (
         "he2016_b512",
         "the timing run finished no epoch of resnet32",
     )
-    assert plan.plan(tmp_path / "missing", cap=1e9)[0] == "he2016_b512"
+    assert he2016_plan.plan(tmp_path / "missing", cap=1e9)[0] == "he2016_b512"
 
 
 def _events(run_dir):
