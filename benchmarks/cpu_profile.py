@@ -54,8 +54,8 @@ def profile_steps(args: argparse.Namespace) -> dict[str, float]:
         channels_last=True,
     )
     trainer = Trainer(config).setup()
-    trainer.model.train()
-    batches = iter(trainer.train_loader)
+    trainer.state.model.train()
+    batches = iter(trainer.state.train_loader)
     for _ in range(args.warmup):
         trainer.train_step(*next(batches))
     with profile(activities=[ProfilerActivity.CPU]) as prof:

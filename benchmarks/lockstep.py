@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from resnet_core.common.device import machine_summary  # noqa: E402
 from resnet_core.common.files import write_json_atomic  # noqa: E402
-from resnet_core.training.jobs import RECIPES, JobQueue  # noqa: E402
+from resnet_core.training.choices import READY_CHOICES  # noqa: E402
+from resnet_core.training.jobs import JobQueue  # noqa: E402
 
-RECIPE = "plain-20 vs ResNet-20 side by side"
+CHOICE = "plain-20 vs ResNet-20 side by side"
 
 
 def _configs(args: argparse.Namespace) -> list[dict]:
@@ -39,7 +40,7 @@ def _configs(args: argparse.Namespace) -> list[dict]:
         overrides["subset"] = args.subset
     if args.data_dir:
         overrides["data_dir"] = str(args.data_dir)
-    return [{**member, **overrides} for member in RECIPES[RECIPE]]
+    return [{**member, **overrides} for member in READY_CHOICES[CHOICE]]
 
 
 def _first_step_time(run_dir: Path) -> float | None:

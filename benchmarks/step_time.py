@@ -62,22 +62,22 @@ def measure_one(net: str, batch_size: int, mode: str, args: argparse.Namespace) 
     )
     started = time.perf_counter()
     trainer = Trainer(config).setup()
-    trainer.model.train()
-    batches = iter(trainer.train_loader)
+    trainer.state.model.train()
+    batches = iter(trainer.state.train_loader)
     for _ in range(args.warmup):
         trainer.train_step(*next(batches))
-    _sync(trainer.device)
+    _sync(trainer.state.device)
     setup = time.perf_counter() - started
     timed_from = time.perf_counter()
     for _ in range(args.steps):
         trainer.train_step(*next(batches))
-    _sync(trainer.device)
+    _sync(trainer.state.device)
     seconds = time.perf_counter() - timed_from
     return {
         "ms_per_step": 1000 * seconds / args.steps,
         "images_per_s": args.steps * batch_size / seconds,
         "setup_s": setup,
-        "compiled": trainer.forward is not trainer.eager,
+        "compiled": trainer.state.compiling.forward is not trainer.state.compiling.eager,
     }
 
 

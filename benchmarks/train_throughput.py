@@ -38,10 +38,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from resnet_core import build_model  # noqa: E402
+from resnet_core.common.cifar import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from resnet_core.common.files import write_json_atomic  # noqa: E402
 from resnet_core.training import trainer as trainer_module  # noqa: E402
 from resnet_core.training.config import TrainConfig  # noqa: E402
-from resnet_core.training.data import CIFAR10_MEAN, CIFAR10_STD, default_data_dir  # noqa: E402
+from resnet_core.training.data import default_data_dir  # noqa: E402
 from resnet_core.training.trainer import Trainer  # noqa: E402
 
 NOTEBOOK = "notebook (ImageFolder + PIL + DataLoader x2, fp32)"
@@ -112,9 +113,9 @@ def ours(data_dir: Path, steps: int, warmup: int, batch_size: int, overrides: di
     )
     started = time.perf_counter()
     trainer = Trainer(config).setup()
-    trainer.model.train()
+    trainer.state.model.train()
     marks: dict[int, float] = {}
-    for images, labels in trainer.train_loader:
+    for images, labels in trainer.state.train_loader:
         loss, _ = trainer.train_step(images, labels)
         float(loss)  # wait for the step, as a logged step does
         marks[trainer.step] = time.perf_counter()

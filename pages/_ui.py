@@ -10,7 +10,7 @@ import json
 import os
 import runpy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,12 +33,19 @@ from resnet_core.nets.pretrained import (
 )
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import PRESETS, resolve_spec, spec_label
+from resnet_core.studies.datasets import TestSet
 from resnet_core.training import jobs, runs
-from resnet_core.training.data import load_cifar10
+from resnet_core.training.data import Cifar10, DatasetNotFound, load_cifar10, load_dataset
 from resnet_core.training.events import Event
 from resnet_core.training.experiments import shipped_root
 from resnet_core.views import charts, lecture
-from resnet_core.views.lockstep import layer_grad_frame, layer_grad_heatmap
+from resnet_core.views.lockstep import (
+    METRIC_CHARTS,
+    LockstepFrames,
+    layer_grad_frame,
+    layer_grad_heatmap,
+    lockstep_chart,
+)
 
 _ROUTER = threading.local()  # set while app.py's router runs a page, per script thread
 
@@ -190,8 +197,36 @@ def data_dir() -> Path:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading CIFAR-10 (decoded once, then cached) ...")
-def cifar10(root: str):
+def cifar10(root: str) -> Cifar10:
     return load_cifar10(root)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Generating the synthetic dataset ...")
+def synthetic(subset: int | None, seed: int) -> Cifar10:
+    return load_dataset("synthetic", subset=subset, seed=seed)
+
+
+def run_dataset(test_set: TestSet, say_synthetic: bool = False) -> Cifar10 | None:
+    """The data a trained run is judged on (CIFAR-10 or its synthetic stand-in), or None
+    after saying inline why it is not available; `say_synthetic` also says when it is the
+    stand-in."""
+    if test_set.synthetic:
+        if say_synthetic:
+            st.info(
+                f"This run trained on the **synthetic** stand-in set (seed {test_set.seed}), so "
+                "it is judged on that set's test images, not on CIFAR-10.",
+                icon=":material/science:",
+            )
+        return synthetic(test_set.subset, test_set.seed)
+    try:
+        return cifar10(str(data_dir()))
+    except DatasetNotFound as error:
+        st.info(
+            "This run was trained on CIFAR-10, which is not available here, so it cannot be "
+            f"tested. Name the data folder in the sidebar (or download it there).\n\n{error}",
+            icon=":material/folder_off:",
+        )
+        return None
 
 
 def large_fonts() -> bool:
@@ -388,6 +423,35 @@ def show_image(png: bytes, name: str, data: pd.DataFrame | None = None) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
+
+
+def show_metric_charts(
+    frames: LockstepFrames,
+    metrics: tuple[str, ...],
+    residual: dict[str, bool],
+    key: str,
+    why_empty: Callable[[str], str],
+) -> None:
+    """Two columns of multi-net charts, one per metric (names in METRIC_CHARTS); a metric
+    with nothing logged yet gets a caption saying why (`why_empty(value)`) instead."""
+    columns = st.columns(2)
+    for index, name in enumerate(metrics):
+        metric = METRIC_CHARTS[name]
+        frame = getattr(frames, metric.table)
+        with columns[index % 2]:
+            if frame[metric.value].notna().any():
+                chart = lockstep_chart(
+                    frame,
+                    metric.x,
+                    metric.value,
+                    metric.title,
+                    metric.axis,
+                    residual,
+                    log=metric.log,
+                )
+                show_chart(chart, f"{key}-{metric.value}", frame)
+            else:
+                st.caption(f"{metric.title}: {why_empty(metric.value)}")
 
 
 def show_grad_heatmap(events_by_net: dict, name: str) -> None:

@@ -26,11 +26,12 @@ from resnet_core.views.explain import (
     gradient_sentence,
     gradient_story,
     response_sentence,
+    sample_text,
 )
+from resnet_core.views.lecture import responses_sample
 
 _ui.require_router()
 
-SHIPPED_RESPONSE_IMAGES = 256  # experiments._probe_batch; tests/test_fig7.py checks the file
 DEPTHS = [6 * n + 2 for n in range(3, 19)]  # 20, 26, ..., 110: the CIFAR ResNets of He et al. 4.2
 WEIGHTS = ["random init", "ImageNet weights (torchvision)"]  # for an -imagenet current net
 
@@ -139,8 +140,8 @@ def _shipped_pair() -> tuple[dict, dict[str, bool], str]:
     frames = {n: frame[frame["net"] == n].reset_index(drop=True) for n in names}
     note = (
         f"{INIT_RESPONSES} Shown instead: the shipped trained plain{depth} and resnet{depth} "
-        f"(checkpoints/demo/degradation), BatchNorm in eval mode, on the first "
-        f"{SHIPPED_RESPONSE_IMAGES} CIFAR-10 test images."
+        f"(checkpoints/demo/degradation), BatchNorm in eval mode, on "
+        f"{sample_text(responses_sample())}."
     )
     return frames, {n: n.startswith("resnet") for n in names}, note
 

@@ -17,7 +17,8 @@ from resnet_core.analysis.inspect import (
     gallery,
     per_class_accuracy,
 )
-from resnet_core.training.data import Cifar10, DatasetNotFound, load_dataset
+from resnet_core.studies.datasets import run_test_set
+from resnet_core.training.data import Cifar10
 from resnet_core.training.runs import RunError, run_info
 from resnet_core.views import inspect as views
 
@@ -28,26 +29,6 @@ GALLERY_COLUMNS = 6
 PER_CLASS = 4  # image pairs per class in the data grid
 KINDS = {"confident_mistakes": "Surest mistakes", "unsure_hits": "Least sure hits"}
 VIEWS = {"share": "% of the true class", "count": "counts"}
-
-
-@st.cache_resource(max_entries=4, show_spinner="Generating the synthetic dataset ...")
-def _synthetic(subset: int | None, seed: int) -> Cifar10:
-    return load_dataset("synthetic", subset=subset, seed=seed)
-
-
-def _dataset(test_set: views.TestSet) -> Cifar10 | None:
-    """The run's dataset, or None after saying inline why it is not available."""
-    if test_set.synthetic:
-        return _synthetic(test_set.subset, test_set.seed)
-    try:
-        return _ui.cifar10(str(_ui.data_dir()))
-    except DatasetNotFound as error:
-        st.info(
-            f"This run was trained on CIFAR-10, which is not available here, so it cannot be "
-            f"tested. Name the data folder in the sidebar (or download it there).\n\n{error}",
-            icon=":material/folder_off:",
-        )
-        return None
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -181,11 +162,11 @@ run = _ui.pick_trained_run("inspect_run", "tested")
 if run is None:
     st.stop()
 try:
-    test_set = views.run_test_set(run)
+    test_set = run_test_set(run)
 except RunError as error:
     st.info(f"This run cannot be tested: {error}", icon=":material/help:")
     st.stop()
-data = _dataset(test_set)
+data = _ui.run_dataset(test_set)
 if data is None:
     st.stop()
 if test_set.synthetic:

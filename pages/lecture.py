@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 
 import altair as alt
@@ -15,16 +14,17 @@ from resnet_core import build_model, gradient_norms
 from resnet_core.analysis.measure import sample_batch
 from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import get_preset
-from resnet_core.training.experiments import ExperimentError, load_experiment, shipped_root
-from resnet_core.views import charts, lecture
+from resnet_core.studies import landscape as landscape_study
+from resnet_core.studies import lesion as lesion_study
+from resnet_core.training.experiment_results import load_experiment
+from resnet_core.training.experiments import ExperimentError, shipped_root
+from resnet_core.views import charts, lecture, lecture_charts
 from resnet_core.views import landscape as landscape_views
 from resnet_core.views import lesion as lesion_views
 from resnet_core.views.diagram import block_diagram
-from resnet_core.views.explain import fmt_ratio, gradient_story, response_sentence
+from resnet_core.views.explain import fmt_ratio, gradient_story, response_sentence, sample_text
 
 _ui.require_router()
-
-RESPONSE_IMAGES = 256  # experiments._probe_batch; tests/test_fig7.py checks the shipped file
 
 st.html(
     """<style>
@@ -55,21 +55,22 @@ def _slide_data(key: str):
             lecture.recipe_text("degradation"),
         )
     if key == "lesion":
-        result = lesion_views.shipped_results()
+        result = lesion_study.shipped_results()
         if result is None:
             raise ExperimentError(
                 "checkpoints/demo/lesion/: the shipped lesion results are missing"
             )
-        return lesion_views.select(result, ["plain56", "resnet56"])
+        return lesion_study.select(result, ["plain56", "resnet56"])
     if key == "landscape":
-        shipped = landscape_views.read_shipped()
+        shipped = landscape_study.read_shipped()
         if shipped is None:
             raise ExperimentError("checkpoints/demo/landscape/: the shipped results are missing")
         return shipped
     if key == "results":
         return lecture.results_table(), lecture.recipe_text("degradation")
     if key == "responses":
-        return lecture.trained_responses(), lecture.recipe_text("layer_responses")
+        sample = sample_text(lecture.responses_sample())
+        return lecture.trained_responses(), lecture.recipe_text("layer_responses"), sample
     if key == "cnn_vs_resnet":
         return lecture.comparison_table("cnn_vs_resnet"), lecture.recipe_text("cnn_vs_resnet")
     if key == "weight_decay":
@@ -108,28 +109,6 @@ def _warm_probe() -> threading.Thread:
     return thread
 
 
-def error_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
-    """Training (solid) and test (dashed) error per epoch; both families share one y scale."""
-    part = curves[(curves["family"] == family)]
-    colour = charts.PLAIN_COLOUR if family == "plain" else charts.RESIDUAL_COLOUR
-    top = 10 * math.ceil(curves["error"].max() / 10)
-    return (
-        alt.Chart(part, title=f"{family} nets", height=300)
-        .mark_line(color=colour, clip=True)
-        .encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y("error:Q", title="error (%)", scale=alt.Scale(domain=[0, top])),
-            strokeDash=alt.StrokeDash(
-                "split:N", sort=["train", "test"], legend=alt.Legend(orient="bottom")
-            ),
-            strokeWidth=alt.StrokeWidth(
-                "run:N", legend=alt.Legend(orient="bottom"), scale=alt.Scale(range=[1.5, 4])
-            ),
-            tooltip=["run", "epoch", "split", alt.Tooltip("error:Q", format=".2f")],
-        )
-    )
-
-
 def slide_problem() -> None:
     curves, summary, recipe = _slide_data("problem")
     final = summary.set_index("network")["final train error (%)"]
@@ -142,10 +121,14 @@ def slide_problem() -> None:
     )
     left, right = st.columns(2)
     with left:
-        show(error_chart(curves, "plain"), "degradation_plain", curves[curves["family"] == "plain"])
+        show(
+            lecture_charts.error_chart(curves, "plain"),
+            "degradation_plain",
+            curves[curves["family"] == "plain"],
+        )
     with right:
         show(
-            error_chart(curves, "residual"),
+            lecture_charts.error_chart(curves, "residual"),
             "degradation_residual",
             curves[curves["family"] == "residual"],
         )
@@ -213,14 +196,14 @@ def details(table_frame: pd.DataFrame, name: str, recipe: str) -> None:
 
 
 def slide_responses() -> None:
-    responses, recipe = _slide_data("responses")
+    responses, recipe, sample = _slide_data("responses")
     residual = {n: n.startswith("resnet") for n in responses["net"].unique()}
     frames = {n: part for n, part in responses.groupby("net", sort=False)}
     st.markdown(response_sentence(frames, residual))
     chart = charts.layer_norms_chart(
         responses,
         "std",
-        f"Std of each BatchNorm output: trained nets, eval mode, first {RESPONSE_IMAGES} test images",
+        f"Std of each BatchNorm output: trained nets, eval mode, {sample}",
         "std",
         log=False,
         residual=residual,
@@ -239,44 +222,38 @@ def slide_lesion() -> None:
         show(lesion_views.random_chart(result.random, large=True), "lesion_random", result.random)
         record = result.record
         st.caption(
-            f"{record.get('images', '?')} CIFAR-10 test images, {record.get('draws', '?')} draws "
-            f"per k. Command: `{record.get('command', '')}`"
+            f"{record.get('images', '?')} CIFAR-10 test images ({record.get('sample', '')}), "
+            f"{record.get('draws', '?')} draws per k. Command: `{record.get('command', '')}`"
         )
 
 
 def slide_landscape() -> None:
     shipped = _slide_data("landscape")
-    surfaces = shipped.surfaces
+    slices = shipped.slices[shipped.slices["net"].str.endswith("56")]
     st.markdown(
-        f"{landscape_views.roughness_sentence(surfaces)} {landscape_views.roughness_verdict(surfaces)}"
+        f"{landscape_views.slice_sentence(slices, 0.5)} {landscape_views.slice_verdict(slices, 0.5)}"
     )
-    show(landscape_views.surface_chart(surfaces, side=380), "landscape_surfaces", surfaces)
-    with st.expander("One direction at a time, and how this was measured"):
-        slices = shipped.slices
+    left, right = st.columns(2)
+    with left:
+        show(landscape_views.slice_chart(slices, "accuracy"), "landscape_slices_accuracy", slices)
+    with right:
+        show(landscape_views.slice_chart(slices, "loss"), "landscape_slices_loss", slices)
+    with st.expander("The stale-statistics artefact, the 2-D maps, and how this was measured"):
+        st.markdown(landscape_views.artefact_sentence(slices, 1.0))
+        surfaces = shipped.surfaces
         st.markdown(
-            f"{landscape_views.rise_sentence(slices, 1.0)} {landscape_views.rise_verdict(slices, 1.0)}"
+            f"{landscape_views.roughness_sentence(surfaces)} "
+            f"{landscape_views.roughness_verdict(surfaces)}"
         )
-        show(landscape_views.slice_chart(slices), "landscape_slices", slices)
-        st.caption(f"Command: `{shipped.surfaces_record.get('command', '')}`")
+        show(landscape_views.surface_chart(surfaces, side=380), "landscape_surfaces", surfaces)
+        st.caption(f"Command: `{shipped.slices_record.get('command', '')}`")
 
 
 def slide_results() -> None:
     results, recipe = _slide_data("results")
     st.markdown(lecture.results_sentence(results))
     long = lecture.results_long(results)
-    chart = (
-        alt.Chart(long, title="CIFAR-10 test error (%)", height=380)
-        .mark_bar()
-        .encode(
-            x=alt.X("network:N", title=None, sort=list(results["network"])),
-            xOffset=alt.XOffset("source:N", sort=["ours", "He et al."]),
-            y=alt.Y("error:Q", title="test error (%)"),
-            color=alt.Color(
-                "source:N", sort=["ours", "He et al."], legend=alt.Legend(orient="top")
-            ),
-            tooltip=["network", "source", alt.Tooltip("error:Q", format=".2f")],
-        )
-    )
+    chart = lecture_charts.results_chart(long, list(results["network"]))
     show(chart, "results_vs_he_table6", long)
     details(results, "results_vs_he_table6_table", recipe + " " + lecture.HE_RECIPE)
 
@@ -284,16 +261,7 @@ def slide_results() -> None:
 def slide_cnn_vs_resnet() -> None:
     comparison, recipe = _slide_data("cnn_vs_resnet")
     st.markdown(lecture.comparison_sentence(comparison))
-    chart = (
-        alt.Chart(comparison, title="Best test accuracy (%)", height=340)
-        .mark_bar()
-        .encode(
-            x=alt.X("best test accuracy (%):Q", scale=alt.Scale(domain=[0, 100])),
-            y=alt.Y("network:N", title=None),
-            color=alt.value(charts.RESIDUAL_COLOUR),
-            tooltip=list(comparison.columns),
-        )
-    )
+    chart = lecture_charts.comparison_chart(comparison)
     show(chart, "cnn_vs_resnet", comparison)
     details(comparison, "cnn_vs_resnet_table", recipe)
 
@@ -301,27 +269,7 @@ def slide_cnn_vs_resnet() -> None:
 def slide_weight_decay() -> None:
     gap, recipe = _slide_data("weight_decay")
     st.markdown(lecture.weight_decay_sentence(gap))
-    seeds = {"detail": "run:N"} if "setting" in gap else {}
-    gap_chart = (
-        alt.Chart(gap, height=380, title="Train accuracy minus test accuracy, per epoch")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y("gap:Q", title="gap (percentage points)"),
-            color=alt.Color(
-                f"{'setting' if seeds else 'run'}:N",
-                title="weight decay",
-                legend=alt.Legend(orient="top"),
-            ),
-            **seeds,
-            tooltip=[
-                "run",
-                "epoch",
-                alt.Tooltip("gap:Q", format=".2f"),
-                alt.Tooltip("test:Q", format=".2f"),
-            ],
-        )
-    )
+    gap_chart = lecture_charts.weight_decay_chart(gap)
     show(gap_chart, "weight_decay_gap", gap)
     details(gap, "weight_decay_table", recipe)
 
@@ -333,7 +281,7 @@ def slide_he2016() -> None:
     for column, family in ((left, "plain"), (right, "residual")):
         with column:
             part = curves[curves["family"] == family]
-            show(lecture.fig6_chart(curves, family), f"he2016_fig6_{family}", part)
+            show(lecture_charts.fig6_chart(curves, family), f"he2016_fig6_{family}", part)
     st.caption(
         "Dashed: training error, measured on the augmented batches of each epoch (as He et al. "
         "Fig. 6); solid: test error."

@@ -11,10 +11,11 @@ import streamlit as st
 from pages import _ui
 from resnet_core.analysis.lesion import LesionError
 from resnet_core.common.device import resolve_device
-from resnet_core.training.data import Cifar10, DatasetNotFound, load_dataset
+from resnet_core.studies import lesion as study
+from resnet_core.studies.datasets import run_test_set
+from resnet_core.training.data import Cifar10
 from resnet_core.training.runs import RunError
 from resnet_core.views import lesion as views
-from resnet_core.views.inspect import TestSet, run_test_set
 
 _ui.require_router()
 
@@ -23,15 +24,10 @@ IMAGE_CHOICES = (500, 1000, 2000)
 DRAW_CHOICES = (0, 3, 5)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Generating the synthetic dataset ...")
-def _synthetic(subset: int | None, seed: int) -> Cifar10:
-    return load_dataset("synthetic", subset=subset, seed=seed)
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def _lesion(
     run: str, mtime: float, images: int, draws: int, data_key: str, _data: Cifar10
-) -> views.LesionResult:
+) -> study.LesionResult:
     """A run's lesion study, cached per run, checkpoint time, images, draws and data
     (`data_key` names `_data`, which is not hashed). The progress bar lives inside, so a
     cached call replays it already finished."""
@@ -41,12 +37,12 @@ def _lesion(
         bar.progress(done / total, text=f"{sentence.capitalize()} ({done} of {total})")
 
     device = resolve_device("auto")  # a GPU, where there is one, takes seconds
-    result = views.run_lesion(run, _data, images, draws, device=device, on_progress=report)
+    result = study.run_lesion(run, _data, images, draws, device=device, on_progress=report)
     bar.empty()
     return result
 
 
-def _charts(result: views.LesionResult, name: str) -> None:
+def _charts(result: study.LesionResult, name: str) -> None:
     """The single-deletion bars and the k-deletion curve, each with its sentence."""
     large = _ui.large_fonts()
     st.subheader("One block deleted")
@@ -55,14 +51,14 @@ def _charts(result: views.LesionResult, name: str) -> None:
     if result.random["k"].max() < 1:
         return
     st.subheader("k blocks deleted at random")
-    summary = views.random_summary(result.random)
+    summary = study.random_summary(result.random)
     _ui.show_chart(views.random_chart(result.random, large), f"{name}-random", summary)
     st.markdown(views.random_story(result.random))
 
 
 def _shipped() -> None:
     """The degradation nets' lesions, computed once and shipped: shown without waiting."""
-    result = views.shipped_results()
+    result = study.shipped_results()
     if result is None:
         st.info(
             "The shipped lesion results (checkpoints/demo/lesion/) are missing; make them with "
@@ -73,7 +69,7 @@ def _shipped() -> None:
     pairs = views.depth_pairs(result.nets)
     depth = st.segmented_control("Nets", list(pairs), key="lesion_depth", default=list(pairs)[-1])
     nets = pairs[depth or list(pairs)[-1]]
-    _charts(views.select(result, nets), "lesion-" + "-".join(nets))
+    _charts(study.select(result, nets), "lesion-" + "-".join(nets))
     record = result.record
     st.caption(
         f"Measured on {record.get('images', '?')} CIFAR-10 test images "
@@ -82,26 +78,6 @@ def _shipped() -> None:
         "with that block deleted; dashed line: the intact net; dotted line: chance. Band: "
         "the lowest to the highest draw."
     )
-
-
-def _dataset(test_set: TestSet) -> Cifar10 | None:
-    """The run's test data, or None after saying inline why there is none."""
-    if test_set.synthetic:
-        st.info(
-            f"This run trained on the **synthetic** stand-in set (seed {test_set.seed}), so it "
-            "is judged on that set's test images, not on CIFAR-10.",
-            icon=":material/science:",
-        )
-        return _synthetic(test_set.subset, test_set.seed)
-    try:
-        return _ui.cifar10(str(_ui.data_dir()))
-    except DatasetNotFound as error:
-        st.info(
-            "This run was trained on CIFAR-10, which is not available here, so it cannot be "
-            f"tested. Name the data folder in the sidebar (or download it there).\n\n{error}",
-            icon=":material/folder_off:",
-        )
-        return None
 
 
 def _your_run() -> None:
@@ -142,7 +118,7 @@ def _your_run() -> None:
     except RunError as error:
         st.info(f"This run cannot be tested: {error}", icon=":material/help:")
         return
-    data = _dataset(test_set)
+    data = _ui.run_dataset(test_set, say_synthetic=True)
     if data is None:
         return
     data_key = f"synthetic:{test_set.subset}:{test_set.seed}" if test_set.synthetic else data.root

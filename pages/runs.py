@@ -12,7 +12,7 @@ from resnet_core.training.events import Start
 from resnet_core.training.runs import RunError, RunInfo
 from resnet_core.views.charts import epoch_chart, metrics_frames
 from resnet_core.views.explain import fmt_seconds
-from resnet_core.views.lockstep import lockstep_chart, lockstep_frames
+from resnet_core.views.lockstep import COMPARE_METRICS, lockstep_frames
 
 _ui.require_router()
 
@@ -45,15 +45,6 @@ def _table(infos: list[RunInfo]) -> pd.DataFrame:
     )
 
 
-# The comparison charts: (table, x, value, title, axis title)
-COMPARE_CHARTS = (
-    ("steps", "step", "loss", "Training loss per step", "loss"),
-    ("epochs", "epoch", "train_acc", "Training accuracy per epoch", "accuracy (%)"),
-    ("epochs", "epoch", "test_acc", "Test accuracy per epoch", "accuracy (%)"),
-    ("epochs", "epoch", "test_loss", "Test loss per epoch", "loss"),
-)
-
-
 def _residual(events: list) -> bool:
     start = next((e for e in events if isinstance(e, Start)), None)
     return bool(start.spec.get("residual", True)) if start is not None else True
@@ -70,15 +61,13 @@ def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
     if frames.steps.empty and frames.epochs.empty:
         st.info("The chosen runs have no curves yet.")
         return
-    columns = st.columns(2)
-    for index, (table, x, value, title, axis) in enumerate(COMPARE_CHARTS):
-        frame = getattr(frames, table)
-        with columns[index % 2]:
-            if frame[value].notna().any():
-                chart = lockstep_chart(frame, x, value, title, axis, residual)
-                _ui.show_chart(chart, f"runs-{value}", frame)
-            else:
-                st.caption(f"{title}: none logged yet (a run is evaluated after each epoch).")
+    _ui.show_metric_charts(
+        frames,
+        COMPARE_METRICS,
+        residual,
+        "runs",
+        lambda _: "none logged yet (a run is evaluated after each epoch).",
+    )
     st.caption("Plain nets in reds, residual nets in blues.")
     _ui.show_grad_heatmap(events, "runs-layer-gradients")
 

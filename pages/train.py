@@ -11,15 +11,16 @@ from pages import _ui
 from resnet_core import list_presets
 from resnet_core.nets.spec import PRESETS, SpecError, spec_label
 from resnet_core.training import runs
+from resnet_core.training.choices import CHOICE_NOTES, READY_CHOICES, missing_device
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.data import cifar10_layout
 from resnet_core.training.events import EpochEnd, Event, Note, Start, Step
-from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, Job, gpu_choices, missing_device
+from resnet_core.training.jobs import Job, gpu_choices
 from resnet_core.views.charts import epoch_chart, metrics_frames, step_chart
 from resnet_core.views.explain import fmt_seconds, run_sentence
 from resnet_core.views.lockstep import (
+    GROUP_METRICS,
     SMOOTH_STEPS,
-    lockstep_chart,
     lockstep_frames,
     lockstep_sentence,
 )
@@ -267,28 +268,13 @@ def _is_residual(config: dict) -> bool:
         return True
 
 
-# Each chart of a group: (frame, x, value, title, axis title, log scale)
-GROUP_CHARTS = (
-    ("steps", "step", "loss", "Training loss", "loss", False),
-    ("steps", "step", "accuracy", "Training accuracy", "accuracy (%)", False),
-    ("epochs", "epoch", "test_acc", "Test accuracy", "accuracy (%)", False),
-    ("grads", "step", "ratio", "Gradient: first layer / last layer", "ratio (log)", True),
-)
-
-
 def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
     frames = lockstep_frames(member_events)
     residual = {name: _is_residual(m["config"]) for name, m in zip(member_events, job.members)}
     st.caption(lockstep_sentence(frames))
-    columns = st.columns(2)
-    for index, (table, x, value, title, axis, log) in enumerate(GROUP_CHARTS):
-        frame = getattr(frames, table)
-        with columns[index % 2]:
-            if frame[value].notna().any():
-                chart = lockstep_chart(frame, x, value, title, axis, residual, log=log)
-                _ui.show_chart(chart, f"{job.job_id}-{value}", frame)
-            else:
-                st.caption(f"{title}: {_group_wait(value, job.config)}")
+    _ui.show_metric_charts(
+        frames, GROUP_METRICS, residual, job.job_id, lambda value: _group_wait(value, job.config)
+    )
     st.caption(
         f"Training accuracy is the running mean of the last {SMOOTH_STEPS} logged batches. "
         "Every net sees the same batches in the same order, one step of each in turn."
@@ -405,10 +391,14 @@ st.caption(
 defaults = _defaults()
 busy = bool(_ui.job_queue().active())
 with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"):
-    recipe = st.pills("Ready choices", list(RECIPES), key="train_recipe", selection_mode="single")
-    planned = [{**defaults, **overrides} for overrides in RECIPES[recipe]] if recipe else [defaults]
-    if recipe in RECIPE_NOTES:
-        st.caption(RECIPE_NOTES[recipe])
+    recipe = st.pills(
+        "Ready choices", list(READY_CHOICES), key="train_recipe", selection_mode="single"
+    )
+    planned = (
+        [{**defaults, **overrides} for overrides in READY_CHOICES[recipe]] if recipe else [defaults]
+    )
+    if recipe in CHOICE_NOTES:
+        st.caption(CHOICE_NOTES[recipe])
     if recipe and (problem := missing_device(planned)):
         st.warning(problem, icon=":material/memory:")
     if len(planned) > 1:
@@ -417,7 +407,7 @@ with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"
             "together, with the settings below (model aside): one process, the same batches in "
             "the same order, one step of each in turn, so their curves grow side by side."
         )
-    prefix = str(list(RECIPES).index(recipe)) if recipe else "own"
+    prefix = str(list(READY_CHOICES).index(recipe)) if recipe else "own"
     config = _form(planned[-1], defaults, prefix, locked=("model",) if len(planned) > 1 else ())
     if config is not None:
         changed = {k: v for k, v in config.items() if v != planned[-1].get(k) and k != "model"}

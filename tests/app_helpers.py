@@ -48,8 +48,8 @@ def no_exceptions(at: AppTest) -> list[str]:
 
 def tiny_run(checkpoints: Path, model: str = "resnet20") -> Path:
     """Train a few steps on the synthetic set into checkpoints/runs/<id>; returns the run dir."""
+    from resnet_core.training.fitting import fit
     from resnet_core.training.runs import new_run_dir
-    from resnet_core.training.trainer import fit
 
     run_dir = new_run_dir(model, root=Path(checkpoints) / "runs")
     fit({**QUICK_CPU_RUN, "model": model, "subset": 200}, run_dir=run_dir)

@@ -70,7 +70,20 @@ def cifar_root() -> Path:
 BACKGROUND_WORK = ("lecture-warm",)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def _join_background_work() -> None:
     for thread in threading.enumerate():
         if thread.name in BACKGROUND_WORK:
             thread.join(timeout=300)
+
+
+@pytest.fixture(autouse=True)
+def _no_background_work_between_tests():
+    """A page's warm-up thread (the Lecture's builds nets, drawing from torch's global random
+    generator) ends before the next test starts, so a test that seeds that generator is not
+    interleaved with it."""
+    yield
+    _join_background_work()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _join_background_work()

@@ -80,7 +80,7 @@ def _flag(name: str) -> str:
 
 
 def _config(*argv: str) -> TrainConfig:
-    return cli_train._config_from_args(_train_parser().parse_args(list(argv)))
+    return cli_train.config_from_args(_train_parser().parse_args(list(argv)))
 
 
 def _sample(item: dataclasses.Field):

@@ -101,7 +101,7 @@ def test_fuzz_train_flags(flag, value):
     except (argparse.ArgumentError, SystemExit):
         return
     try:
-        cli_train._config_from_args(args)
+        cli_train.config_from_args(args)
     except (ConfigError, SpecError):
         pass
 

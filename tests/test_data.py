@@ -10,16 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
+from resnet_core.common.cifar import CIFAR10_MEAN, CIFAR10_STD
 from resnet_core.training import data as data_module
 from resnet_core.training.data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
     DatasetNotFound,
-    DeviceLoader,
     load_cifar10,
     stratified_subset,
     synthetic_cifar10,
 )
+from resnet_core.training.loader import DeviceLoader
 
 
 def _write_image_folder(root: Path, classes=("cat", "dog"), per_class=(3, 2)) -> dict:

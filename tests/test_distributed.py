@@ -18,9 +18,11 @@ import torch
 from resnet_core.common.device import data_parallel_name
 from resnet_core.common.errors import ConfigError
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.data import DeviceLoader, synthetic_cifar10
+from resnet_core.training.data import synthetic_cifar10
 from resnet_core.training.distributed import Ranks, local_batch, ranks_from_env, torchrun_command
-from resnet_core.training.trainer import Trainer, fit
+from resnet_core.training.fitting import fit
+from resnet_core.training.loader import DeviceLoader
+from resnet_core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_NET = {"depths": [1, 1, 1], "widths": [8, 16, 32]}
@@ -154,7 +156,8 @@ def test_killed_rank_fails_the_run_and_keeps_the_checkpoint(tmp_path):
 def test_a_queued_data_parallel_job_trains_through_torchrun(tmp_path, monkeypatch):
     """The job worker starts torchrun for a job placed on two devices; rank 0 records the
     run and the job (on the CPU here: the config asks for it, so gloo carries the ranks)."""
-    from resnet_core.training.jobs import Job, JobQueue, run_job
+    from resnet_core.training.job_worker import run_job
+    from resnet_core.training.jobs import Job, JobQueue
     from resnet_core.training.runs import run_info
 
     monkeypatch.setenv("PYTHONPATH", str(REPO))
@@ -200,8 +203,9 @@ def _torchrun_to_end(tmp_path: Path, *flags: str) -> None:
 def test_a_data_parallel_run_resumes_where_it_stopped(tmp_path):
     """Two ranks train one epoch, then `--resume` takes the same run to two: it ends where
     two ranks training two epochs straight through end, in the same folder (a constant lr
-    without warm-up: the warm-up's length is a fraction of all steps)."""
-    run = {**RUN, "schedule": "constant", "warmup": 0}
+    without warm-up: the warm-up's length is a fraction of all steps; fp32: precision "auto"
+    times a probe, and on a busy machine the two runs may choose differently)."""
+    run = {**RUN, "schedule": "constant", "warmup": 0, "precision": "fp32"}
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     _torchrun_to_end(tmp_path, *_flags(run), "--run-dir", str(straight))
     _torchrun_to_end(tmp_path, *_flags({**run, "epochs": 1}), "--run-dir", str(stopped))

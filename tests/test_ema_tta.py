@@ -14,12 +14,13 @@ from resnet_core.cli.main import main
 from resnet_core.cli.train import evaluate_run
 from resnet_core.training.averaging import WeightAverage
 from resnet_core.training.callbacks import Callback
-from resnet_core.training.data import DeviceLoader
 from resnet_core.training.events import Note, parse_event
-from resnet_core.training.group import fit_group
-from resnet_core.training.recipe import evaluate
+from resnet_core.training.fitting import fit
+from resnet_core.training.loader import DeviceLoader
+from resnet_core.training.lockstep import fit_group
+from resnet_core.training.parts import evaluate
 from resnet_core.training.runs import load_checkpoint, read_events, read_metrics
-from resnet_core.training.trainer import Trainer, TrainingFailed, fit
+from resnet_core.training.trainer import Trainer, TrainingFailed
 
 TINY_NET = {"depths": [1, 1, 1], "widths": [8, 16, 32]}  # a narrow ResNet-8: quick on a CPU
 TINY_RUN = {**QUICK_CPU_RUN, "model": TINY_NET}
@@ -48,12 +49,12 @@ def _assert_all_close(left, right) -> None:
 def test_the_average_after_three_steps_matches_the_hand_computed_one():
     trainer = Trainer(EMA_RUN).setup()
     history = []
-    for images, labels in list(trainer.train_loader) * 2:
+    for images, labels in list(trainer.state.train_loader) * 2:
         trainer.train_step(images, labels)
-        history.append(_params(trainer.model))
+        history.append(_params(trainer.state.model))
         if len(history) == 3:
             break
-    averaged = _params(trainer.average.model)
+    averaged = _params(trainer.state.average.model)
     _assert_all_close(averaged, _hand_average(history, 0.9))
     assert any(not torch.equal(a, w) for a, w in zip(averaged, history[-1]))
 
@@ -79,14 +80,16 @@ class _KeepCheckpoint(Callback):
 def test_ema_off_keeps_evaluation_and_checkpoints_on_the_live_model():
     trainer = Trainer(TINY_RUN).setup()
     trainer.train_epoch(1)
-    assert trainer.average is None and trainer.evaluated_model() is trainer.model
-    direct = evaluate(trainer.model, trainer.test_loader, "fp32")
+    assert trainer.state.average is None and trainer.evaluated_model() is trainer.state.model
+    direct = evaluate(trainer.state.model, trainer.state.test_loader, "fp32")
     assert trainer.evaluate() == direct
     keep = _KeepCheckpoint()
     trainer.callbacks.append(keep)
     trainer.end_epoch(1, 0.0, 0.0, 0.0)
     assert "live_model" not in keep.state
-    _assert_all_close(list(keep.state["model"].values()), list(trainer.model.state_dict().values()))
+    _assert_all_close(
+        list(keep.state["model"].values()), list(trainer.state.model.state_dict().values())
+    )
 
 
 def test_evaluation_and_checkpoints_use_the_average(tmp_path):
@@ -94,7 +97,7 @@ def test_evaluation_and_checkpoints_use_the_average(tmp_path):
     trainer = Trainer(EMA_RUN, run_dir=run_dir)
     result = trainer.fit()
     assert result.state == "done"
-    averaged, live = trainer.average.model, trainer.model
+    averaged, live = trainer.state.average.model, trainer.state.model
     checkpoint = load_checkpoint(run_dir / "last.pt")
     _assert_all_close(list(checkpoint["model"].values()), list(averaged.state_dict().values()))
     _assert_all_close(list(checkpoint["live_model"].values()), list(live.state_dict().values()))
@@ -102,8 +105,8 @@ def test_evaluation_and_checkpoints_use_the_average(tmp_path):
     for name, buffer in live.named_buffers():  # BatchNorm statistics: the live model's
         torch.testing.assert_close(checkpoint["model"][name], buffer)
     loss, accuracy = trainer.evaluate()
-    assert (loss, accuracy) == evaluate(averaged, trainer.test_loader, "fp32")
-    assert loss != evaluate(live, trainer.test_loader, "fp32")[0]
+    assert (loss, accuracy) == evaluate(averaged, trainer.state.test_loader, "fp32")
+    assert loss != evaluate(live, trainer.state.test_loader, "fp32")[0]
     assert result.final_test_acc == accuracy and result.model is averaged
 
 
@@ -114,15 +117,19 @@ def test_resume_restores_the_average_or_starts_it_from_the_weights(tmp_path):
     longer = {**EMA_RUN, "epochs": 2}
     resumed = Trainer(longer, resume=run_dir).setup()
     _assert_all_close(
-        list(resumed.average.model.state_dict().values()), list(saved["model"].values())
+        list(resumed.state.average.model.state_dict().values()), list(saved["model"].values())
     )
-    _assert_all_close(list(resumed.model.state_dict().values()), list(saved["live_model"].values()))
+    _assert_all_close(
+        list(resumed.state.model.state_dict().values()), list(saved["live_model"].values())
+    )
 
     without = {k: v for k, v in saved.items() if k != "live_model"}
     torch.save(without, run_dir / "last.pt")
     from_plain = Trainer(longer, resume=run_dir).setup()
-    _assert_all_close(_params(from_plain.average.model), _params(from_plain.model))
-    _assert_all_close(list(from_plain.model.state_dict().values()), list(saved["model"].values()))
+    _assert_all_close(_params(from_plain.state.average.model), _params(from_plain.state.model))
+    _assert_all_close(
+        list(from_plain.state.model.state_dict().values()), list(saved["model"].values())
+    )
 
 
 def _test_loader(channels_last: bool) -> DeviceLoader:

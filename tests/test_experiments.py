@@ -6,21 +6,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_core.analysis.probes import PROBE_IMAGES, PROBE_SEED
+from resnet_core.analysis.sampling import SAMPLE_FILE, stratified_indices
 from resnet_core.cli.main import main
 from resnet_core.training.config import TrainConfig
+from resnet_core.training.data import load_dataset
+from resnet_core.training.experiment_results import final_train_errors, load_experiment
+from resnet_core.training.experiment_runner import run_experiment
 from resnet_core.training.experiments import (
     EXPERIMENTS,
     ExperimentError,
-    final_train_errors,
     get_experiment,
-    load_experiment,
     member_configs,
-    run_experiment,
     setting_of,
     shipped_root,
-    slim_checkpoint,
 )
 from resnet_core.training.runs import CHECKPOINT_FORMAT, load_run, read_status
+from resnet_core.training.slimming import slim_checkpoint
 
 TINY = {
     "dataset": "synthetic",
@@ -56,6 +58,11 @@ def test_layer_responses_runs_degradation_and_writes_runs(tmp_path):
     assert {"hardware", "date", "torch", "wall_seconds"} <= set(record)
     responses = load_experiment(folder)["responses"]
     assert set(responses["model"]) == {"plain20", "plain56", "resnet20", "resnet56"}
+    sample = json.loads((folder / SAMPLE_FILE).read_text())  # the synthetic set's probe images
+    labels = load_dataset("synthetic").test_labels
+    assert sample["split"] == "test" and sample["how"] == f"stratified, seed {PROBE_SEED}"
+    assert sample["indices"] == stratified_indices(labels, PROBE_IMAGES, PROBE_SEED).tolist()
+    assert torch.bincount(labels[sample["indices"]]).tolist() == [PROBE_IMAGES // 10] * 10
     degradation = tmp_path / "degradation"
     for label in ("plain20", "plain56", "resnet20", "resnet56"):
         run = degradation / label

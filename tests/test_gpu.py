@@ -10,8 +10,9 @@ import torch
 
 from resnet_core import build_model
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.data import DeviceLoader, load_cifar10, synthetic_cifar10
-from resnet_core.training.trainer import fit, iter_fit
+from resnet_core.training.data import load_cifar10, synthetic_cifar10
+from resnet_core.training.fitting import fit, iter_fit
+from resnet_core.training.loader import DeviceLoader
 
 pytestmark = [
     pytest.mark.gpu,
@@ -115,7 +116,7 @@ def test_cuda_graphs_compile_trains_like_eager():
 
 
 def test_cuda_lockstep_group_trains_both_nets(tmp_path):
-    from resnet_core.training.group import fit_group
+    from resnet_core.training.lockstep import fit_group
     from resnet_core.training.runs import run_info
 
     folders = [tmp_path / "plain", tmp_path / "residual"]

@@ -10,10 +10,11 @@ import torch
 from resnet_core.common.errors import ConfigError
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import EpochEnd
-from resnet_core.training.experiments import get_experiment, member_configs, slim_run
-from resnet_core.training.recipe import lr_multiplier
-from resnet_core.training.trainer import fit
-from resnet_core.views import lecture
+from resnet_core.training.experiments import get_experiment, member_configs
+from resnet_core.training.fitting import fit
+from resnet_core.training.parts import lr_multiplier
+from resnet_core.training.slimming import slim_run
+from resnet_core.views import lecture, lecture_charts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import he2016_plan  # noqa: E402
@@ -245,7 +246,7 @@ def test_fig6_charts_draw_each_family_from_the_files(tmp_path):
     write_experiment(tmp_path, "he2016", PAPER_LIKE)
     curves = lecture.he2016_curves("he2016", tmp_path)
     for family, runs in (("plain", HE_RUNS[:4]), ("residual", HE_RUNS[4:])):
-        spec = lecture.fig6_chart(curves, family).to_dict()
+        spec = lecture_charts.fig6_chart(curves, family).to_dict()
         data = next(iter(spec["datasets"].values()))
         assert sorted({row["run"] for row in data}) == sorted(runs)
         assert spec["encoding"]["color"]["scale"]["domain"] == list(runs)

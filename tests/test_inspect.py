@@ -18,6 +18,7 @@ from resnet_core.analysis.inspect import (
     per_class_accuracy,
     row_normalised,
 )
+from resnet_core.studies import datasets
 from resnet_core.training.data import load_cifar10, synthetic_cifar10
 from resnet_core.training.experiments import shipped_root
 from resnet_core.training.runs import RunError, read_metrics
@@ -151,10 +152,10 @@ def test_run_test_set_follows_the_recorded_dataset(tmp_path):
     (tmp_path / "config.json").write_text(
         json.dumps({"dataset": "synthetic", "subset": 200, "seed": 3})
     )
-    assert views.run_test_set(tmp_path) == views.TestSet("synthetic", 200, 3)
+    assert datasets.run_test_set(tmp_path) == datasets.TestSet("synthetic", 200, 3)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(RunError, match="config.json"):
-        views.run_test_set(tmp_path)
+        datasets.run_test_set(tmp_path)
 
 
 def _shipped(name: str) -> Path:

@@ -142,15 +142,6 @@ def test_runner_thread_drives_the_queue(queue):
         runner.stop()
 
 
-def test_forget_keeps_active_jobs(queue):
-    job = queue.submit({"model": "a", "device": "cpu"})
-    queue.forget(job.job_id)
-    assert queue.get(job.job_id) is not None
-    queue.cancel(job.job_id)
-    queue.forget(job.job_id)
-    assert queue.get(job.job_id) is None
-
-
 def test_three_gpus_two_slots_each_run_six_jobs_the_seventh_waits(tmp_path):
     queue = _gpu_queue(tmp_path, gpus=3, per_device=2)
     jobs = [queue.submit({"model": f"m{i}", "device": "cuda", "steps": 400}) for i in range(7)]
@@ -230,7 +221,7 @@ def test_queue_key_and_advice():
 
 
 def test_real_training_job_writes_its_run(tmp_path):
-    """The default worker runs resnet_core.training.trainer.fit in its own process and records the run."""
+    """The default worker runs resnet_core.training.fitting.fit in its own process and records the run."""
     queue = JobQueue(tmp_path)
     job = queue.submit(dict(QUICK_CPU_RUN))
     assert _wait(queue, job.job_id, ("done", "failed", "interrupted"), timeout=120) == "done", (

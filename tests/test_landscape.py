@@ -3,6 +3,8 @@ results and what they show, the CLI's errors, and the page."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -10,6 +12,7 @@ from app_helpers import app_test, no_exceptions, tiny_run
 from torch import nn
 
 from resnet_core.analysis.landscape import (
+    across_directions,
     coefficients,
     evaluate_loss,
     filter_normalize,
@@ -18,24 +21,30 @@ from resnet_core.analysis.landscape import (
     perturbed,
     perturbed_weights,
     random_directions,
-    slice_rise,
+    recompute_bn_stats,
+    slice_point,
     surface_roughness,
 )
+from resnet_core.analysis.sampling import SAMPLE_FILE, classes_in
 from resnet_core.cli.main import main
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
+from resnet_core.studies.landscape import (
+    check_run,
+    point_loss,
+    read_shipped,
+    training_sample,
+)
 from resnet_core.training.data import load_cifar10
 from resnet_core.training.experiments import shipped_root
 from resnet_core.training.runs import load_run
 from resnet_core.views.landscape import (
-    check_run,
-    point_loss,
-    read_shipped,
-    rise_sentence,
-    rise_verdict,
+    artefact_sentence,
     roughness_sentence,
     roughness_verdict,
-    training_batch,
+    slice_chart,
+    slice_sentence,
+    slice_verdict,
 )
 
 TINY = ArchSpec(depths=(1, 1), widths=(8, 16), shortcut="zero_pad")
@@ -160,6 +169,46 @@ def test_evaluation_uses_running_statistics_and_keeps_the_mode(net):
     assert loss == pytest.approx(evaluate_loss(model, inputs, targets, batch_size=24)[0], rel=1e-5)
 
 
+def test_recomputed_statistics_are_those_of_the_moved_net(net):
+    """recompute_bn_stats sets the first BatchNorm's running mean to the mean of the first
+    conv's output over the inputs (an equal-weight average over the batches), and an
+    evaluation with bn_inputs puts every statistic back afterwards."""
+    model, inputs, targets = net
+    before = _state(model)
+    direction = random_directions(model, 1, seed=0)[0]
+    with perturbed(model, [direction], [0.8]):
+        stale = evaluate_loss(model, inputs, targets)
+        fresh = evaluate_loss(model, inputs, targets, batch_size=8, bn_inputs=inputs)
+        assert all(
+            torch.equal(before[k], v) for k, v in model.state_dict().items() if "running" in k
+        )
+        recompute_bn_stats(model, inputs, batch_size=8)
+        first = (
+            model.stem[0]
+            if hasattr(model, "stem")
+            else next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        )
+        with torch.no_grad():
+            expected = first(inputs).mean(dim=(0, 2, 3))
+        norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+        torch.testing.assert_close(norm.running_mean, expected, atol=1e-5, rtol=1e-4)
+        assert norm.momentum == 0.1  # put back after the average
+    assert stale != fresh
+
+
+def test_recomputed_statistics_at_the_trained_weights_change_little(net):
+    """At a = 0 with statistics recomputed on the inputs themselves, the loss is the loss in
+    train mode on those inputs (batch statistics), not the stale one."""
+    model, inputs, targets = net
+    fresh, _ = evaluate_loss(model, inputs, targets, batch_size=24, bn_inputs=inputs)
+    with torch.no_grad():
+        model.train()
+        train_mode = nn.functional.cross_entropy(model(inputs), targets).item()
+        model.eval()
+    assert fresh == pytest.approx(train_mode, rel=0.05)
+    assert fresh != pytest.approx(evaluate_loss(model, inputs, targets)[0], rel=1e-3)
+
+
 def test_coefficients_include_zero_and_the_ends():
     assert coefficients(5) == [-1.0, -0.5, 0.0, 0.5, 1.0]
     assert 0.0 in coefficients(21) and len(coefficients(21)) == 21
@@ -180,7 +229,8 @@ def _bowl(side: int, dimples: float = 0.0) -> pd.DataFrame:
 
 
 def test_roughness_tells_a_bowl_from_an_egg_crate():
-    smooth, rough = surface_roughness(_bowl(9)), surface_roughness(_bowl(9, dimples=5.0))
+    smooth = surface_roughness(_bowl(9), chance=40.0)
+    rough = surface_roughness(_bowl(9, dimples=5.0), chance=40.0)
     assert smooth["local_minima"] == 1 and rough["local_minima"] == 9
     assert rough["curvature"] > smooth["curvature"]
     assert smooth["centre_loss"] == pytest.approx(6.0) and smooth["max_loss"] == pytest.approx(16)
@@ -188,106 +238,196 @@ def test_roughness_tells_a_bowl_from_an_egg_crate():
     assert fraction == pytest.approx(61 / 81)  # 5 (a^2 + b^2) < 6
 
 
-def test_slice_rise_reads_both_sides():
-    frame = pd.DataFrame({"alpha": coefficients(5), "loss": [9.0, 2.0, 0.5, 3.0, 11.0]})
-    rise = slice_rise(frame, 1.0)
-    assert (rise["centre"], rise["mean"], rise["ratio"]) == (0.5, 10.0, 20.0)
-    assert slice_rise(frame, 0.5)["mean"] == 2.5
+def test_minima_at_chance_level_are_not_counted():
+    """Dips in a plateau near chance are no basins: with chance 2.3 only points below 1.15
+    count, and the egg crate's dimples sit at 1 or more."""
+    assert surface_roughness(_bowl(9, dimples=5.0))["local_minima"] == 1  # the centre, at 1
+    assert surface_roughness(_bowl(9, dimples=5.0), chance=1.5)["local_minima"] == 0
+
+
+def test_curvature_does_not_divide_by_the_range():
+    """Scaling the loss by a constant shifts the log loss and leaves its second differences,
+    hence the curvature, unchanged; a wider range no longer makes a surface look smoother."""
+    bowl = _bowl(9)
+    scaled = bowl.assign(loss=bowl["loss"] * 50)
+    assert surface_roughness(scaled)["curvature"] == pytest.approx(
+        surface_roughness(bowl)["curvature"]
+    )
+    steep = bowl.assign(loss=6 + 50 * (bowl["alpha"] ** 2 + bowl["beta"] ** 2))
+    assert surface_roughness(steep)["curvature"] > surface_roughness(bowl)["curvature"]
+
+
+def _slices(accuracies: dict[tuple[str, int], float]) -> pd.DataFrame:
+    """Made-up slices: per (net, seed) the accuracy at a = +-1 (1.0 at a = 0)."""
+    rows = []
+    for (net, seed), far in accuracies.items():
+        for bn, shift in (("recomputed", 0.0), ("stale", 5.0)):
+            for alpha, accuracy in ((-1.0, far), (0.0, 1.0), (1.0, far)):
+                loss = 0.2 if alpha == 0 else 2.0 - far + shift
+                rows.append(
+                    {"net": net, "residual": net.startswith("resnet"), "seed": seed, "bn": bn}
+                    | {"alpha": alpha, "loss": loss, "accuracy": accuracy}
+                )
+    return pd.DataFrame(rows)
+
+
+def test_slice_point_reads_both_sides_in_absolute_terms():
+    frame = pd.DataFrame(
+        {"alpha": coefficients(5), "loss": [9.0, 2.0, 0.5, 3.0, 11.0], "accuracy": [0.1] * 5}
+    )
+    point = slice_point(frame, 1.0)
+    assert (point["centre_loss"], point["loss"], point["accuracy"]) == (0.5, 10.0, 0.1)
+    assert slice_point(frame, 0.5)["loss"] == 2.5
+
+
+def test_spread_over_directions_and_the_verdict():
+    apart = _slices(
+        {("plain56", 0): 0.2, ("plain56", 1): 0.3, ("resnet56", 0): 0.6, ("resnet56", 1): 0.7}
+    )
+    table = across_directions(apart, 1.0).set_index(["net", "bn"])
+    row = table.loc[("resnet56", "recomputed")]
+    assert (row["directions"], row["accuracy_min"], row["accuracy_max"]) == (2, 0.6, 0.7)
+    text = slice_sentence(apart, 1.0)
+    assert "resnet56 classifies 65 % (60-70 % over 2 directions)" in text
+    assert "do not overlap" in slice_verdict(apart, 1.0)
+    close = _slices(
+        {("plain56", 0): 0.2, ("plain56", 1): 0.65, ("resnet56", 0): 0.6, ("resnet56", 1): 0.7}
+    )
+    assert "overlap: within the spread" in slice_verdict(close, 1.0)
+    one = _slices({("plain56", 0): 0.2, ("resnet56", 0): 0.6})
+    assert "(one direction" in slice_sentence(one, 1.0) and "one direction" in slice_verdict(
+        one, 1.0
+    )
+    assert "stale" in artefact_sentence(
+        apart, 1.0
+    ) and "make most of that loss" in artefact_sentence(apart, 1.0)
+    assert artefact_sentence(apart[apart["bn"] == "recomputed"], 1.0) == ""
+
+
+def test_slice_charts_draw_the_band_and_both_statistics():
+    frame = _slices(
+        {("plain56", 0): 0.2, ("plain56", 1): 0.3, ("resnet56", 0): 0.6, ("resnet56", 1): 0.7}
+    )
+    for value in ("loss", "accuracy"):
+        spec = slice_chart(frame, value).to_dict()
+        marks = [
+            layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+            for layer in spec["layer"]
+        ]
+        assert marks[:2] == ["area", "line"]
+        assert spec["layer"][1]["encoding"]["strokeDash"]["scale"]["domain"] == [
+            "recomputed",
+            "stale",
+        ]
 
 
 # The shipped results -------------------------------------------------------------------------
+def _far(distance: float, bn: str = "recomputed"):
+    table = across_directions(SHIPPED.slices, distance)
+    return table[table["bn"] == bn].set_index("net")
+
+
 @needs_shipped
-def test_shipped_files_cover_the_degradation_nets():
+def test_shipped_files_cover_the_degradation_nets_both_statistics_and_three_directions():
     slices, surfaces = SHIPPED.slices, SHIPPED.surfaces
     assert set(slices["net"]) == {"plain20", "plain56", "resnet20", "resnet56"}
-    assert {"plain56", "resnet56"} <= set(surfaces["net"])
-    settings = SHIPPED.surfaces_record["settings"]
-    assert surfaces.groupby("net").size().eq(settings["grid"] ** 2).all()
-    assert slices.groupby("net").size().eq(SHIPPED.slices_record["settings"]["grid"]).all()
-    for record in (SHIPPED.slices_record, SHIPPED.surfaces_record):
-        assert {"command", "hardware", "torch", "date", "seconds"} <= set(record)
+    assert set(slices["bn"]) == {"recomputed", "stale"} and set(slices["seed"]) == {0, 1, 2}
+    assert {"plain56", "resnet56"} <= set(surfaces["net"]) and set(surfaces["bn"]) == {"recomputed"}
+    grid = SHIPPED.surfaces_record["settings"]["grid"]
+    assert surfaces.groupby("net").size().eq(grid**2).all()
+    per_curve = slices.groupby(["net", "seed", "bn"]).size()
+    assert per_curve.eq(SHIPPED.slices_record["settings"]["grid"]).all() and len(per_curve) == 24
+    for record, frame in ((SHIPPED.slices_record, slices), (SHIPPED.surfaces_record, surfaces)):
+        assert {"command", "hardware", "torch", "date", "seconds", "curves"} <= set(record)
         assert record["command"].startswith("python -m resnet_core landscape")
+        curves = {(c["net"], c["seed"], c["bn_stats"]) for c in record["curves"]}
+        assert curves == set(frame[["net", "seed", "bn"]].itertuples(index=False, name=None))
     assert (slices["loss"] > 0).all() and (surfaces["loss"] > 0).all()
 
 
 @needs_shipped
 def test_shipped_minimum_is_at_the_trained_weights():
-    """Every slice is lowest at (or next to) a = 0: the checkpoint sits in its basin."""
-    for net, frame in SHIPPED.slices.groupby("net"):
-        lowest = frame.loc[frame["loss"].idxmin(), "alpha"]
-        assert abs(lowest) <= 0.1 + 1e-9, net
-
-
-def _rises(distance: float) -> tuple[dict, dict]:
-    slices = SHIPPED.slices
-    return (
-        slice_rise(slices[slices["net"] == "plain56"], distance),
-        slice_rise(slices[slices["net"] == "resnet56"], distance),
-    )
+    """Every recomputed-statistics slice is lowest at (or next to) a = 0."""
+    recomputed = SHIPPED.slices[SHIPPED.slices["bn"] == "recomputed"]
+    for key, frame in recomputed.groupby(["net", "seed"]):
+        assert abs(frame.loc[frame["loss"].idxmin(), "alpha"]) <= 0.1 + 1e-9, key
 
 
 @needs_shipped
-def test_shipped_slices_plain56_is_steeper_only_near_its_minimum():
-    """What the shipped 1-D slices show (mean of both sides): plain56 starts higher
-    (degradation); within half a step its loss climbs more than resnet56's in absolute terms,
-    as in Li et al.; one full step out it is the other way round, and relative to its
-    starting value resnet56's loss climbs more at a = ±0.5 and ±1. The page says so."""
-    for distance in (0.2, 0.5):
-        plain, residual = _rises(distance)
-        assert plain["mean"] - plain["centre"] > residual["mean"] - residual["centre"], distance
-    assert plain["ratio"] < residual["ratio"]  # at 0.5
-    plain, residual = _rises(1.0)
-    assert plain["centre"] > 2 * residual["centre"]
-    assert plain["mean"] - plain["centre"] < residual["mean"] - residual["centre"]
-    assert plain["ratio"] < residual["ratio"]
-    assert rise_verdict(SHIPPED.slices, 1.0).startswith("Unlike Li et al.")
-    assert "but resnet56's climbs more relative" in rise_verdict(SHIPPED.slices, 0.5)
+def test_shipped_half_a_step_out_resnet56_keeps_more_accuracy_in_every_direction():
+    """What the page and the slide say: half a step out (statistics recomputed) resnet56
+    classifies more training images than plain56 in each of the three directions (the
+    ranges do not overlap); one step out both are near chance and the ranges overlap."""
+    half, full = _far(0.5), _far(1.0)
+    assert half.loc["resnet56", "accuracy_min"] > half.loc["plain56", "accuracy_max"]
+    assert half.loc["resnet56", "directions"] == half.loc["plain56", "directions"] == 3
+    spans = {
+        net: (
+            round(half.loc[net, "accuracy_min"] * 100),
+            round(half.loc[net, "accuracy_max"] * 100),
+        )
+        for net in ("resnet56", "plain56")
+    }
+    assert spans == {"resnet56": (75, 77), "plain56": (52, 57)}  # as checkpoints/demo/README.md
+    assert "do not overlap" in slice_verdict(SHIPPED.slices, 0.5)
+    assert full.loc["resnet56", "accuracy_min"] <= full.loc["plain56", "accuracy_max"]
+    assert "within the spread" in slice_verdict(SHIPPED.slices, 1.0)
+    assert (full["accuracy_mean"] < 0.4).all()  # near chance (10 %), all four nets
 
 
 @needs_shipped
-def test_shipped_surfaces_plain56_is_rougher_and_resnet56_a_single_bowl():
-    """As in Li et al. Fig. 5: plain56's surface has several local minima and more curvature;
-    resnet56's has one minimum (at the trained weights) and steeper far walls."""
+def test_shipped_stale_statistics_are_the_artefact():
+    """With stale statistics every net's loss one step out is several times the recomputed
+    one, and resnet56's more so than plain56's: the old 1-D contrast came from them."""
+    stale, fresh = _far(1.0, "stale"), _far(1.0)
+    assert (stale["loss_mean"] > 2 * fresh["loss_mean"]).all()
+    assert stale.loc["resnet56", "loss_mean"] > stale.loc["plain56", "loss_mean"]
+    assert "the stale statistics, not the landscape" in artefact_sentence(SHIPPED.slices, 1.0)
+
+
+@needs_shipped
+def test_shipped_surfaces_plain56_is_not_rougher():
+    """Recomputed statistics, curvature not divided by the loss range, minima only well
+    below chance: plain56's surface has no more minima and less curvature than resnet56's;
+    the page says so instead of repeating Li et al. Fig. 5."""
     surfaces = SHIPPED.surfaces
     plain = surface_roughness(surfaces[surfaces["net"] == "plain56"])
     residual = surface_roughness(surfaces[surfaces["net"] == "resnet56"])
-    assert plain["local_minima"] > residual["local_minima"] == 1
-    assert plain["curvature"] > 1.5 * residual["curvature"]
-    assert residual["max_loss"] > plain["max_loss"]
-    grid = surfaces[surfaces["net"] == "resnet56"]
-    assert grid.loc[grid["loss"].idxmin(), ["alpha", "beta"]].tolist() == [0.0, 0.0]
-    assert roughness_verdict(surfaces).startswith("As in Li et al. Fig. 5")
+    assert plain["local_minima"] <= residual["local_minima"]
+    assert plain["curvature"] < residual["curvature"]
+    assert roughness_verdict(surfaces).startswith("On this grid plain56's surface is not rougher")
+    text = roughness_sentence(surfaces)
+    assert f"plain56: {plain['local_minima']} local minim" in text
+    assert f"curvature {plain['curvature']:.3f}" in text
 
 
 @needs_shipped
 def test_shipped_sentences_state_the_numbers():
-    slices = SHIPPED.slices
-    text = rise_sentence(slices)
-    plain, residual = _rises(1.0)
-    assert text.startswith("One filter-normalised step away (a = ±1, mean of both sides), plain20")
-    assert f"plain56's from {plain['centre']:.2g} to {plain['mean']:.2g}" in text
-    assert f"resnet56's from {residual['centre']:.2g} to {residual['mean']:.2g}" in text
-    surfaces = SHIPPED.surfaces
-    minima = surface_roughness(surfaces[surfaces["net"] == "plain56"])["local_minima"]
-    assert f"plain56: {minima} local minima" in roughness_sentence(surfaces)
+    half = _far(0.5)
+    text = slice_sentence(SHIPPED.slices, 0.5)
+    row = half.loc["resnet56"]
+    low, high = round(row["accuracy_min"] * 100), round(row["accuracy_max"] * 100)
+    assert f"resnet56 classifies {row['accuracy_mean'] * 100:.0f} % ({low}-{high} % over 3" in text
 
 
 @needs_shipped
-def test_one_shipped_point_recomputes(cifar_root):
-    """One point of resnet20's shipped slice, recomputed from the shipped checkpoint with the
-    recorded images and seed, matches the CSV."""
+def test_one_shipped_point_recomputes_on_the_shipped_sample(cifar_root):
+    """One point of resnet20's shipped slice (recomputed statistics, first direction seed),
+    recomputed from the shipped checkpoint on the images sample.json names, matches the CSV."""
     settings = SHIPPED.slices_record["settings"]
     model, _ = load_run(RESNET20)
     data = load_cifar10(cifar_root)
-    inputs, targets = training_batch(
-        data, check_run(RESNET20), settings["images"], settings["seed"]
+    sample = training_sample(
+        data, check_run(RESNET20), settings["images"], settings["seed"], settings["bn_images"]
     )
-    shipped = SHIPPED.slices[SHIPPED.slices["net"] == "resnet20"].set_index("alpha")
-    loss, accuracy = point_loss(
-        model.spec, model.state_dict(), inputs, targets, settings["seed"], (0.5,)
-    )
-    assert loss == pytest.approx(shipped.loc[0.5, "loss"], rel=1e-4)
-    assert accuracy == pytest.approx(shipped.loc[0.5, "accuracy"], abs=1e-9)
+    shipped_sample = json.loads((shipped_root() / "landscape" / SAMPLE_FILE).read_text())
+    assert sample.record() == shipped_sample
+    assert classes_in(data.train_labels, shipped_sample["indices"]) == 10
+    curve = SHIPPED.slices.query("net == 'resnet20' and bn == 'recomputed' and seed == 0")
+    shipped = curve.set_index("alpha")
+    loss, accuracy = point_loss(model.spec, model.state_dict(), sample, settings["seed"], (0.5,))
+    assert loss == pytest.approx(shipped.loc[0.5, "loss"], rel=1e-3)
+    assert accuracy == pytest.approx(shipped.loc[0.5, "accuracy"], abs=1 / 256 + 1e-9)
 
 
 # CLI -----------------------------------------------------------------------------------------
@@ -310,16 +450,36 @@ def test_cli_refuses_a_synthetic_run_and_missing_cifar10(tmp_path, capsys):
 
 
 @needs_weights
-def test_cli_writes_a_slice_with_its_record(cifar_root, tmp_path, capsys):
+def test_cli_writes_a_slice_with_its_record_and_sample(cifar_root, tmp_path, capsys):
     run = RESNET20
     out = tmp_path / "slice.csv"
-    args = ["landscape", str(run), "--grid", "3", "--images", "16", "--format", "json"]
-    assert main([*args, "--data-dir", str(cifar_root), "--out", str(out)]) == 0
+    args = ["landscape", str(run), "--grid", "3", "--images", "20", "--bn-images", "20"]
+    args += ["--seeds", "2", "--bn", "both", "--format", "json", "--data-dir", str(cifar_root)]
+    assert main([*args, "--out", str(out)]) == 0
     frame = pd.read_csv(out)
-    assert list(frame["alpha"]) == [-1.0, 0.0, 1.0] and set(frame["net"]) == {"resnet20"}
-    assert frame["loss"].iloc[1] < frame["loss"].iloc[[0, 2]].min()
-    assert '"settings"' in (tmp_path / "slice.json").read_text()
+    assert set(frame["net"]) == {"resnet20"} and set(frame["seed"]) == {0, 1}
+    assert set(frame["bn"]) == {"recomputed", "stale"} and len(frame) == 3 * 2 * 2
+    for _, curve in frame.groupby(["seed", "bn"]):
+        assert list(curve["alpha"]) == [-1.0, 0.0, 1.0]
+        assert curve["loss"].iloc[1] < curve["loss"].iloc[[0, 2]].min()
+    record = json.loads((tmp_path / "slice.json").read_text())
+    assert record["settings"]["bn"] == "both" and record["settings"]["seeds"] == 2
+    assert {(c["seed"], c["bn_stats"]) for c in record["curves"]} == {
+        (0, "recomputed"),
+        (0, "stale"),
+        (1, "recomputed"),
+        (1, "stale"),
+    }
+    sample = json.loads((tmp_path / SAMPLE_FILE).read_text())
+    assert sample["split"] == "train" and sample["how"] == "stratified, seed 0"
+    assert len(sample["indices"]) == 20 and not set(sample["indices"]) & set(sample["bn_indices"])
+    labels = load_cifar10(cifar_root).train_labels
+    assert classes_in(labels, sample["indices"]) == classes_in(labels, sample["bn_indices"]) == 10
     assert '"alpha":0.0' in capsys.readouterr().out.replace(" ", "")
+    # another sample into the same folder is refused before anything is written over
+    before = out.read_bytes()
+    assert main([*args, "--seed", "5", "--out", str(out)]) == 2
+    assert "another sample" in capsys.readouterr().err and out.read_bytes() == before
 
 
 # The page ------------------------------------------------------------------------------------
@@ -338,10 +498,14 @@ def test_page_shows_the_shipped_results(tmp_path, monkeypatch):
     assert at.title[0].value == "Loss landscape"
     text = _texts(at)
     assert "arxiv.org/abs/1712.09913" in text
-    assert "One filter-normalised step away" in text and "local minim" in text
-    assert rise_sentence(SHIPPED.slices) in text
+    deepest = SHIPPED.slices[SHIPPED.slices["net"].str.endswith("56")]
+    for distance in (0.5, 1.0):
+        assert slice_sentence(deepest, distance) in text
+        assert slice_verdict(deepest, distance) in text
+    assert artefact_sentence(deepest, 1.0) in text and "local minim" in text
+    assert "BatchNorm statistics are recomputed" in text
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 2  # the slices, the side-by-side heat maps
+    assert len(charts) == 3  # accuracy and loss slices, the side-by-side heat maps
     assert "CIFAR-10, which is not available here" in text  # the live part says why it waits
 
 
@@ -367,5 +531,7 @@ def test_page_measures_a_run_live_and_explains_runs_it_cannot(cifar_root, tmp_pa
     at.selectbox(key="landscape_images").set_value(32).run()
     next(b for b in at.button if b.label == "Measure").click().run()
     assert no_exceptions(at) == []
-    assert len(at.get("vega_lite_chart")) == charts + 1
-    assert "resnet20's training loss rises from" in _texts(at)
+    assert len(at.get("vega_lite_chart")) == charts + 2  # accuracy and loss
+    text = _texts(at)
+    assert "resnet20 classifies" in text and "(one direction)" in text
+    assert "Evaluated with the stale BatchNorm statistics" in text

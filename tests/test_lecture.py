@@ -7,8 +7,10 @@ from app_helpers import app_test, no_exceptions
 from test_he2016 import PAPER_LIKE, write_experiment
 
 from resnet_core.training import experiments
-from resnet_core.training.experiments import final_train_errors, load_experiment, shipped_root
+from resnet_core.training.experiment_results import final_train_errors, load_experiment
+from resnet_core.training.experiments import shipped_root
 from resnet_core.views import lecture
+from resnet_core.views.explain import EFFECT_WORDS, effect_word, sample_text
 
 
 def test_slide_index_from_url():
@@ -111,6 +113,30 @@ def test_fig7_slide_title_holds_on_the_shipped_responses():
     responses = lecture.trained_responses()
     medians = responses.groupby("net")["std"].median()
     assert medians["resnet20"] < medians["plain20"] and medians["resnet56"] < medians["plain56"]
+
+
+def test_fig7_slide_states_the_size_of_the_effect_and_its_sample():
+    """The slide says by how much (in percent, and in words chosen by that percent) each
+    ResNet's median response is below its plain twin's, and which images were measured."""
+    medians = lecture.trained_responses().groupby("net")["std"].median()
+    at = app_test()
+    at.query_params["slide"] = str([slide.key for slide in lecture.SLIDES].index("responses") + 1)
+    at.switch_page("pages/lecture.py")
+    at.run()
+    assert not no_exceptions(at)
+    text = " ".join(m.value for m in at.markdown)
+    for depth in (20, 56):
+        gap = 1 - medians[f"resnet{depth}"] / medians[f"plain{depth}"]
+        side = "smaller" if gap > 0 else "larger"
+        stated = f"resnet{depth}'s median is {100 * abs(gap):.1f} % {side} than plain{depth}'s"
+        assert f"{stated} ({effect_word(gap)})" in text
+    least = min(1 - medians[f"resnet{d}"] / medians[f"plain{d}"] for d in (20, 56))
+    slight = least < EFFECT_WORDS[1][0]  # a slight or negligible difference is called so
+    assert ("but for resnet" in text) == slight and ("do not respond less" in text) == (least <= 0)
+    title = json.loads(at.get("vega_lite_chart")[0].proto.spec)["title"]
+    title = title["text"] if isinstance(title, dict) else title
+    assert "500 CIFAR-10 test images, 50 of each class, picked with seed 0" in str(title)
+    assert sample_text(lecture.responses_sample()) in str(title)
 
 
 def _seeded(accuracies: dict[str, list[float]]) -> dict[str, tuple[float, float]]:

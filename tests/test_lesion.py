@@ -18,12 +18,13 @@ from resnet_core.analysis.lesion import (
     lesioned,
     random_draws,
     single_lesions,
-    stratified_indices,
 )
+from resnet_core.analysis.sampling import SAMPLE_FILE, classes_in, stratified_indices
 from resnet_core.cli.main import main
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
-from resnet_core.training.data import NORMALIZATIONS, load_cifar10
+from resnet_core.studies import lesion as study
+from resnet_core.training.data import NORMALIZATIONS, load_cifar10, load_dataset
 from resnet_core.training.experiments import shipped_root
 from resnet_core.training.runs import load_run
 from resnet_core.views import lesion as views
@@ -150,12 +151,18 @@ def test_random_draws_are_reproducible_and_only_deletable():
         random_draws(units, len(deletable) + 1, 1, seed=0)
 
 
-def test_stratified_sample_takes_each_class_equally():
-    labels = torch.arange(100) // 10  # sorted by class, like an image-folder test set
-    picks = stratified_indices(labels, 23, 10)
-    counts = torch.bincount(labels[picks], minlength=10)
-    assert counts.tolist() == [3, 3, 3] + [2] * 7
-    assert len(stratified_indices(labels, 500, 10)) == 100
+def test_lesion_sample_is_seeded_and_takes_each_class_equally():
+    data = load_dataset("synthetic")
+    sample = study.lesion_sample(data, 30, seed=4)
+    labels = data.test_labels
+    assert sample["indices"] == stratified_indices(labels, 30, 4).tolist()
+    assert torch.bincount(labels[sample["indices"]]).tolist() == [3] * 10
+    assert sample["how"] == "stratified, seed 4" and sample["split"] == "test"
+    assert study.lesion_sample(data, 30, seed=5)["indices"] != sample["indices"]
+    everything = study.lesion_sample(data, 10**6, seed=4)
+    assert (
+        everything["indices"] == list(range(len(labels))) and everything["how"] == "all test images"
+    )
 
 
 def test_single_lesions_count_what_the_lesioned_net_gets_right():
@@ -179,13 +186,13 @@ def test_single_lesions_count_what_the_lesioned_net_gets_right():
 
 # The shipped results -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def shipped() -> views.LesionResult:
-    result = views.shipped_results()
+def shipped() -> study.LesionResult:
+    result = study.shipped_results()
     return result
 
 
-def _summary(shipped: views.LesionResult) -> dict:
-    return views.single_summary(shipped.single).set_index("net").to_dict("index")
+def _summary(shipped: study.LesionResult) -> dict:
+    return study.single_summary(shipped.single).set_index("net").to_dict("index")
 
 
 def test_shipped_results_cover_the_four_degradation_nets(shipped):
@@ -212,7 +219,7 @@ def test_plain_nets_fall_towards_chance_from_one_deletion(shipped):
 
 
 def test_random_deletions_hurt_the_residual_net_gradually(shipped):
-    curve = views.random_summary(shipped.random).set_index(["net", "k"])["mean"]
+    curve = study.random_summary(shipped.random).set_index(["net", "k"])["mean"]
     assert curve["resnet56", 1] > curve["plain56", 1] + 30
     assert curve["resnet56", 3] > 50  # three blocks gone, still far above chance
     assert curve["resnet56", 1] >= curve["resnet56", 10] - 1  # more deletions, no better
@@ -224,7 +231,8 @@ def test_one_shipped_deletion_recomputes(shipped, cifar_root):
     block = rows["drop"].idxmax()  # the most telling one
     model, _ = load_run(shipped_root() / "degradation" / "resnet20")
     data = load_cifar10(cifar_root)
-    picks = stratified_indices(data.test_labels, int(rows["images"].iloc[0]), 10)
+    picks = torch.tensor(shipped.sample["indices"])  # the images sample.json records
+    assert len(picks) == int(rows["images"].iloc[0]) and classes_in(data.test_labels, picks) == 10
     images, labels = data.test_images[picks], data.test_labels[picks]
     tolerance = 0.005 * len(picks)  # another CPU may round a borderline image differently
     intact = count_correct(model, images, labels, MEAN, STD)
@@ -234,13 +242,26 @@ def test_one_shipped_deletion_recomputes(shipped, cifar_root):
     assert abs(correct - int(rows.loc[block, "correct"])) <= tolerance, block
 
 
+def test_shipped_sample_is_what_the_record_says(shipped, cifar_root):
+    """The shipped lesions predate seeded samples: sample.json says so, and names the first
+    images of each class of the image-folder copy, which is what they were measured on."""
+    data = load_cifar10(cifar_root)
+    per_class = shipped.record["images"] // 10
+    first = [torch.nonzero(data.test_labels == c).flatten()[:per_class] for c in range(10)]
+    assert shipped.sample["indices"] == torch.cat(first).sort().values.tolist()
+    assert shipped.sample["dataset"] == data.source
+    assert f"the first {per_class} test images of each class" in shipped.sample["how"]
+    assert "not seeded" in shipped.sample["how"]
+    assert shipped.record["sample"] == f"the first {per_class} test images of each class"
+
+
 def test_shipped_sentences_come_from_the_numbers(shipped):
-    text = views.single_story(views.select(shipped, ["plain56", "resnet56"]).single)
+    text = views.single_story(study.select(shipped, ["plain56", "resnet56"]).single)
     worst = _summary(shipped)["resnet56"]
     assert f"costs {worst['mean_drop']:.1f} points on average" in text
     assert f"block {worst['worst_block']}" in text
     assert "plain56" in text and "near chance" in text
-    curve = views.random_summary(shipped.random).set_index(["net", "k"])["mean"]
+    curve = study.random_summary(shipped.random).set_index(["net", "k"])["mean"]
     story = views.random_story(shipped.random)
     assert "resnet56 with 1, 6 and 13 of its 27 deletable blocks" in story
     assert f"{curve['resnet56', 1]:.0f} %, {curve['resnet56', 6]:.0f} %" in story
@@ -261,15 +282,19 @@ def _tiny_run(checkpoints: Path) -> Path:
 
 def test_results_round_trip(tiny_checkpoints, tmp_path):
     run = _tiny_run(tiny_checkpoints)
-    result = views.run_lesion(run, images=30, draws=1, seed=1)
-    paths = views.write_results(result, tmp_path / "out" / "x.csv")
-    assert [p.name for p in paths] == ["x.csv", "x-random.csv", "x.json"]
-    back = views.read_results(tmp_path / "out" / "x.csv")
+    result = study.run_lesion(run, images=30, draws=1, seed=1)
+    paths = study.write_results(result, tmp_path / "out" / "x.csv")
+    assert [p.name for p in paths] == ["x.csv", "x-random.csv", "x.json", SAMPLE_FILE]
+    assert paths[-1].parent == paths[0].parent  # beside the results
+    assert result.sample == study.lesion_sample(study.lesion_test_set(run), 30, seed=1)
+    back = study.read_results(tmp_path / "out" / "x.csv")
     assert back.single.equals(result.single) or back.single.astype(str).equals(
         result.single.astype(str)
     )
     assert list(back.random["blocks"]) == list(result.random["blocks"])
     assert back.record["images"] == 30 and back.record["runs"][0]["run"] == run.name
+    assert back.sample == result.sample and len(back.sample["indices"]) == 30
+    assert "3 test images of each class, picked with seed 1" in back.record["sample"]
 
 
 def test_cli_prints_a_table_and_fails_in_one_line(tiny_checkpoints, tmp_path, capsys):
@@ -281,6 +306,15 @@ def test_cli_prints_a_table_and_fails_in_one_line(tiny_checkpoints, tmp_path, ca
     assert main(["lesion", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "best.pt" in err[0]
+
+
+def test_cli_writes_no_one_sample_for_different_test_sets(tiny_checkpoints, tmp_path, capsys):
+    synthetic, cifar = _tiny_run(tiny_checkpoints), shipped_root() / "degradation" / "resnet20"
+    out = tmp_path / "x.csv"
+    assert main(["lesion", str(synthetic), str(cifar), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different test sets" in err[0]
+    assert not tmp_path.joinpath(SAMPLE_FILE).exists() and not out.exists()
 
 
 def test_cli_says_when_cifar10_is_missing(tmp_path, capsys):
@@ -304,8 +338,8 @@ def test_page_shows_the_shipped_lesions_at_once(shipped, tmp_path, monkeypatch):
     assert no_exceptions(at) == []
     assert len(at.get("vega_lite_chart")) == 2  # one block deleted; k blocks at random
     text = _texts(at)
-    assert views.single_story(views.select(shipped, ["plain56", "resnet56"]).single) in text
-    assert views.random_story(views.select(shipped, ["plain56", "resnet56"]).random) in text
+    assert views.single_story(study.select(shipped, ["plain56", "resnet56"]).single) in text
+    assert views.random_story(study.select(shipped, ["plain56", "resnet56"]).random) in text
     assert "arxiv.org/abs/1605.06431" in text
     at.segmented_control(key="lesion_depth").set_value("20 layers").run()
     assert no_exceptions(at) == [] and "resnet20" in _texts(at)

@@ -13,8 +13,8 @@ from resnet_core.cli.main import main
 from resnet_core.common.errors import ConfigError
 from resnet_core.nets.size import estimate_activation_values
 from resnet_core.nets.spec import resolve_spec
+from resnet_core.training.fitting import fit
 from resnet_core.training.jobs import JobQueue
-from resnet_core.training.trainer import fit
 
 HUGE_SPEC = {
     "depths": [256] * 8,

@@ -14,8 +14,8 @@ import torch
 from app_helpers import QUICK_CPU_RUN
 
 from resnet_core.cli.main import main
+from resnet_core.training.fitting import fit
 from resnet_core.training.runs import RunError, load_checkpoint
-from resnet_core.training.trainer import fit
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:

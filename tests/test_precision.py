@@ -10,11 +10,11 @@ import pytest
 import torch
 from app_helpers import QUICK_CPU_RUN
 
-from resnet_core.training import recipe
+from resnet_core.training import parts
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import Note
+from resnet_core.training.fitting import fit
 from resnet_core.training.runs import read_events
-from resnet_core.training.trainer import fit
 
 AUTO_RUN = {**QUICK_CPU_RUN, "model": {"depths": [1, 1, 1], "widths": [8, 16, 32]}}
 AUTO_RUN.pop("precision")
@@ -27,24 +27,24 @@ def test_auto_is_the_default_and_a_listed_choice():
 
 @pytest.mark.parametrize(("speedup", "chosen"), [(0.19, "fp32"), (1.1, "fp32"), (1.7, "bf16")])
 def test_a_cpu_takes_bf16_only_where_the_probe_finds_it_faster(monkeypatch, speedup, chosen):
-    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: speedup)
-    precision, why = recipe.auto_precision(torch.device("cpu"))
+    monkeypatch.setattr(parts, "cpu_bf16_speedup", lambda: speedup)
+    precision, why = parts.auto_precision(torch.device("cpu"))
     assert precision == chosen
     assert f"{speedup:.2f}x" in why
 
 
 def test_the_probe_measures_without_touching_the_random_state():
     before = torch.random.get_rng_state()
-    recipe.cpu_bf16_speedup.cache_clear()
-    speedup = recipe.cpu_bf16_speedup()
+    parts.cpu_bf16_speedup.cache_clear()
+    speedup = parts.cpu_bf16_speedup()
     assert math.isfinite(speedup) and speedup > 0
     assert torch.equal(torch.random.get_rng_state(), before)
-    assert recipe.cpu_bf16_speedup() == speedup  # measured once per process
+    assert parts.cpu_bf16_speedup() == speedup  # measured once per process
 
 
 @pytest.mark.parametrize(("speedup", "chosen"), [(0.5, "fp32"), (2.0, "bf16")])
 def test_a_run_records_what_auto_chose_and_says_why(tmp_path, monkeypatch, speedup, chosen):
-    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: speedup)
+    monkeypatch.setattr(parts, "cpu_bf16_speedup", lambda: speedup)
     result = fit(AUTO_RUN, run_dir=tmp_path / "run")
     assert result.state == "done"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -57,7 +57,7 @@ def test_a_run_records_what_auto_chose_and_says_why(tmp_path, monkeypatch, speed
 
 
 def test_a_chosen_precision_is_kept_and_says_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: 2.0)
+    monkeypatch.setattr(parts, "cpu_bf16_speedup", lambda: 2.0)
     fit({**AUTO_RUN, "precision": "fp32"}, run_dir=tmp_path / "run")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp32"
     assert not [e for e in read_events(tmp_path / "run") if isinstance(e, Note)]
@@ -68,8 +68,8 @@ def test_a_chosen_precision_is_kept_and_says_nothing(tmp_path, monkeypatch):
 )
 def test_a_gpu_takes_bf16_where_it_computes_in_it(monkeypatch, capability, chosen):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert recipe.auto_precision(torch.device("cuda", 0))[0] == chosen
-    assert recipe.auto_precision(torch.device("mps"))[0] == "fp32"
+    assert parts.auto_precision(torch.device("cuda", 0))[0] == chosen
+    assert parts.auto_precision(torch.device("mps"))[0] == "fp32"
 
 
 def test_data_parallel_ranks_take_rank_0s_choice(monkeypatch):
@@ -77,7 +77,7 @@ def test_data_parallel_ranks_take_rank_0s_choice(monkeypatch):
     from resnet_core.training.config import PRECISIONS
     from resnet_core.training.distributed import Ranks
 
-    monkeypatch.setattr(recipe, "cpu_bf16_speedup", lambda: 0.5)  # this rank alone: fp32
+    monkeypatch.setattr(parts, "cpu_bf16_speedup", lambda: 0.5)  # this rank alone: fp32
     sent = []
 
     def rank_0_says_bf16(values, device):
@@ -86,6 +86,5 @@ def test_data_parallel_ranks_take_rank_0s_choice(monkeypatch):
 
     monkeypatch.setattr(trainer_module, "broadcast_floats", rank_0_says_bf16)
     trainer = trainer_module.Trainer(AUTO_RUN, ranks=Ranks(rank=1, world_size=2, local_rank=1))
-    trainer.device = torch.device("cpu")
-    assert trainer._resolve_precision().precision == "bf16"
+    assert trainer._resolve_precision(torch.device("cpu")).precision == "bf16"
     assert sent == [[PRECISIONS.index("fp32")]]  # what this rank would have chosen

@@ -18,8 +18,8 @@ import torch
 from resnet_core.cli import train as cli_train
 from resnet_core.training import runs
 from resnet_core.training.config import TrainConfig
+from resnet_core.training.fitting import fit
 from resnet_core.training.runs import RunError, delete_run, list_runs, load_run, read_metrics
-from resnet_core.training.trainer import fit
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(
@@ -195,7 +195,7 @@ def test_resume_continues_from_last(finished_run, tmp_path):
 _KILL_SCRIPT = """
 import sys
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.trainer import fit
+from resnet_core.training.fitting import fit
 fit(TrainConfig(model="resnet20", dataset="synthetic", subset=1280, batch_size=32, epochs=4,
                 device="cpu", seed=0), run_dir=sys.argv[1])
 """
@@ -292,13 +292,13 @@ def test_cli_missing_data_is_one_line_error(tmp_path):
 def test_cli_compile_mode_implies_compile():
     parser = argparse.ArgumentParser()
     cli_train.register(parser.add_subparsers(dest="command"))
-    config = cli_train._config_from_args(
+    config = cli_train.config_from_args(
         parser.parse_args(["train", "--compile-mode", "reduce-overhead"])
     )
     assert config.compile is True and config.compile_mode == "reduce-overhead"
-    plain = cli_train._config_from_args(parser.parse_args(["train"]))
+    plain = cli_train.config_from_args(parser.parse_args(["train"]))
     assert plain.compile is False and plain.compile_mode == "default"
-    off = cli_train._config_from_args(
+    off = cli_train.config_from_args(
         parser.parse_args(["train", "--no-compile", "--compile-mode", "max-autotune"])
     )
     assert off.compile is False
@@ -309,10 +309,37 @@ def test_cli_arch_reads_a_spec_file_and_has_model_alias(tmp_path):
     cli_train.register(parser.add_subparsers(dest="command"))
     spec = {"depths": [1, 1], "widths": [8, 16], "num_classes": 10}
     (tmp_path / "net.json").write_text(json.dumps(spec))
-    config = cli_train._config_from_args(
+    config = cli_train.config_from_args(
         parser.parse_args(["train", "--arch", str(tmp_path / "net.json"), "--download"])
     )
     assert isinstance(config.model, dict) and config.model["depths"] == [1, 1]
     assert config.download is True
-    alias = cli_train._config_from_args(parser.parse_args(["train", "--model", "resnet32"]))
+    alias = cli_train.config_from_args(parser.parse_args(["train", "--model", "resnet32"]))
     assert alias.model == "resnet32" and alias.to_dict() == TrainConfig(model="resnet32").to_dict()
+
+
+def test_a_run_writer_records_a_run_from_its_events_alone(tmp_path):
+    """RunWriter never reads the trainer (here None): the Start event carries what the
+    folder records, the checkpoint hook the state to save."""
+    from resnet_core.training.events import Done, EpochEnd, Start, Step
+    from resnet_core.training.recording import RunWriter
+
+    config, spec = TrainConfig(dataset="synthetic", epochs=1), {"depths": [1, 1, 1]}
+    start = Start(config=config.to_dict(), spec=spec, model=config.label(), device="cpu",
+                  total_steps=2, epochs=1, dataset="synthetic", synthetic=True)  # fmt: skip
+    writer = RunWriter(tmp_path / "run")
+    writer.on_event(None, start)
+    writer.on_event(None, Step(step=2, epoch=1, loss=1.0))
+    writer.on_checkpoint(None, {"model": {}, "epoch": 1, "step": 2}, improved=True)
+    writer.on_event(None, EpochEnd(epoch=1, step=2, test_acc=0.5, best_test_acc=0.5))
+    writer.on_event(None, Done(best_test_acc=0.5, final_test_acc=0.5, epochs=1, steps=2))
+    writer.on_close(None)
+    status = runs.read_status(tmp_path / "run")
+    assert status["state"] == "done" and status["model"] == config.label()
+    assert status["synthetic"] is True and status["total_steps"] == 2 and status["step"] == 2
+    kinds = [record["event"] for record in read_metrics(tmp_path / "run")]
+    assert kinds == ["start", "step", "epoch", "done"]
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written == json.loads(json.dumps(config.to_dict()))
+    saved = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert saved["config"] == config.to_dict() and saved["spec"] == spec and saved["synthetic"]

@@ -12,9 +12,9 @@ import pytest
 from app_helpers import QUICK_CPU_RUN
 
 from resnet_core.cli.main import main
-from resnet_core.training.experiments import run_experiment
+from resnet_core.training.experiment_runner import run_experiment
+from resnet_core.training.fitting import fit
 from resnet_core.training.runs import RunError, claim_run_dir, delete_run, is_run_folder
-from resnet_core.training.trainer import fit
 
 TINY_EXPERIMENT = {
     "dataset": "synthetic",

@@ -16,7 +16,8 @@ import torch
 from resnet_core.common.errors import ConfigError
 from resnet_core.training import trainer as train_module
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.trainer import TrainingFailed, fit, iter_fit, lr_multiplier
+from resnet_core.training.fitting import fit, iter_fit
+from resnet_core.training.trainer import TrainingFailed, lr_multiplier
 
 # A few seconds on 2 CPU cores: 640 synthetic images, batch 64 -> 10 steps per epoch.
 TINY = dict(

@@ -9,8 +9,9 @@ import json
 import pytest
 from app_helpers import app_test, no_exceptions
 
+from resnet_core.training.choices import CHOICE_NOTES, READY_CHOICES, missing_device
 from resnet_core.training.events import Done, Note, Start
-from resnet_core.training.jobs import RECIPE_NOTES, RECIPES, JobQueue, missing_device
+from resnet_core.training.jobs import JobQueue
 from resnet_core.training.speedruns import SPEEDRUNS
 
 
@@ -91,17 +92,17 @@ def test_gpus_for_this_run_appears_only_with_more_than_one_gpu(app, tmp_path, mo
 @pytest.mark.parametrize("name", sorted(SPEEDRUNS))
 def test_each_speedrun_is_a_ready_choice_named_by_its_label(name):
     speedrun = SPEEDRUNS[name]
-    assert RECIPES[speedrun.label()] == [speedrun.fields()]
-    note = RECIPE_NOTES[speedrun.label()]
+    assert READY_CHOICES[speedrun.label()] == [speedrun.fields()]
+    note = CHOICE_NOTES[speedrun.label()]
     assert "made for a CUDA GPU" in note.replace("Made", "made")
     for ingredient in speedrun.ingredients:
         assert ingredient.name in note and ingredient.why in note
-    assert not [label for label in RECIPES if "aiming at" in label]
+    assert not [label for label in READY_CHOICES if "aiming at" in label]
 
 
 def test_a_missing_gpu_is_named_before_anything_is_queued(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    speedrun = RECIPES[SPEEDRUNS["resnet20"].label()]
+    speedrun = READY_CHOICES[SPEEDRUNS["resnet20"].label()]
     assert "CUDA GPU" in missing_device(speedrun)
     assert missing_device([{**speedrun[0], "device": "cpu"}]) is None
 
@@ -113,7 +114,7 @@ def test_a_speedrun_on_a_machine_without_cuda_warns_and_queues_nothing(app, tmp_
     app.button_group(key="train_recipe").set_value(label).run()
     assert no_exceptions(app) == []
     assert "which this machine does not have" in " ".join(w.value for w in app.warning)
-    prefix = str(list(RECIPES).index(label))
+    prefix = str(list(READY_CHOICES).index(label))
     assert app.selectbox(key=f"train_f_{prefix}_device").value == "cuda"
     assert app.selectbox(key=f"train_f_{prefix}_tta").value == "flip"
     assert app.number_input(key=f"train_f_{prefix}_ema").value == pytest.approx(0.999)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from app_helpers import QUICK_CPU_RUN
 
-from resnet_core.training.callbacks import Callback, EventLog
+from resnet_core.training.callbacks import Callback, CancelRun, EventLog
 from resnet_core.training.events import (
     EVENT_TYPES,
     Cancelled,
@@ -24,8 +24,9 @@ from resnet_core.training.events import (
     parse_event,
 )
 from resnet_core.training.experiments import shipped_root
+from resnet_core.training.fitting import fit, iter_fit
 from resnet_core.training.runs import read_events, read_metrics, read_status, run_info
-from resnet_core.training.trainer import CancelRun, Trainer, TrainingFailed, fit, iter_fit
+from resnet_core.training.trainer import Trainer, TrainingFailed
 from resnet_core.views.charts import metrics_frames
 
 SHIPPED_RUNS = sorted(path.parent for path in shipped_root().glob("*/*/metrics.jsonl"))
@@ -35,12 +36,14 @@ TWO_EPOCHS = {**QUICK_CPU_RUN, "epochs": 2, "grad_norm_every": 3}
 
 def test_one_step_on_its_own_changes_the_weights():
     trainer = Trainer(QUICK_CPU_RUN).setup()
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    images, labels = next(iter(trainer.train_loader))
+    before = [p.detach().clone() for p in trainer.state.model.parameters()]
+    images, labels = next(iter(trainer.state.train_loader))
     loss, correct = trainer.train_step(images, labels)
     assert trainer.step == 1 and loss.ndim == 0 and torch.isfinite(loss)
     assert 0 <= int(correct) <= len(labels)
-    changed = [not torch.equal(a, b.detach()) for a, b in zip(before, trainer.model.parameters())]
+    changed = [
+        not torch.equal(a, b.detach()) for a, b in zip(before, trainer.state.model.parameters())
+    ]
     assert any(changed)
 
 
@@ -48,12 +51,12 @@ def test_one_epoch_on_its_own_and_its_evaluation():
     log = EventLog()
     trainer = Trainer(QUICK_CPU_RUN, [log]).setup()
     train_loss, train_acc, seconds = trainer.train_epoch(1)
-    assert trainer.step == trainer.steps_per_epoch == 2
+    assert trainer.step == trainer.state.steps_per_epoch == 2
     assert train_loss > 0 and 0 <= train_acc <= 1 and seconds > 0
     assert [type(e) for e in log.events] == [Step, Step]  # log_every=1; no start: fit not called
     test_loss, test_acc = trainer.evaluate()
     assert test_loss > 0 and 0 <= test_acc <= 1
-    assert trainer.model.training  # evaluation puts the mode back
+    assert trainer.state.model.training  # evaluation puts the mode back
 
 
 class _Hooks(Callback):

@@ -42,7 +42,6 @@ __all__ = [
     "lesion_units",
     "lesioned",
     "count_correct",
-    "stratified_indices",
     "random_draws",
     "single_lesions",
     "random_lesions",
@@ -179,19 +178,6 @@ def count_correct(
     """How many of the uint8 images (N, C, H, W) the model classifies right, in eval mode."""
     probs = predict(model, images, mean, std, batch_size, device)  # (N, num_classes)
     return int((probs.argmax(1) == labels.cpu()).sum())
-
-
-def stratified_indices(labels: torch.Tensor, count: int, num_classes: int) -> torch.Tensor:
-    """The first count / classes images of each class (remainder to the first classes), in
-    dataset order: a fixed sample that every class is in, whatever order the files are in."""
-    if count >= len(labels):
-        return torch.arange(len(labels))
-    base, extra = divmod(count, num_classes)
-    picks = [
-        torch.nonzero(labels == label).flatten()[: base + (1 if label < extra else 0)]
-        for label in range(num_classes)
-    ]
-    return torch.sort(torch.cat(picks)).values
 
 
 def random_draws(

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_core.analysis.probes import gradient_norms, layer_responses
+from resnet_core.common.cifar import CIFAR10_MEAN, CIFAR10_STD
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
 
@@ -17,8 +18,8 @@ def sample_batch(
     labels: torch.Tensor | None,
     size: int,
     seed: int,
-    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465),
-    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616),
+    mean: tuple[float, ...] = CIFAR10_MEAN,
+    std: tuple[float, ...] = CIFAR10_STD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A normalised batch of `size` images picked with `seed` from uint8 images, or, when
     `images` is None, standard-normal noise with random labels (no dataset needed)."""

@@ -15,12 +15,22 @@ from torch import nn
 from resnet_core.common.modes import frozen_bn_stats, model_mode
 
 __all__ = [
+    "PROBE_IMAGES",
+    "PROBE_SEED",
     "gradient_norms",
     "layer_responses",
     "parameterised_layers",
     "grad_norm_rows",
     "grad_ratio",
 ]
+
+# The probe images: PROBE_IMAGES test images, the same number of each class, picked with
+# PROBE_SEED (`resnet_core.analysis.sampling.stratified_indices`): one fixed batch on which
+# trained nets' layer responses (Fig. 7) are measured. The pick is recorded as sample.json
+# beside responses.csv, so that the pages that describe it and tests/test_fig7.py speak of
+# the same images. (Not "the first N": an image-folder test set is sorted by class.)
+PROBE_IMAGES = 500  # 50 of each CIFAR-10 class
+PROBE_SEED = 0
 
 _KINDS: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.Conv2d, "conv"),

@@ -7,7 +7,8 @@ import shlex
 import sys
 import time
 
-from resnet_core.training.experiments import get_experiment, list_experiments, run_experiment
+from resnet_core.training.experiment_runner import run_experiment
+from resnet_core.training.experiments import get_experiment, list_experiments
 
 __all__ = ["register"]
 

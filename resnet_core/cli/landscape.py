@@ -2,7 +2,8 @@
 filter-normalised random directions (Li et al. 2018, https://arxiv.org/abs/1712.09913).
 
 Progress goes to stderr, the table to stdout; `--out FILE.csv` also writes FILE.json with the
-command, settings, hardware, torch version, date and seconds per net.
+command, settings, each curve's BatchNorm statistics, hardware, torch version, date and
+seconds per net, and sample.json (the training images used) in the same folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ import pandas as pd
 from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import default_data_dir
+from resnet_core.studies.landscape import (
+    BN_MODES,
+    Sample,
+    check_run,
+    check_sample,
+    curves_of,
+    result_record,
+    run_landscape,
+    training_sample,
+    write_result,
+    write_sample,
+)
 from resnet_core.training.data import load_cifar10
 
 __all__ = ["register"]
@@ -35,36 +48,55 @@ def _progress(net: str) -> Callable[[int, int], None]:
     return report
 
 
-def _cmd_landscape(args: argparse.Namespace) -> int:
-    # here, not above: the chart modules need altair, which the other commands do without
-    from resnet_core.views.landscape import check_run, result_record, run_landscape, write_result
-
-    for run_dir in args.runs:  # every run checked before the data is loaded or a point computed
-        check_run(run_dir)
+def _measure_all(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, float], Sample]:
+    """Every run's curves on one sample of training images (drawn from the first run's
+    training set: the shipped runs share theirs)."""
     device = resolve_device(args.device)
     dataset = load_cifar10(args.data_dir or default_data_dir())
+    config = check_run(args.runs[0])
+    sample = training_sample(dataset, config, args.images, args.seed, args.bn_images)
+    if args.out:  # refused before a point is computed, not after
+        check_sample(Path(args.out).parent, sample)
+    seeds = range(args.seed, args.seed + args.seeds)
+    bn_modes = BN_MODES if args.bn == "both" else (args.bn,)
     frames, seconds = [], {}
     for run_dir in args.runs:
         start = time.perf_counter()
+        report = _progress(Path(run_dir).name)
         frame = run_landscape(
-            run_dir,
-            dataset,
-            args.dims,
-            args.grid,
-            args.images,
-            args.seed,
-            device,
-            _progress(Path(run_dir).name),
+            run_dir, sample, args.dims, args.grid, seeds, bn_modes, device, report
         )
         seconds[str(frame["net"].iloc[0])] = time.perf_counter() - start
         frames.append(frame)
-    result = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), seconds, sample
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "dims": args.dims,
+        "grid": args.grid,
+        "images": args.images,
+        "bn_images": args.bn_images,
+        "seed": args.seed,
+        "seeds": args.seeds,
+        "range": [-1.0, 1.0],
+        "split": "train",
+        "bn": args.bn,
+    }
+
+
+def _cmd_landscape(args: argparse.Namespace) -> int:
+    for run_dir in args.runs:  # every run checked before the data is loaded or a point computed
+        check_run(run_dir)
+    result, seconds, sample = _measure_all(args)
     if args.out:
-        settings = {"dims": args.dims, "grid": args.grid, "images": args.images, "seed": args.seed}
-        settings |= {"range": [-1.0, 1.0], "split": "train", "bn": "eval (running statistics)"}
         command = " ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])])
-        write_result(result, args.out, result_record(command, settings, seconds))
-        sys.stderr.write(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}\n")
+        record = result_record(command, _settings(args), seconds) | {"curves": curves_of(result)}
+        sample_path = write_sample(Path(args.out).parent, sample)
+        write_result(result, args.out, record)
+        sys.stderr.write(
+            f"wrote {args.out}, {Path(args.out).with_suffix('.json')}, {sample_path}\n"
+        )
     emit(result, args.format)
     return 0
 
@@ -82,7 +114,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images", type=whole_number(1, 50_000), default=200, help="training images used"
     )
     parser.add_argument(
-        "--seed", type=whole_number(0, MAX_SEED), default=0, help="seeds the directions and images"
+        "--bn-images",
+        type=whole_number(1, 50_000),
+        default=256,
+        help="other training images the BatchNorm statistics are recomputed on at every point",
+    )
+    parser.add_argument(
+        "--seed",
+        type=whole_number(0, MAX_SEED),
+        default=0,
+        help="seeds the image picks and the first set of directions",
+    )
+    parser.add_argument(
+        "--seeds", type=whole_number(1, 10), default=1, help="sets of directions: SEED, SEED+1, ..."
+    )
+    parser.add_argument(
+        "--bn",
+        choices=(*BN_MODES, "both"),
+        default="recomputed",
+        help="BatchNorm statistics: recomputed at every point (the measurement), stale (the "
+        "trained weights' own, which distorts the loss), or both",
     )
     parser.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder")

@@ -1,8 +1,8 @@
 """`python -m resnet_core lesion RUN_DIR ...`: delete blocks of trained nets and print what is
 left of their test accuracy (Veit et al. 2016, https://arxiv.org/abs/1605.06431).
 
-The chart modules (resnet_core.views, which need altair) load only when the command runs,
-so that the other commands run where no chart library is installed (a GPU box)."""
+The sentences' module (resnet_core.views, which needs altair) loads only when the command
+runs, so that the other commands run where no chart library is installed (a GPU box)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,22 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES
-from resnet_core.cli.main import MAX_SEED, emit, whole_number
+from resnet_core.cli.main import MAX_SEED, CliError, emit, whole_number
 from resnet_core.common.device import resolve_device
+from resnet_core.common.env import provenance
+from resnet_core.studies.datasets import run_test_set
+from resnet_core.studies.lesion import (
+    LesionResult,
+    combine,
+    lesion_test_set,
+    run_lesion,
+    write_results,
+)
 from resnet_core.training.runs import load_checkpoint
-
-if TYPE_CHECKING:
-    from resnet_core.views.lesion import LesionResult
 
 __all__ = ["register"]
 
@@ -55,21 +60,25 @@ def _check_weights(run: str) -> None:
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
-    from resnet_core.views import lesion as views
-    from resnet_core.views.inspect import run_test_set
+    from resnet_core.views import lesion as views  # the sentences; needs altair
 
     device = resolve_device(args.device)
     for run in args.runs:
         _check_weights(run)
+    if args.out and len({run_test_set(run) for run in args.runs}) > 1:
+        raise CliError(
+            "lesion --out: these runs are judged on different test sets, so one sample.json "
+            "cannot describe them; write each kind of run to its own folder"
+        )
     datasets = {}  # one test set per kind of run
     results = []
     for run in args.runs:
         test_set = run_test_set(run)
         if test_set not in datasets:
-            datasets[test_set] = views.lesion_test_set(run, args.data_dir)
+            datasets[test_set] = lesion_test_set(run, args.data_dir)
         sys.stderr.write(f"{run}:\n")
         results.append(
-            views.run_lesion(
+            run_lesion(
                 run,
                 datasets[test_set],
                 args.images,
@@ -80,9 +89,9 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
             )
         )
     command = " ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])])
-    result = views.combine(results, **views.machine_record(command))
+    result = combine(results, **provenance(command))
     if args.out:
-        for path in views.write_results(result, args.out):
+        for path in write_results(result, args.out):
             sys.stderr.write(f"wrote {path}\n")
     emit(_table(result), args.format)
     if args.format == "table":
@@ -100,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images",
         type=whole_number(1, MAX_SEED),
         default=DEFAULT_IMAGES,
-        help=f"test images, the same number of each class (default {DEFAULT_IMAGES})",
+        help=f"test images, the same number of each class, seeded (default {DEFAULT_IMAGES})",
     )
     parser.add_argument(
         "--draws",
@@ -109,13 +118,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"random sets of k blocks per k (default {DEFAULT_DRAWS}; 0: single only)",
     )
     parser.add_argument(
-        "--seed", type=whole_number(0, MAX_SEED), default=0, help="seed of the draws"
+        "--seed",
+        type=whole_number(0, MAX_SEED),
+        default=0,
+        help="seed of the test images picked and of the draws",
     )
     parser.add_argument(
         "--out",
         default=None,
         metavar="FILE.csv",
-        help="also write FILE.csv, FILE-random.csv, FILE.json",
+        help="also write FILE.csv, FILE-random.csv, FILE.json, and sample.json beside them",
     )
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")

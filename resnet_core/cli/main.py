@@ -1,4 +1,8 @@
-"""Command line: `python -m resnet_core presets | trace | gradients | train | eval | runs | export | experiment`.
+"""Command line: `python -m resnet_core SUBCOMMAND`.
+
+Subcommands: presets, trace, gradients (here); train, eval, runs (cli.train); export
+(cli.export); experiment (cli.experiments); landscape (cli.landscape); lesion (cli.lesion);
+app (cli.app).
 
 Bad arguments print one line on stderr and exit with code 2; tables go to stdout.
 """
@@ -215,14 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grads.set_defaults(func=_cmd_gradients)
 
-    for module_name in PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue
-        module.register(subparsers)
+    for module_name in PLUGIN_MODULES:  # a misspelt name raises: no command drops silently
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

@@ -31,10 +31,11 @@ from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.distributed import ranks_from_env
 from resnet_core.training.events import EpochEnd, Note, Start, Step
-from resnet_core.training.recipe import eval_loader
-from resnet_core.training.trainer import Trainer, TrainingFailed, evaluate, load_data
+from resnet_core.training.parts import eval_loader
+from resnet_core.training.state import load_data
+from resnet_core.training.trainer import Trainer, TrainingFailed, evaluate
 
-__all__ = ["register", "cmd_train", "cmd_eval", "cmd_runs", "evaluate_run"]
+__all__ = ["register", "config_from_args", "cmd_train", "cmd_eval", "cmd_runs", "evaluate_run"]
 
 
 # Flag names besides --field-name, and what the command line adds to a field's help.
@@ -151,7 +152,7 @@ def _read_arch(value: str) -> str | dict:
     return parse_json(text, f"--arch {value}")
 
 
-def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the train flags given; the others keep the field defaults."""
     values = {item.name: getattr(args, item.name) for item in dataclasses.fields(TrainConfig)}
     if values["compile_mode"] is not None and values["compile"] is None:
@@ -217,7 +218,7 @@ class Progress(Callback):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Handler of `train`."""
-    config = _config_from_args(args)
+    config = config_from_args(args)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads: {args.threads} must be >= 1")

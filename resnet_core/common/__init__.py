@@ -1,5 +1,7 @@
-"""Small helpers every layer shares: the environment's folders, device choice and naming,
-atomic file writes, process liveness, error messages, and model-mode context managers.
+"""Small helpers every layer shares: `env` the environment's folders and a result's
+provenance, `device` device choice and naming, `files` atomic writes and process liveness,
+`errors` one-line error messages, `modes` model-mode context managers, `records` JSON
+records checked field by field, `cifar` CIFAR-10's normalisation constants.
 
 The bottom of the package: nothing here imports from any other part of `resnet_core`.
 """

@@ -1,9 +1,17 @@
-"""Where the app reads data and writes runs, from the environment or the defaults."""
+"""Where the app reads data and writes runs, from the environment or the defaults, and
+what a results file records about the machine and software that made it."""
 
 from __future__ import annotations
 
 import os
+import platform
+import time
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_core.common.device import machine_summary
 
 DATA_ENV = "RESNET_EXPLORER_DATA"
 CHECKPOINTS_ENV = "RESNET_EXPLORER_CHECKPOINTS"
@@ -35,3 +43,31 @@ def jobs_per_device() -> int:
     if value < 1:
         raise ValueError(f"{JOBS_PER_DEVICE_ENV}={text!r}: must be a whole number >= 1")
     return value
+
+
+def provenance(command: str, device: str | None = None) -> dict[str, Any]:
+    """How a results file was made: the command, the machine, torch, Python and the date.
+
+    Written beside the numbers so that a reader can tell which machine and versions they
+    came from, and make them again. Keys: command, hardware (machine, cpu, cpu_count,
+    torch_threads, platform; with `device`, also device and, on CUDA, gpu), torch, python,
+    date. Every result the package writes (experiments, lesions, landscapes) uses this one.
+    """
+    hardware: dict[str, Any] = {
+        "machine": machine_summary(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if device is not None:
+        hardware["device"] = device
+        if device.startswith("cuda") and torch.cuda.is_available():
+            hardware["gpu"] = torch.cuda.get_device_name(0)
+    return {
+        "command": command,
+        "hardware": hardware,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -29,13 +29,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from resnet_core.common.errors import ConfigError
 
@@ -44,12 +46,15 @@ __all__ = [
     "RankStopped",
     "SharedCancel",
     "ranks_from_env",
+    "enter",
     "join",
     "leave",
     "lost_rank_message",
     "local_batch",
     "broadcast_floats",
     "sum_floats",
+    "wrap",
+    "evaluate_on_rank_0",
     "torchrun_command",
 ]
 
@@ -123,6 +128,36 @@ def join(ranks: Ranks, device: torch.device) -> torch.device:
         )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     return device
+
+
+def enter(
+    ranks: Ranks, batch_size: int, device: torch.device, cancel: Any, every: int
+) -> tuple[torch.device, SharedCancel]:
+    """Take this rank's place in the run before anything is built: refuse a global batch
+    that does not split, join the process group, and share the cancel flag (asked every
+    `every` steps). Returns the device this rank trains on and the shared flag."""
+    local_batch(batch_size, ranks)
+    device = join(ranks, device)
+    return device, SharedCancel(cancel, device, every)
+
+
+def wrap(model: nn.Module, ranks: Ranks | None, device: torch.device) -> nn.Module:
+    """The model, wrapped in DistributedDataParallel on a data-parallel rank; with `ranks`
+    None (one process), the model itself."""
+    if ranks is None:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def evaluate_on_rank_0(
+    ranks: Ranks, device: torch.device, evaluate: Callable[[], tuple[float, float]]
+) -> tuple[float, float]:
+    """Rank 0 runs `evaluate` (on the weights it saves) and hands the result to the others,
+    so every rank reports, and decides on, the same test numbers."""
+    result = evaluate() if ranks.main else (0.0, 0.0)
+    loss, accuracy = broadcast_floats(result, device)
+    return loss, accuracy
 
 
 def leave(together: bool) -> None:

@@ -33,36 +33,16 @@ The runs keep one step event per epoch and no weights, so that the folders stay 
 
 Every experiment writes ordinary run directories (as `python -m resnet_core train` does)
 under one folder, plus `experiment.json` with the command, hardware, date, versions, wall
-time and the recipe that produced the numbers.
+time and the recipe that produced the numbers. This module holds the experiments as data;
+`experiment_runner` runs one, `responses` measures Fig. 7, `slimming` makes the runs fit to
+ship and `experiment_results` reads a finished experiment's folder.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import platform
-import shlex
-import sys
-import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
-import torch
-
-from resnet_core.analysis.probes import layer_responses
-from resnet_core.common.device import resolve_device
-from resnet_core.common.files import write_bytes_atomic, write_json_atomic
-from resnet_core.training.config import TrainConfig
-from resnet_core.training.data import DeviceLoader, load_dataset
-from resnet_core.training.events import EpochEnd, Failed
-from resnet_core.training.runs import claim_run_dir, load_checkpoint, load_run, read_events
-from resnet_core.training.trainer import Trainer
 
 __all__ = [
     "EXPERIMENTS",
@@ -71,10 +51,8 @@ __all__ = [
     "ExperimentError",
     "list_experiments",
     "get_experiment",
-    "run_experiment",
-    "load_experiment",
+    "member_configs",
     "shipped_root",
-    "final_train_errors",
     "HE2016",
     "he_epochs",
     "setting_of",
@@ -90,8 +68,6 @@ def _find_shipped_root() -> Path:
 
 
 SHIPPED_ROOT = _find_shipped_root()
-MAX_SHIPPED_PARAMS = 2_000_000  # ship weights of CIFAR ResNet-20..110-sized nets only
-RESPONSES_FILE = "responses.csv"
 
 
 class ExperimentError(ValueError):
@@ -400,270 +376,3 @@ def member_configs(
         config.update(overrides or {})
         members.append((plan, config))
     return recipe_name, members
-
-
-def _check_members(
-    experiment: Experiment, folder: Path, configs: list[tuple[RunPlan, dict[str, Any]]]
-) -> None:
-    """Validate every run's settings and folder before anything is written: a bad setting
-    (e.g. epochs -1) or a folder holding an earlier run stops the whole experiment."""
-    if folder.exists() and not folder.is_dir():
-        raise ExperimentError(f"{folder}: is a file, not a folder; choose another --out")
-    for plan, config in configs:
-        try:
-            TrainConfig.from_dict(config)
-            claim_run_dir(folder / plan.label)
-        except ValueError as error:
-            raise ExperimentError(f"{experiment.name}, run {plan.label}: {error}") from None
-
-
-def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Train one run (in this process or a worker); return its last event as a dict.
-
-    A run that fails is reported as its "failed" event rather than raised, so one broken
-    run does not lose the others' results.
-    """
-    trainer = Trainer(TrainConfig.from_dict(config), run_dir=run_dir)
-    try:
-        trainer.fit()
-    except Exception as error:  # noqa: BLE001 - recorded in experiment.json instead
-        if not isinstance(trainer.outcome, Failed):
-            return {"event": "failed", "message": f"{type(error).__name__}: {error}"}
-    scalars = (str, int, float, bool, type(None))
-    return {k: v for k, v in trainer.outcome.to_dict().items() if isinstance(v, scalars)}
-
-
-def _hardware(device: str) -> dict[str, Any]:
-    info = {
-        "device": device,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _train_members(
-    configs: list[tuple[RunPlan, dict[str, Any]]], folder: Path, jobs: int
-) -> list[tuple[RunPlan, dict[str, Any]]]:
-    """Train every run into `folder`, `jobs` at once in worker processes; (plan, last event)."""
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = [
-                (plan, pool.submit(_train_member, config, str(folder / plan.label)))
-                for plan, config in configs
-            ]
-            return [(plan, future.result()) for plan, future in futures]
-    return [(plan, _train_member(config, str(folder / plan.label))) for plan, config in configs]
-
-
-def _train(
-    configs: list[tuple[RunPlan, dict[str, Any]]],
-    folder: Path,
-    jobs: int,
-    on_event: Callable[[dict[str, Any]], None] | None,
-    ship_weights: bool = True,
-) -> list[dict[str, Any]]:
-    """Train, report and slim every run; the experiment record's entry for each."""
-    members = []
-    for plan, last in _train_members(configs, folder, jobs):
-        member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
-        members.append(member)
-        if on_event:
-            on_event({"event": "member", **member, "done": len(members), "total": len(configs)})
-    for plan, _ in configs:
-        slim_run(folder / plan.label, keep_weights=ship_weights)
-    return members
-
-
-def _analyse(
-    experiment: Experiment, folder: Path, source: Path, data_dir: str | None, device: str
-) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    """Measure the trained runs of `source` into `folder`: recipe name, recipe and members."""
-    recipe_name = json.loads((source / "experiment.json").read_text())["recipe_name"]
-    recipe = {"analysis_of": experiment.analysis_of}
-    frame = _responses(source, data_dir, device)
-    frame.to_csv(folder / RESPONSES_FILE, index=False)
-    members: list[dict[str, Any]] = [
-        {"label": plan.label, "run": f"../{experiment.analysis_of}/{plan.label}"}
-        for plan in experiment.runs
-    ]
-    return recipe_name, recipe, members
-
-
-def _record(
-    experiment: Experiment,
-    command: str | None,
-    device: str,
-    started: float,
-    recipe_name: str,
-    recipe: dict[str, Any],
-    members: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The contents of `experiment.json`."""
-    return {
-        "name": experiment.name,
-        "title": experiment.title,
-        "claim": experiment.claim,
-        "command": command or " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "hardware": _hardware(device),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "wall_seconds": round(time.time() - started, 1),
-        "recipe_name": recipe_name,
-        "recipe": recipe,
-        "runs": members,
-    }
-
-
-def run_experiment(
-    name: str,
-    out_dir: str | os.PathLike,
-    epochs: int | None = None,
-    device: str = "auto",
-    data_dir: str | None = None,
-    jobs: int = 1,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
-    command: str | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Path:
-    """Run an experiment and write its folder.
-
-    Args:
-        name: an experiment from `list_experiments()`.
-        out_dir: the folder that receives `<name>/` with one run directory per run.
-        epochs: override the recipe's epochs.
-        device: "auto", "cpu", "cuda" ...; picks the GPU or the reduced CPU recipe.
-        data_dir: CIFAR-10 folder (see `resnet_core.data.load_cifar10`).
-        jobs: runs trained at once in worker processes (useful on a GPU).
-        on_event: called with {"event": "member", ...} as each run finishes ("done" of
-            "total" runs so far).
-        command: the command line to record (defaults to this process's argv).
-        overrides: TrainConfig fields applied to every run (e.g. a synthetic dataset in tests).
-
-    Returns:
-        The experiment folder.
-    """
-    experiment = get_experiment(name)
-    folder = Path(out_dir) / name
-    device = str(resolve_device(device))  # 'auto' becomes the device it picks
-    recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
-    if not experiment.analysis_of:
-        _check_members(experiment, folder, configs)
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    if experiment.analysis_of:
-        source = Path(out_dir) / experiment.analysis_of
-        if not (source / "experiment.json").is_file():
-            run_experiment(
-                experiment.analysis_of,
-                out_dir,
-                epochs,
-                device,
-                data_dir,
-                jobs,
-                on_event,
-                command,
-                overrides,
-            )
-        recipe_name, recipe, members = _analyse(experiment, folder, source, data_dir, device)
-    else:
-        # where the data lay on this machine is no part of the recipe
-        recipe = {
-            k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
-        }
-        members = _train(configs, folder, jobs, on_event, experiment.ship_weights)
-    record = _record(experiment, command, device, started, recipe_name, recipe, members)
-    write_json_atomic(folder / "experiment.json", record)
-    return folder
-
-
-def slim_run(run_dir: Path, keep_weights: bool = True) -> None:
-    """Make a run fit to ship: model weights only (fp16) in best.pt, no last.pt; big nets
-    (or every net, when not `keep_weights`) none."""
-    last = run_dir / "last.pt"
-    best = run_dir / "best.pt"
-    if last.exists():
-        last.unlink()
-    if best.exists():
-        if not keep_weights or not slim_checkpoint(best, MAX_SHIPPED_PARAMS):
-            best.unlink()
-
-
-def slim_checkpoint(path: Path, max_params: int) -> bool:
-    """Rewrite a checkpoint with fp16 weights, no optimizer state and, for an EMA run, only
-    the averaged weights it is evaluated with; False if too big to ship."""
-    checkpoint = load_checkpoint(path)
-    weights = checkpoint["model"]
-    if sum(t.numel() for t in weights.values() if t.is_floating_point()) > max_params:
-        return False
-    checkpoint["model"] = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    for training_state in ("optimizer", "scaler", "live_model"):
-        checkpoint.pop(training_state, None)
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-    return True
-
-
-def _responses(source: Path, data_dir: str | None, device: str) -> pd.DataFrame:
-    """Layer responses of each trained run in `source` on a fixed test batch."""
-    images = _probe_batch(data_dir, json.loads((source / "experiment.json").read_text()))
-    frames = []
-    for plan in _DEGRADATION_RUNS:
-        model, _ = load_run(source / plan.label, which="best")
-        model = model.to(device)
-        frame = layer_responses(model, images.to(device))
-        frame.insert(0, "model", plan.label)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _probe_batch(data_dir: str | None, record: dict[str, Any], size: int = 256) -> torch.Tensor:
-    """Normalised test images (first `size`), or synthetic ones if the runs were synthetic."""
-    dataset_name = record.get("recipe", {}).get("dataset", "cifar10")
-    dataset = load_dataset(dataset_name, data_dir)
-    loader = DeviceLoader(dataset.test_images[:size], dataset.test_labels[:size], size, train=False)
-    return next(iter(loader))[0]
-
-
-def load_experiment(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read an experiment folder: its record plus each run's metrics as DataFrames.
-
-    Returns:
-        {"record": experiment.json, "epochs": DataFrame (run, epoch, train_loss, train_acc,
-        test_loss, test_acc, seconds), "responses": DataFrame or None}
-
-    Raises:
-        ExperimentError: the folder or a file in it is missing or unreadable.
-    """
-    folder = Path(folder)
-    path = folder / "experiment.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ExperimentError(f"{path}: cannot read experiment record ({error})") from None
-    rows = []
-    for member in record["runs"]:
-        run_dir = (folder / member["run"]).resolve()
-        if not (run_dir / "metrics.jsonl").is_file():
-            raise ExperimentError(f"{run_dir / 'metrics.jsonl'}: missing")
-        for event in read_events(run_dir):
-            if isinstance(event, EpochEnd):
-                fields = event.to_dict()
-                del fields["event"]
-                rows.append({"run": member["label"], **fields})
-    epochs = pd.DataFrame(rows)
-    responses_path = folder / RESPONSES_FILE
-    responses = pd.read_csv(responses_path) if responses_path.is_file() else None
-    return {"record": record, "epochs": epochs, "responses": responses}
-
-
-def final_train_errors(folder: str | os.PathLike) -> dict[str, float]:
-    """Final-epoch training error (1 - train_acc) of each run in an experiment folder."""
-    epochs = load_experiment(folder)["epochs"]
-    last = epochs.sort_values("epoch").groupby("run").tail(1).set_index("run")
-    return {run: float(1 - acc) for run, acc in last["train_acc"].items()}

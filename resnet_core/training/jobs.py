@@ -5,7 +5,7 @@ Layout under the checkpoints root (`$RESNET_EXPLORER_CHECKPOINTS`, default ./che
     queue/<job_id>.json     one job: config, state, device, run_id, pid, message
     queue/<job_id>.cancel   present once someone asked the job to stop
     queue/.lock             held (flock) while the queue is changed
-    runs/<run_id>/          what `resnet_core.training.trainer.fit` writes (metrics.jsonl, status.json, ...)
+    runs/<run_id>/          what `resnet_core.training.fitting.fit` writes (metrics.jsonl, status.json, ...)
 
 `JobQueue.submit` validates a config and writes a queued job. `JobQueue.pump` starts queued
 jobs, oldest first, wherever a slot is free: one job at a time on the CPU (or MPS),
@@ -14,8 +14,9 @@ machine) goes to the least busy GPU when it starts; one that asked for `cuda:3` 
 that GPU; one that asked for `gpus=N` takes a slot on N GPUs and trains data-parallel through
 torchrun. The devices a job got are recorded in its `placed` field and in its run folder.
 Each job runs as a separate process
-(`python -m resnet_core.training.jobs run queue/<job_id>.json`) in its own session, so the job keeps
-going if the app that started it goes away. `JobRunner` calls `pump` from a daemon thread.
+(`python -m resnet_core.training.job_worker run queue/<job_id>.json`, see
+`resnet_core.training.job_worker`) in its own session, so the job keeps going if the app that
+started it goes away. `JobRunner` calls `pump` from a daemon thread.
 Any number of app processes may share one root: the lock makes starting a job atomic.
 The worker process checks for the cancel file between steps.
 """
@@ -40,19 +41,13 @@ from typing import Any
 from resnet_core.common.device import cuda_devices, queue_key, resolve_device
 from resnet_core.common.env import checkpoints_root
 from resnet_core.common.env import jobs_per_device as jobs_per_device_setting
-from resnet_core.common.errors import ConfigError, failure_advice, first_line
 from resnet_core.common.files import pid_alive, write_json_atomic
 from resnet_core.common.records import checked_fields
 from resnet_core.nets.spec import SpecError, resolve_spec, spec_label
-from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.distributed import ranks_from_env, torchrun_command
-from resnet_core.training.events import Cancelled, Done, Failed
-from resnet_core.training.group import check_group, fit_group
-from resnet_core.training.runs import run_info, validate_run_id
-from resnet_core.training.seeds import SEED_NOTES, SEED_RECIPES
-from resnet_core.training.speedruns import SPEEDRUNS, Speedrun
-from resnet_core.training.trainer import TrainingFailed, check_resources, fit
+from resnet_core.training.lockstep import check_group
+from resnet_core.training.runs import validate_run_id
+from resnet_core.training.state import check_resources
 
 __all__ = [
     "ACTIVE",
@@ -60,80 +55,11 @@ __all__ = [
     "Job",
     "JobQueue",
     "JobRunner",
-    "RECIPES",
-    "RECIPE_NOTES",
     "gpu_choices",
-    "missing_device",
 ]
 
 ACTIVE = ("queued", "starting", "running")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
-
-
-# Ready-made choices for the Train page: name -> the nets it trains (TrainConfig field
-# overrides); more than one net train together as a lockstep group.
-_SIDE_BY_SIDE = {"epochs": 2, "subset": 10_000, "batch_size": 128, "grad_norm_every": 5}
-RECIPES: dict[str, list[dict[str, Any]]] = {
-    "Quick CPU demo: ResNet-20 on 10,000 images, 1 epoch": [
-        {"model": "resnet20", "epochs": 1, "subset": 10_000, "batch_size": 128},
-    ],
-    "plain-20 vs ResNet-20 side by side": [
-        {"model": "plain20", **_SIDE_BY_SIDE},
-        {"model": "resnet20", **_SIDE_BY_SIDE},
-    ],
-    **{speedrun.label(): [speedrun.fields()] for speedrun in SPEEDRUNS.values()},
-    **SEED_RECIPES,
-}
-
-
-def _setting(name: str, value: Any) -> str:
-    shown = ("on" if value else "off") if isinstance(value, bool) else value
-    return f"{name.replace('_', ' ')} {shown}"
-
-
-def speedrun_note(speedrun: Speedrun) -> str:
-    """What a speedrun choice is made for and of: each ingredient, why it is there, and the
-    settings that take it out."""
-    config = speedrun.train_config()
-    parts = [
-        f"**{item.name}**: {item.why} (off: {', '.join(_setting(*kv) for kv in item.off.items())})"
-        for item in speedrun.ingredients
-    ]
-    m = speedrun.measured
-    measured = (
-        "not yet measured"
-        if m is None
-        else f"measured: {m.accuracy:.1%} in {m.train_seconds:.0f} s on {m.hardware}"
-    )
-    return (
-        f"Made for a CUDA GPU: {speedrun.title}, {config.epochs} epochs at batch "
-        f"{config.batch_size}, {config.precision}, a recipe for {speedrun.target_text} test accuracy "
-        f"({measured}). Ingredients: " + "; ".join(parts) + "."
-    )
-
-
-# What a ready-made choice reproduces, for the ones that need saying.
-RECIPE_NOTES: dict[str, str] = {
-    **{speedrun.label(): speedrun_note(speedrun) for speedrun in SPEEDRUNS.values()},
-    **SEED_NOTES,
-}
-
-
-def missing_device(configs: Sequence[dict[str, Any]]) -> str | None:
-    """Why this machine cannot train `configs` on the device they ask for, in words for the
-    Train page; None when it can."""
-    for config in configs:
-        device = str(config.get("device") or "auto")
-        try:
-            resolve_device(device)
-        except ConfigError:
-            kind = "a CUDA GPU" if device.startswith("cuda") else f"device {device}"
-            return (
-                f"This choice trains on {kind}, which this machine does not have: Start is "
-                "refused as it stands. To try it here anyway, set device to cpu or auto "
-                "(it takes far longer than on a GPU)."
-            )
-    return None
 
 
 @dataclass
@@ -187,7 +113,7 @@ class JobQueue:
 
     Args:
         root: checkpoints folder (default `checkpoints_root()`).
-        worker: command prefix that runs one job file (default: this module's `run`).
+        worker: command prefix that runs one job file (default: `job_worker`'s `run`).
         validate: called with a config dict on submit; raises on a bad config. Default:
             `TrainConfig.from_dict`.
         devices: the GPUs jobs may be placed on (default: every GPU torch sees).
@@ -207,7 +133,9 @@ class JobQueue:
         self.queue_dir = self.root / "queue"
         self.runs_dir = self.root / "runs"
         self.worker = (
-            list(worker) if worker else [sys.executable, "-m", "resnet_core.training.jobs", "run"]
+            list(worker)
+            if worker
+            else [sys.executable, "-m", "resnet_core.training.job_worker", "run"]
         )
         self.validate = validate or _validate_config
         self.devices = list(devices) if devices is not None else None
@@ -373,14 +301,6 @@ class JobQueue:
             self._save(job)
             return job
 
-    def forget(self, job_id: str) -> None:
-        """Remove a finished job's file (its run folder stays)."""
-        with self._locked():
-            job = self.get(job_id)
-            if job is not None and not job.active:
-                self._path(job_id).unlink(missing_ok=True)
-                (self.queue_dir / f"{job_id}.cancel").unlink(missing_ok=True)
-
     # Scheduling ------------------------------------------------------------------------------
     def _reap(self, jobs: list[Job]) -> None:
         """Mark jobs whose worker died without saying so."""
@@ -501,168 +421,9 @@ def _model_label(config: dict[str, Any]) -> str:
         return _model_slug(config)
 
 
-# The worker process ------------------------------------------------------------------------
 def _validate_config(config: dict) -> Any:
     """A bad field or a device this machine lacks raises here, before anything is queued."""
     parsed = TrainConfig.from_dict(config)
     device = resolve_device(parsed.device)  # a device this machine lacks is refused here
     check_resources(parsed, device)  # and so is a run too big for it
     return parsed
-
-
-class _CancelFile:
-    """What the trainer polls before every step: set once the job's cancel file exists."""
-
-    def __init__(self, queue: JobQueue, job_id: str) -> None:
-        self.queue, self.job_id = queue, job_id
-
-    def is_set(self) -> bool:
-        return self.queue.cancel_requested(self.job_id)
-
-
-def _fail(queue: JobQueue, job_id: str, message: str) -> int:
-    """Record a failed job with advice for the UI; the worker's exit code."""
-    queue.update(
-        job_id,
-        state="failed",
-        finished=time.time(),
-        message=message,
-        advice=failure_advice(message),
-    )
-    return 1
-
-
-class JobRecorder(Callback):
-    """The worker's trainer callback: writes how the run ended into the job file."""
-
-    def __init__(self, queue: JobQueue, job_id: str) -> None:
-        self.queue, self.job_id = queue, job_id
-
-    def on_done(self, trainer: Any, event: Done) -> None:
-        # a cancel that came after the last step still counts: the user asked for it
-        cancelled = self.queue.cancel_requested(self.job_id)
-        self._finish("cancelled" if cancelled else "done")
-
-    def on_cancelled(self, trainer: Any, event: Cancelled) -> None:
-        self._finish("cancelled")
-
-    def on_failed(self, trainer: Any, event: Failed) -> None:
-        _fail(self.queue, self.job_id, event.message)
-
-    def _finish(self, state: str) -> None:
-        self.queue.update(self.job_id, state=state, finished=time.time())
-
-
-def run_job(job_path: str | os.PathLike) -> int:
-    """Run one job file to the end (the body of the worker process); returns an exit code."""
-    job_path = Path(job_path)
-    queue = JobQueue(job_path.parent.parent)
-    job_id = job_path.stem
-    job = queue.update(job_id, state="running", pid=os.getpid(), started=time.time())
-    if job is None:
-        return 2
-    try:
-        if len(job.placed) > 1:
-            return _run_data_parallel(queue, job, job_path)
-        if job.members:
-            return _run_group(queue, job)
-        fit(
-            TrainConfig.from_dict(_on_placed_device(job, job.config)),
-            cancel=_CancelFile(queue, job_id),
-            run_dir=queue.run_dir(job),
-            callbacks=[JobRecorder(queue, job_id)],
-        )
-    except TrainingFailed:
-        return 1  # JobRecorder.on_failed recorded it
-    except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
-        return _fail(queue, job_id, first_line(error))
-    return 0
-
-
-def _visible_devices(placed: Sequence[str]) -> str:
-    """CUDA_VISIBLE_DEVICES for the placed GPUs (torch's numbering, within any set already)."""
-    indices = [int(device.split(":")[1]) for device in placed]
-    already = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if already:
-        visible = [part.strip() for part in already.split(",")]
-        return ",".join(visible[index] for index in indices)
-    return ",".join(map(str, indices))
-
-
-def _run_data_parallel(queue: JobQueue, job: Job, job_path: Path) -> int:
-    """Train a job on its placed GPUs: torchrun starts one rank per GPU (`run_rank`), each
-    sees its GPUs as cuda:0 .. cuda:N-1; rank 0 records the run and how the job ended."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": _visible_devices(job.placed)}
-    command = torchrun_command(
-        len(job.placed), ["-m", "resnet_core.training.jobs", "rank", str(job_path)]
-    )
-    done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True)
-    after = queue.get(job.job_id)
-    if after is not None and after.active:  # rank 0 never said how it ended
-        text = done.stderr.decode(errors="replace")
-        lines = [line for line in text.splitlines() if line.strip("=-* ")]  # not the rules
-        why = lines[-1] if lines else f"torchrun exit code {done.returncode}"
-        return _fail(queue, job.job_id, f"a training process stopped: {why}")
-    return done.returncode
-
-
-def run_rank(job_path: str | os.PathLike) -> int:
-    """One data-parallel rank of a job (started by torchrun); rank 0 alone records."""
-    job_path = Path(job_path)
-    queue = JobQueue(job_path.parent.parent)
-    job = queue.get(job_path.stem)
-    if job is None:
-        return 2
-    ranks = ranks_from_env()
-    main = ranks is None or ranks.main
-    try:
-        fit(
-            TrainConfig.from_dict(job.config),
-            cancel=_CancelFile(queue, job.job_id),
-            run_dir=queue.run_dir(job) if main else None,
-            callbacks=[JobRecorder(queue, job.job_id)] if main else [],
-            ranks=ranks,
-        )
-    except TrainingFailed:
-        return 1  # rank 0's JobRecorder recorded it
-    except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
-        return _fail(queue, job.job_id, first_line(error)) if main else 1
-    return 0
-
-
-def _on_placed_device(job: Job, config: dict[str, Any]) -> dict[str, Any]:
-    """The config with the device the queue placed the job on (its run folder records it)."""
-    return {**config, "device": job.placed[0]} if job.placed else config
-
-
-def _run_group(queue: JobQueue, job: Job) -> int:
-    """Train a group's nets in lockstep; the job ends cancelled if asked, failed if every
-    net failed, else done (naming any net that failed)."""
-    cancel = _CancelFile(queue, job.job_id)
-    folders = [queue.runs_dir / run_id for run_id in job.run_ids]
-    configs = [_on_placed_device(job, member["config"]) for member in job.members]
-    results = fit_group(configs, folders, cancel=cancel)
-    failures = [
-        f"{member['label']}: {run_info(folder).message or 'failed'}"
-        for member, folder, result in zip(job.members, folders, results, strict=True)
-        if result.state == "failed"
-    ]
-    if cancel.is_set() or any(result.state == "cancelled" for result in results):
-        queue.update(job.job_id, state="cancelled", finished=time.time())
-        return 0
-    if len(failures) == len(results):
-        return _fail(queue, job.job_id, "; ".join(failures))
-    queue.update(job.job_id, state="done", finished=time.time(), message="; ".join(failures))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] not in ("run", "rank"):
-        sys.stderr.write("usage: python -m resnet_core.training.jobs run|rank QUEUE/JOB_ID.json\n")
-        return 2
-    return run_job(args[1]) if args[0] == "run" else run_rank(args[1])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,39 +14,37 @@ app's job queue, see `resnet_core.training.jobs`)::
 A viewer polls status.json and metrics.jsonl. Every file but metrics.jsonl is replaced
 atomically (temp file + os.replace), so a reader never sees half a file and a killed run
 leaves the previous checkpoint intact. Checkpoints load with weights_only=True.
+
+`resnet_core.training.recording.RunWriter` writes these folders; this module claims, lists,
+reads and deletes them.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from resnet_core import __version__
 from resnet_core.common.env import CHECKPOINTS_ENV, runs_root
 from resnet_core.common.errors import first_line
-from resnet_core.common.files import pid_alive, read_json, write_bytes_atomic, write_json_atomic
+from resnet_core.common.files import pid_alive, read_json, write_json_atomic
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec, SpecError, spec_label
 from resnet_core.training import events
-from resnet_core.training.callbacks import Callback
 from resnet_core.training.data import normalization
 
 __all__ = [
     "CHECKPOINTS_ENV",
     "RunError",
     "RunInfo",
-    "RunWriter",
     "default_root",
     "validate_run_id",
     "resolve_run",
@@ -68,16 +66,14 @@ __all__ = [
 CHECKPOINT_FORMAT = "resnet_explorer.checkpoint"
 CHECKPOINT_VERSION = 1
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-STEP_WRITE_INTERVAL_S = 0.25  # step events reach metrics.jsonl at most this often
-STATUS_WRITE_INTERVAL_S = 1.0
 
 
 class RunError(ValueError):
     """A run or one of its files cannot be used; the message names the file and the fix."""
 
 
-# What a run folder holds: the files RunWriter writes (and the temp files of their atomic
-# writes). Only a folder holding nothing else is a run this app may delete.
+# What a run folder holds: the files RunWriter (`recording`) writes (and the temp files of their
+# atomic writes). Only a folder holding nothing else is a run this app may delete.
 RUN_FILES = ("spec.json", "config.json", "metrics.jsonl", "status.json", "last.pt", "best.pt")
 _TEMP_FILE = re.compile(r"^\.(" + "|".join(re.escape(n) for n in RUN_FILES) + r")\..+\.tmp$")
 
@@ -214,153 +210,6 @@ def new_run_dir(label: str = "run", root: str | os.PathLike | None = None) -> Pa
         except FileExistsError:
             continue
     raise RunError(f"{base}: could not create a new run folder; remove old runs")
-
-
-def _now_iso() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-# Writing a run -----------------------------------------------------------------------------
-class RunWriter(Callback):
-    """Records one run's events, status and checkpoints in its folder (a trainer callback).
-
-    The folder's files appear at the `Start` event, once setup has succeeded: spec.json,
-    config.json, status.json, then metrics.jsonl (steps throttled), last.pt and best.pt.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike, resume: bool = False) -> None:
-        self.path = claim_run_dir(run_dir, resume)
-        self.status: dict[str, Any] = {}
-        self._metrics: Any = None
-        self._last_step_write = 0.0
-        self._last_status_write = time.monotonic()
-
-    def on_start(self, trainer: Any, event: events.Start) -> None:
-        config, data = trainer.config, trainer.data
-        self.spec, self.config = trainer.model.spec, config
-        self.versions = {"torch": str(torch.__version__), "resnet_core": str(__version__)}
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path / "spec.json", self.spec.to_dict())
-        write_json_atomic(self.path / "config.json", config.to_dict())
-        previous = read_json(self.path / "status.json") if trainer.resumed else None
-        self.status = _initial_status(config, data, previous)
-        self.status.update(
-            device=event.device, total_steps=event.total_steps, epoch=event.start_epoch
-        )
-        if event.processes:
-            self.status["processes"] = event.processes
-        self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._append(event)
-        self._write_status()
-
-    def _write_status(self) -> None:
-        self.status["updated"] = _now_iso()
-        self._last_status_write = time.monotonic()
-        write_json_atomic(self.path / "status.json", self.status)
-
-    def _append(self, event: events.Event) -> None:
-        if self._metrics is None or self._metrics.closed:
-            return
-        record = {"time": round(time.time(), 3), **event.to_dict()}
-        self._metrics.write(json.dumps(record, default=str) + "\n")
-        self._metrics.flush()
-
-    def on_step(self, trainer: Any, event: events.Step) -> None:
-        """Steps reach metrics.jsonl and status.json at most every few hundred ms; the run's
-        last step always does (its curve ends where training ended)."""
-        now = time.monotonic()
-        self.status.update(step=event.step, seconds=event.elapsed, eta_s=event.eta_s)
-        last = event.step == trainer.total_steps
-        if last or now - self._last_step_write >= STEP_WRITE_INTERVAL_S:
-            self._last_step_write = now
-            self._append(event)
-        if now - self._last_status_write >= STATUS_WRITE_INTERVAL_S:
-            self._write_status()
-
-    def on_grad_norms(self, trainer: Any, event: events.GradNorms) -> None:
-        self._append(event)
-
-    def on_note(self, trainer: Any, event: events.Note) -> None:
-        self._append(event)
-
-    def on_epoch(self, trainer: Any, event: events.EpochEnd) -> None:
-        self._append(event)
-        self.status.update(
-            epoch=event.epoch,
-            step=event.step,
-            seconds=event.elapsed,
-            best_test_acc=event.best_test_acc,
-        )
-        if event.test_acc is not None:
-            self.status["final_test_acc"] = event.test_acc
-        self._write_status()
-
-    def on_done(self, trainer: Any, event: events.Done) -> None:
-        self._finish(event, "done", event.seconds, "")
-        self.status.update(best_test_acc=event.best_test_acc, final_test_acc=event.final_test_acc)
-        self._write_status()
-
-    def on_cancelled(self, trainer: Any, event: events.Cancelled) -> None:
-        self._finish(event, "cancelled", event.seconds, event.message)
-        self._write_status()
-
-    def on_failed(self, trainer: Any, event: events.Failed) -> None:
-        self._finish(event, "failed", event.seconds, event.message)
-        self._write_status()
-
-    def _finish(self, event: events.Event, state: str, seconds: float, message: str) -> None:
-        self._append(event)
-        self.status.update(state=state, seconds=seconds, message=message)
-        self.status.pop("eta_s", None)
-
-    def on_checkpoint(self, trainer: Any, state: dict, improved: bool) -> None:
-        """Write last.pt (and best.pt when `improved`) atomically."""
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_VERSION,
-            "spec": self.spec.to_dict(),
-            "config": self.config.to_dict(),
-            "versions": self.versions,
-            "synthetic": self.status["synthetic"],
-            **state,
-        }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        data = buffer.getvalue()
-        write_bytes_atomic(self.path / "last.pt", data)
-        if improved:
-            write_bytes_atomic(self.path / "best.pt", data)
-
-    def on_close(self, trainer: Any) -> None:
-        if self._metrics is not None and not self._metrics.closed:
-            self._metrics.close()
-
-
-def _initial_status(config: Any, data: Any, previous: Any) -> dict[str, Any]:
-    """status.json of a run that just started (keeping the first start of a resumed run)."""
-    status: dict[str, Any] = {
-        "state": "running",
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": _now_iso(),
-        "updated": _now_iso(),
-        "model": config.label(),
-        "device": "",
-        "dataset": data.source,
-        "synthetic": bool(data.synthetic),
-        "epoch": 0,
-        "epochs": config.epochs,
-        "step": 0,
-        "total_steps": 0,
-        "best_test_acc": None,
-        "final_test_acc": None,
-        "seconds": 0.0,
-        "message": "",
-    }
-    if isinstance(previous, dict):
-        status["started"] = previous.get("started", status["started"])
-        status["resumed"] = _now_iso()
-    return status
 
 
 # Reading runs ------------------------------------------------------------------------------

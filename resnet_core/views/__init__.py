@@ -1,7 +1,10 @@
 """Views: what the app and the lecture show, made from measurements and run folders.
 `charts` (Altair), `diagram` (Graphviz DOT and shape tables), `diagram_svg` (the diagram as
-SVG), `explain` (sentences computed from numbers), `lecture` (the slides' data). No Streamlit
-here: pages render what these return.
+SVG), `explain` (sentences computed from numbers), `lockstep` (several nets' curves on one
+chart), `inspect`, `lesion` and `landscape` (those pages' charts and sentences), `lecture`
+(the slides' data) and `lecture_charts` (their figures). No Streamlit here: pages render what
+these return.
 
-May import: every layer below it (`common`, `nets`, `analysis`, `training`); never `cli`.
+May import: every layer below it (`common`, `nets`, `analysis`, `training`, `studies`); never
+`cli`.
 """

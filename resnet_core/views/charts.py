@@ -17,8 +17,6 @@ import pandas as pd
 from resnet_core.training.events import EpochEnd, Event, Step, parse_event
 
 __all__ = [
-    "THEME",
-    "LARGE_THEME",
     "theme_config",
     "themed",
     "to_png",
@@ -32,8 +30,6 @@ __all__ = [
     "metrics_frames",
 ]
 
-THEME = "resnet_explorer"
-LARGE_THEME = "resnet_explorer_large"
 
 # Colours that stay distinct on a washed-out projector: plain nets warm, residual nets cool.
 PLAIN_COLOUR = "#d62728"
@@ -58,16 +54,6 @@ def theme_config(large: bool = False) -> dict[str, Any]:
         "point": {"size": 90 if large else 40},
         "text": {"fontSize": label},
     }
-
-
-@alt.theme.register(THEME, enable=False)
-def _theme() -> alt.theme.ThemeConfig:
-    return alt.theme.ThemeConfig(config=theme_config(False))
-
-
-@alt.theme.register(LARGE_THEME, enable=False)
-def _large_theme() -> alt.theme.ThemeConfig:
-    return alt.theme.ThemeConfig(config=theme_config(True))
 
 
 def themed(chart: alt.TopLevelMixin, large: bool = False) -> alt.TopLevelMixin:

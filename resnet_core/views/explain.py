@@ -12,6 +12,7 @@ of those the numbers support.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -27,6 +28,10 @@ __all__ = [
     "gradient_sentence",
     "gradient_story",
     "response_sentence",
+    "response_pairs",
+    "response_gap",
+    "effect_word",
+    "sample_text",
     "run_sentence",
     "training_size_sentence",
     "INIT_RESPONSES",
@@ -43,6 +48,15 @@ INIT_RESPONSES = (
 
 # A first/last gradient ratio inside [1/EVEN, EVEN] counts as "even"; outside, one end dominates.
 EVEN = 10.0
+
+# How large a relative difference (a fraction) is in words: the first bound above it names it.
+EFFECT_WORDS = (
+    (0.005, "a negligible difference"),
+    (0.02, "a slight difference"),
+    (0.05, "a difference of a few percent"),
+    (0.2, "a clear difference"),
+    (math.inf, "a large difference"),
+)
 
 
 def fmt_count(value: float) -> str:
@@ -133,8 +147,65 @@ def gradient_story(plain: str, plain_ratio: float, residual: str, residual_ratio
     )
 
 
+def effect_word(gap: float) -> str:
+    """How large a relative difference is, in words chosen by its size: 0.012 -> 'a slight
+    difference'."""
+    return next(word for bound, word in EFFECT_WORDS if abs(gap) < bound)
+
+
+def _depth(name: str) -> str | None:
+    found = re.search(r"\d+", name)
+    return found.group() if found else None
+
+
+def response_pairs(names: list[str], residual: dict[str, bool]) -> list[tuple[str, str]]:
+    """(plain, residual) nets to compare: the only two there are, else those of one depth."""
+    plains = [n for n in names if not residual.get(n, False)]
+    residuals = [n for n in names if residual.get(n, False)]
+    if len(plains) == 1 and len(residuals) == 1:
+        return [(plains[0], residuals[0])]
+    return [(p, r) for r in residuals for p in plains if _depth(p) and _depth(p) == _depth(r)]
+
+
+def response_gap(plain: pd.DataFrame, residual: pd.DataFrame) -> float:
+    """How much smaller the residual net's median layer-response std is than the plain
+    net's, as a fraction of the plain net's (negative: larger)."""
+    return 1 - float(residual["std"].median()) / float(plain["std"].median())
+
+
+def _gap_clause(plain: str, residual: str, gap: float) -> str:
+    """ "resnet56's median is 1.2 % smaller than plain56's (a slight difference)"."""
+    if round(100 * gap, 1) == 0:
+        return f"{residual}'s median is within 0.1 % of {plain}'s ({effect_word(gap)})"
+    side = "smaller" if gap > 0 else "larger"
+    return (
+        f"{residual}'s median is {100 * abs(gap):.1f} % {side} than {plain}'s ({effect_word(gap)})"
+    )
+
+
+def _gap_verdict(gaps: dict[tuple[str, str], float]) -> str:
+    """Whether the measured differences bear out He et al. Fig. 7, and how strongly."""
+    (plain, residual), least = min(gaps.items(), key=lambda item: item[1])
+    if round(100 * least, 1) <= 0:
+        return (
+            f"Here {residual}'s layers do not respond less than {plain}'s (He et al. Fig. 7 "
+            "measured trained nets; these numbers are from these nets and images)."
+        )
+    if abs(least) < EFFECT_WORDS[1][0]:  # negligible or slight
+        return (
+            f"The residual layers respond less, as He et al. (Fig. 7) found, but for "
+            f"{residual} it is {effect_word(least)}."
+        )
+    return (
+        "The residual layers respond less, as He et al. (Fig. 7) found: each block only "
+        "adds a small correction to what the skip carries."
+    )
+
+
 def response_sentence(frames: dict[str, pd.DataFrame], residual: dict[str, bool]) -> str:
-    """Median layer-response std of each net, and whether it matches He et al. Fig. 7."""
+    """Median layer-response std of each net; how much smaller (or larger) each residual
+    net's is than its plain twin's, in percent and in words; and whether that bears out
+    He et al. Fig. 7."""
     medians = {name: float(frame["std"].median()) for name, frame in frames.items() if len(frame)}
     if not medians:
         return ""
@@ -143,20 +214,26 @@ def response_sentence(frames: dict[str, pd.DataFrame], residual: dict[str, bool]
         + ", ".join(f"{v:.2f} in {n}" for n, v in medians.items())
         + "."
     )
-    plains = [v for n, v in medians.items() if not residual.get(n, False)]
-    residuals = [v for n, v in medians.items() if residual.get(n, False)]
-    if plains and residuals:
-        if min(residuals) < min(plains):
-            text += (
-                " The residual net's layers respond less, as He et al. (Fig. 7) found: each "
-                "block only adds a small correction to what the skip carries."
-            )
-        else:
-            text += (
-                " Here the residual net's layers do not respond less than the plain net's "
-                "(He et al. Fig. 7 measured trained nets; these numbers are from this batch)."
-            )
-    return text
+    pairs = response_pairs(list(medians), residual)
+    if not pairs:
+        return text
+    gaps = {(p, r): response_gap(frames[p], frames[r]) for p, r in pairs}
+    clauses = "; ".join(_gap_clause(p, r, gap) for (p, r), gap in gaps.items())
+    return f"{text} So {clauses}. {_gap_verdict(gaps)}"
+
+
+def sample_text(sample: dict | None) -> str:
+    """The images a shipped result was measured on, from its sample.json: '500 CIFAR-10
+    test images, 50 of each class, picked with seed 0'."""
+    if not sample:
+        return "test images (no record of which)"
+    count, split, how = len(sample["indices"]), sample["split"], sample["how"]
+    data = "synthetic" if sample.get("dataset") == "synthetic" else "CIFAR-10"
+    classes = sample.get("classes")
+    if how.startswith("stratified, seed ") and classes and count % classes == 0:
+        seed = how.removeprefix("stratified, seed ")
+        return f"{count:,} {data} {split} images, {count // classes:,} of each class, picked with seed {seed}"
+    return f"{count:,} {data} {split} images ({how})"
 
 
 def run_sentence(

@@ -1,6 +1,7 @@
-"""What the Inspect page shows about a trained run: which test set it belongs to, its
-predictions there, per-class and confusion charts, sentences computed from them, and image
-grids (test images with their labels; training images before and after the augmentation).
+"""What the Inspect page shows about a trained run: its predictions on the test set it
+belongs to (`resnet_core.studies.datasets` says which), per-class and confusion charts,
+sentences computed from them, and image grids (test images with their labels; training
+images before and after the augmentation).
 
 Images are drawn with Pillow into one PNG per grid, each 32x32 image enlarged with
 nearest-neighbour pixels so that it stays sharp on a projector.
@@ -13,7 +14,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import altair as alt
 import numpy as np
@@ -21,13 +21,11 @@ import pandas as pd
 import torch
 
 from resnet_core.analysis.inspect import predict
-from resnet_core.common.files import read_json
-from resnet_core.training.data import Cifar10, DeviceLoader
+from resnet_core.training.data import Cifar10
+from resnet_core.training.loader import DeviceLoader
 from resnet_core.training.runs import RunError, load_run, run_normalization
 
 __all__ = [
-    "TestSet",
-    "run_test_set",
     "run_predictions",
     "augmented_samples",
     "confusion_frame",
@@ -48,40 +46,7 @@ RIGHT_COLOUR = "#2e7d32"
 TEXT_COLOUR = "#222222"
 
 
-# Which data a run belongs to ---------------------------------------------------------------
-@dataclass(frozen=True)
-class TestSet:
-    """The dataset a run trained on, as recorded in its config.json.
-
-    Attributes:
-        dataset: "cifar10" or "synthetic".
-        subset: training images used (the synthetic set's size depends on it), or None.
-        seed: the run's seed (the synthetic set is generated from it).
-    """
-
-    dataset: str
-    subset: int | None
-    seed: int
-
-    @property
-    def synthetic(self) -> bool:
-        return self.dataset == "synthetic"
-
-
-def run_test_set(run_path: str | os.PathLike) -> TestSet:
-    """The test set a run must be judged on; RunError if its config.json does not say."""
-    path = Path(run_path) / "config.json"
-    config = read_json(path)
-    if not isinstance(config, dict) or config.get("dataset") not in ("cifar10", "synthetic"):
-        raise RunError(f"{path}: missing or names no known dataset; cannot tell what it trained on")
-    subset, seed = config.get("subset"), config.get("seed", 0)
-    return TestSet(
-        str(config["dataset"]),
-        subset if isinstance(subset, int) and subset > 0 else None,
-        seed if isinstance(seed, int) else 0,
-    )
-
-
+# Predictions -------------------------------------------------------------------------------
 def run_predictions(
     run_path: str | os.PathLike, data: Cifar10, batch_size: int = 500
 ) -> torch.Tensor:

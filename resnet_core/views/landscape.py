@@ -1,236 +1,33 @@
-"""The loss-landscape view (Li et al. 2018, https://arxiv.org/abs/1712.09913): measuring a
-run's training loss around its trained weights, the shipped results, their charts, and the
-sentences that say what they show.
+"""The loss-landscape view (Li et al. 2018, https://arxiv.org/abs/1712.09913): the charts of
+a run's training loss around its trained weights, and the sentences that say what they show.
 
-The measurement itself (filter-normalised directions, perturbation, loss) lives in
-`resnet_core.analysis.landscape`; this module picks a run's weights and training images,
-reads and writes result files, and turns the numbers into pictures and words.
+Measuring it, and the result files, are `resnet_core.studies.landscape`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
 
 import altair as alt
 import pandas as pd
-import torch
 
 from resnet_core.analysis.landscape import (
-    coefficients,
-    evaluate_loss,
-    loss_slice,
-    loss_surface,
-    perturbed,
-    random_directions,
-    slice_rise,
+    MINIMUM_BELOW_CHANCE,
+    across_directions,
     surface_roughness,
 )
-from resnet_core.common.device import machine_summary
-from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
-from resnet_core.nets.model import build_model
-from resnet_core.nets.spec import ArchSpec
-from resnet_core.training.data import Cifar10, normalization, stratified_subset
-from resnet_core.training.experiments import shipped_root
-from resnet_core.training.runs import RunError, load_run
-from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
 from resnet_core.views.explain import fmt_ratio
+from resnet_core.views.lockstep import net_colours
 
 __all__ = [
-    "LandscapeError",
-    "Shipped",
-    "PAPER_URL",
-    "check_run",
-    "training_batch",
-    "run_landscape",
-    "point_loss",
-    "result_record",
-    "write_result",
-    "read_result",
-    "landscape_root",
-    "read_shipped",
     "slice_chart",
     "surface_chart",
-    "rise_sentence",
-    "rise_verdict",
+    "slice_sentence",
+    "slice_verdict",
+    "artefact_sentence",
     "roughness_sentence",
     "roughness_verdict",
 ]
-
-PAPER_URL = "https://arxiv.org/abs/1712.09913"
-FOLDER = "landscape"  # under checkpoints/demo
-SLICES_FILE = "slices.csv"
-SURFACES_FILE = "surfaces.csv"
-
-
-class LandscapeError(ValueError):
-    """A run whose landscape cannot be measured here (e.g. trained on synthetic data)."""
-
-
-# Measuring a run -------------------------------------------------------------------------
-def check_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's config, after checking it has trained weights on CIFAR-10.
-
-    Raises:
-        RunError: no best.pt (the run has not finished an epoch, or shipped without weights).
-        LandscapeError: trained on the synthetic stand-in, whose training images are not
-            CIFAR-10's.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / "best.pt").is_file():
-        raise RunError(
-            f"{run_dir}: no best.pt, so no trained weights to measure around; pick a run "
-            "that has finished at least one epoch"
-        )
-    config = read_json(run_dir / "config.json") or {}
-    if config.get("dataset") == "synthetic":
-        raise LandscapeError(
-            f"{run_dir.name} was trained on the synthetic stand-in, not CIFAR-10: its "
-            "training-loss landscape on CIFAR-10 images would mean nothing; pick a CIFAR-10 run"
-        )
-    return config
-
-
-def training_batch(
-    dataset: Cifar10, config: dict[str, Any], images: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, seeded pick of `images` training images (from the run's subset if it trained
-    on one), normalised the way the run was trained: (N, 3, 32, 32) floats and N labels."""
-    if config.get("subset"):
-        dataset = stratified_subset(dataset, int(config["subset"]))
-    generator = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(dataset.train_labels), generator=generator)[:images]
-    mean, std = normalization(config.get("normalize"))
-    batch = dataset.train_images[pick].float() / 255  # (N, 3, 32, 32) in [0, 1]
-    batch = (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    return batch, dataset.train_labels[pick]
-
-
-def run_landscape(
-    run_dir: str | os.PathLike,
-    dataset: Cifar10,
-    dims: int = 1,
-    grid: int = 21,
-    images: int = 200,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    on_point: Callable[[int, int], None] | None = None,
-) -> pd.DataFrame:
-    """A run's training loss on a 1-D slice or a 2-D surface around its best weights.
-
-    Args:
-        run_dir: a run folder with best.pt.
-        dataset: CIFAR-10 (its training images are used).
-        dims: 1 (theta + a*d1) or 2 (theta + a*d1 + b*d2).
-        grid: points per axis over [-1, 1]; odd counts include the trained weights.
-        images: how many training images (a fixed, seeded pick).
-        seed: seeds both the directions and the image pick.
-        device: where to evaluate.
-        on_point: called with (points done, points in all) after each point.
-
-    Returns:
-        Columns net, residual, alpha, [beta,] loss, accuracy.
-    """
-    if dims not in (1, 2):
-        raise LandscapeError(f"dims: {dims} is not allowed; choose 1 or 2")
-    config = check_run(run_dir)
-    model, info = load_run(run_dir, which="best", device=device)
-    inputs, targets = training_batch(dataset, config, images, seed)
-    inputs, targets = inputs.to(device), targets.to(device)
-    directions = random_directions(model, dims, seed)
-    steps = coefficients(grid)
-    if dims == 1:
-        frame = loss_slice(model, inputs, targets, directions[0], steps, on_point)
-    else:
-        frame = loss_surface(model, inputs, targets, directions, steps, on_point)
-    frame.insert(0, "net", info.model)
-    frame.insert(1, "residual", bool(model.spec.residual))
-    return frame
-
-
-def point_loss(
-    spec: ArchSpec,
-    state: dict[str, torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    seed: int,
-    steps: tuple[float, ...],
-) -> tuple[float, float]:
-    """(loss, accuracy) at one point theta + sum(steps[k] * d_k) of a net rebuilt from its
-    weights: the unit the page caches, one point at a time, so its progress bar can move."""
-    # channels_last: CPU convolutions ran 2-3x faster in that layout here (2-core EPYC)
-    model = build_model(spec).to(memory_format=torch.channels_last)
-    model.load_state_dict(state)
-    directions = random_directions(model, len(steps), seed)
-    with perturbed(model, directions, steps):
-        return evaluate_loss(model, inputs, targets)
-
-
-# Result files ------------------------------------------------------------------------------
-def result_record(command: str, settings: dict[str, Any], seconds: dict[str, float]) -> dict:
-    """What a result file needs beside it: how it was made, where, when, and how long each
-    net took (no machine paths)."""
-    return {
-        "paper": PAPER_URL,
-        "command": command,
-        "settings": settings,
-        "seconds": {name: round(value, 1) for name, value in seconds.items()},
-        "hardware": {
-            "machine": machine_summary(),
-            "cpu": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-        },
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def write_result(frame: pd.DataFrame, path: str | os.PathLike, record: dict) -> None:
-    """Write the frame as CSV and its record as JSON beside it (same name, .json)."""
-    path = Path(path)
-    write_bytes_atomic(path, frame.to_csv(index=False).encode("utf-8"))
-    write_json_atomic(path.with_suffix(".json"), record)
-
-
-def read_result(path: str | os.PathLike) -> tuple[pd.DataFrame, dict] | None:
-    """(frame, record) of a result written by `write_result`, or None if either is missing."""
-    path = Path(path)
-    record = read_json(path.with_suffix(".json"))
-    if not path.is_file() or not isinstance(record, dict):
-        return None
-    return pd.read_csv(path), record
-
-
-def landscape_root() -> Path:
-    """Where the shipped landscape results live (checkpoints/demo/landscape)."""
-    return shipped_root() / FOLDER
-
-
-@dataclass(frozen=True)
-class Shipped:
-    """The shipped results: 1-D slices of every degradation net, 2-D surfaces of some."""
-
-    slices: pd.DataFrame
-    slices_record: dict
-    surfaces: pd.DataFrame
-    surfaces_record: dict
-
-
-def read_shipped(root: str | os.PathLike | None = None) -> Shipped | None:
-    """The shipped results, or None when this checkout has none."""
-    root = Path(root) if root else landscape_root()
-    slices, surfaces = read_result(root / SLICES_FILE), read_result(root / SURFACES_FILE)
-    if slices is None or surfaces is None:
-        return None
-    return Shipped(slices[0], slices[1], surfaces[0], surfaces[1])
 
 
 # Charts ------------------------------------------------------------------------------------
@@ -240,60 +37,83 @@ def _net_order(frame: pd.DataFrame) -> list[str]:
     return sorted(nets["net"], key=lambda n: (bool(nets.set_index("net").loc[n, "residual"]), n))
 
 
-def _colours(frame: pd.DataFrame, nets: list[str]) -> list[str]:
-    residual = frame.drop_duplicates("net").set_index("net")["residual"]
-    return [RESIDUAL_COLOUR if residual[n] else PLAIN_COLOUR for n in nets]
+BN_DASHES = {"recomputed": [1, 0], "stale": [6, 4]}
+BN_LABELS = {"recomputed": "recomputed", "stale": "stale"}  # the legend's words
 
 
-def _dashes(nets: list[str]) -> list[list[int]]:
-    """Solid lines for the deepest net of each family, dashed for the shallower ones."""
-    depth = {n: int("".join(c for c in n if c.isdigit()) or 0) for n in nets}
-    deepest = max(depth.values())
-    return [[1, 0] if depth[n] == deepest else [8, 4] for n in nets]
+def _spread(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean, min and max of `value` over the direction seeds, per net, BatchNorm mode and
+    step; accuracy in percent."""
+    scale = 100.0 if value == "accuracy" else 1.0
+    grouped = frame.assign(v=frame[value] * scale).groupby(["net", "bn", "alpha"], sort=False)["v"]
+    table = grouped.agg(["mean", "min", "max"]).reset_index()
+    table["statistics"] = table["bn"].map(BN_LABELS)
+    return table
 
 
-def slice_chart(frame: pd.DataFrame, classes: int = 10, height: int = 340) -> alt.LayerChart:
-    """Training loss (log scale) along one direction for several nets: plain red, residual
-    blue, the deeper net of each family solid; a grey rule marks chance (ln classes), the
-    loss of a net that gives every class the same probability.
+def slice_chart(
+    frame: pd.DataFrame, value: str = "loss", classes: int = 10, height: int = 320
+) -> alt.LayerChart:
+    """Training loss (log scale) or accuracy along filter-normalised directions for several
+    nets: plain reds, residual blues; a solid line is the mean over the direction seeds with
+    BatchNorm statistics recomputed at every point, its band the seeds' min-max; a dashed
+    line the same with the stale statistics of the trained weights (the artefact). A grey
+    rule marks chance.
 
     Args:
-        frame: columns net, residual, alpha, loss (and accuracy).
+        frame: columns net, residual, seed, bn, alpha, loss, accuracy.
+        value: "loss" or "accuracy".
         classes: number of classes, for the chance line.
     """
     nets = _net_order(frame)
-    legend = alt.Legend(orient="top", title="network", symbolType="stroke", symbolStrokeWidth=3)
-    lines = (
-        alt.Chart(frame)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("alpha:Q", title="step a along the direction (0 = trained weights)"),
-            y=alt.Y("loss:Q", title="training loss (cross-entropy, log scale)").scale(type="log"),
-            color=alt.Color(
-                "net:N", scale=alt.Scale(domain=nets, range=_colours(frame, nets)), legend=legend
-            ),
-            strokeDash=alt.StrokeDash(
-                "net:N", scale=alt.Scale(domain=nets, range=_dashes(nets)), legend=legend
-            ),
-            tooltip=[
-                "net",
-                alt.Tooltip("alpha:Q", format=".2f"),
-                alt.Tooltip("loss:Q", format=".3g"),
-                alt.Tooltip("accuracy:Q", format=".1%"),
-            ],
-        )
+    residual = frame.drop_duplicates("net").set_index("net")["residual"]
+    colours = net_colours({n: bool(residual[n]) for n in nets})
+    table = _spread(frame, value)
+    loss = value == "loss"
+    title = "training loss (log scale)" if loss else "training accuracy (%)"
+    y_scale = alt.Scale(type="log") if loss else alt.Scale(domain=[0, 100])
+    x = alt.X("alpha:Q", title="step a along the direction (0 = trained weights)")
+    colour = alt.Color("net:N", scale=colours, legend=alt.Legend(orient="top", title="network"))
+    modes = [BN_LABELS[m] for m in BN_DASHES if m in set(table["bn"])]
+    dash = alt.StrokeDash(
+        "statistics:N",
+        scale=alt.Scale(
+            domain=modes, range=[BN_DASHES[m] for m in BN_DASHES if BN_LABELS[m] in modes]
+        ),
+        legend=alt.Legend(orient="top", title="BatchNorm statistics", symbolStrokeWidth=3),
     )
-    chance = pd.DataFrame(
-        {"loss": [math.log(classes)], "label": [f"chance: ln {classes} = {math.log(classes):.1f}"]}
+    base = alt.Chart(table)
+    band = (
+        base.transform_filter("datum.bn == 'recomputed'")
+        .mark_area(opacity=0.18)
+        .encode(x=x, y=alt.Y("min:Q", title=title, scale=y_scale), y2="max:Q", color=colour)
     )
-    rule = alt.Chart(chance).mark_rule(color="#7f7f7f", strokeDash=[2, 2]).encode(y="loss:Q")
+    lines = base.mark_line(point=True).encode(
+        x=x,
+        y=alt.Y("mean:Q", title=title, scale=y_scale),
+        color=colour,
+        strokeDash=dash,
+        tooltip=[
+            "net",
+            "statistics",
+            alt.Tooltip("alpha:Q", format=".2f"),
+            alt.Tooltip("mean:Q", format=".3g", title=f"mean {value}"),
+            alt.Tooltip("min:Q", format=".3g"),
+            alt.Tooltip("max:Q", format=".3g"),
+        ],
+    )
+    chance_value = math.log(classes) if loss else 100 / classes
+    text = f"chance: ln {classes} = {chance_value:.1f}" if loss else f"chance: {chance_value:.0f} %"
+    chance = pd.DataFrame({"y": [chance_value], "label": [text]})
+    rule = alt.Chart(chance).mark_rule(color="#7f7f7f", strokeDash=[2, 2]).encode(y="y:Q")
     label = (
         alt.Chart(chance)
         .mark_text(align="left", dx=4, dy=-8, color="#555555")
-        .encode(y="loss:Q", x=alt.value(0), text="label:N")
+        .encode(y="y:Q", x=alt.value(0), text="label:N")
     )
-    return alt.layer(lines, rule, label).properties(
-        title="Training loss along one filter-normalised direction", height=height
+    what = "loss" if loss else "accuracy"
+    return alt.layer(band, lines, rule, label).properties(
+        title=f"Training {what} along filter-normalised directions", height=height
     )
 
 
@@ -393,6 +213,7 @@ def surface_chart(frame: pd.DataFrame, side: int = 340) -> alt.FacetChart:
         frame: columns net, residual, alpha, beta, loss.
     """
     nets = _net_order(frame)
+    frame = pd.concat([_surface(frame, net) for net in nets], ignore_index=True)
     frame, labels, colours, half = _banded(frame)
     base = alt.Chart(frame)
     heat = _heat(base, labels, colours, [-1 - half, 1 + half])
@@ -430,22 +251,45 @@ def _loss(value: float) -> str:
 def _distance_words(distance: float) -> str:
     words = {1.0: "One filter-normalised step", 0.5: "Half a filter-normalised step"}
     start = words.get(distance, f"{distance:g} of a filter-normalised step")
-    return f"{start} away (a = ±{distance:g}, mean of both sides)"
+    return f"{start} from the trained weights (a = ±{distance:g}, mean of both sides)"
 
 
-def rise_sentence(slices: pd.DataFrame, distance: float = 1.0) -> str:
-    """How far each net's training loss rises `distance` steps from its trained weights (mean
-    of the two sides), e.g. "One filter-normalised step away (a = ±1, mean of both sides),
-    plain56's training loss rises from 0.84 to 18 (21x); resnet56's from 0.27 to 27 (97x)."."""
-    parts = []
-    for index, net in enumerate(_net_order(slices)):
-        rise = slice_rise(slices[slices["net"] == net], distance)
-        middle = "'s training loss rises from" if index == 0 else "'s from"
-        parts.append(
-            f"{net}{middle} {_loss(rise['centre'])} to {_loss(rise['mean'])} "
-            f"({fmt_ratio(rise['ratio'])})"
-        )
-    return f"{_distance_words(distance)}, " + "; ".join(parts) + "."
+def _over(row: pd.Series, value: str, percent: bool) -> str:
+    """A value over the direction seeds: its mean, and its min-max or "one direction"."""
+    scale, unit = (100.0, " %") if percent else (1.0, "")
+    mean = row[f"{value}_mean"] * scale
+    text = f"{mean:.0f}{unit}" if percent else _loss(mean)
+    if row["directions"] < 2:
+        return f"{text} (one direction)"
+    low, high = row[f"{value}_min"] * scale, row[f"{value}_max"] * scale
+    span = f"{low:.0f}-{high:.0f}{unit}" if percent else f"{_loss(low)}-{_loss(high)}"
+    return f"{text} ({span} over {row['directions']} directions)"
+
+
+def _table(slices: pd.DataFrame, distance: float, bn: str) -> pd.DataFrame:
+    table = across_directions(slices, distance)
+    return table[table["bn"] == bn].set_index("net")
+
+
+def slice_sentence(slices: pd.DataFrame, distance: float = 1.0) -> str:
+    """Each net's training accuracy and loss `distance` steps out with BatchNorm statistics
+    recomputed, with their spread over the direction seeds."""
+    table = _table(slices, distance, "recomputed")
+    parts = [
+        f"{net} classifies {_over(table.loc[net], 'accuracy', True)} of the training images "
+        f"at a loss of {_over(table.loc[net], 'loss', False)}"
+        for net in _net_order(slices)
+        if net in table.index
+    ]
+    return (
+        f"{_distance_words(distance)}, with BatchNorm statistics recomputed: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def _overlap(a: pd.Series, b: pd.Series, value: str) -> bool:
+    return a[f"{value}_min"] <= b[f"{value}_max"] and b[f"{value}_min"] <= a[f"{value}_max"]
 
 
 def _pair(frame: pd.DataFrame) -> tuple[str, str] | None:
@@ -460,52 +304,70 @@ def _pair(frame: pd.DataFrame) -> tuple[str, str] | None:
     return (pairs[0][False], pairs[0][True]) if pairs else None
 
 
-def rise_verdict(slices: pd.DataFrame, distance: float = 1.0) -> str:
-    """Whether, `distance` steps out, the plain net's loss climbs faster than the residual net's
-    of the same depth (Li et al.'s finding), in absolute and in relative terms; says plainly
-    which way each measure goes."""
+def slice_verdict(slices: pd.DataFrame, distance: float = 1.0) -> str:
+    """Whether the residual net keeps more of its training accuracy `distance` steps out than
+    the plain net of the same depth, and whether that difference exceeds the spread over
+    the direction seeds (their min-max ranges do not overlap) or rests on one direction."""
     pair = _pair(slices)
     if pair is None:
         return ""
     plain, residual = pair
-    a = slice_rise(slices[slices["net"] == plain], distance)
-    b = slice_rise(slices[slices["net"] == residual], distance)
-    by = f"by {_loss(a['mean'] - a['centre'])} against {_loss(b['mean'] - b['centre'])}"
-    times = f"{fmt_ratio(a['ratio'])} against {fmt_ratio(b['ratio'])}"
-    absolute = a["mean"] - a["centre"] > b["mean"] - b["centre"]
-    relative = a["ratio"] > b["ratio"]
-    if absolute and relative:
-        return (
-            f"As Li et al. found, {plain}'s loss climbs faster than {residual}'s: {by} "
-            f"({times} its starting value)."
-        )
-    if absolute:
-        return (
-            f"{plain}'s loss climbs more ({by}), but {residual}'s climbs more relative to its "
-            f"lower starting value ({fmt_ratio(b['ratio'])} against {fmt_ratio(a['ratio'])})."
-        )
-    if relative:
-        return (
-            f"{plain}'s loss climbs more relative to its starting value ({times}), but "
-            f"{residual}'s climbs more (by {_loss(b['mean'] - b['centre'])} against "
-            f"{_loss(a['mean'] - a['centre'])})."
-        )
+    table = _table(slices, distance, "recomputed")
+    a, b = table.loc[plain], table.loc[residual]
+    gap = (b["accuracy_mean"] - a["accuracy_mean"]) * 100
+    leader, trailer = (residual, plain) if gap >= 0 else (plain, residual)
+    head = (
+        f"{leader} keeps {abs(gap):.0f} points more training accuracy than {trailer} this far out"
+    )
+    if min(a["directions"], b["directions"]) < 2:
+        return f"{head} (one direction: no spread to compare it with)."
+    if _overlap(a, b, "accuracy"):
+        return f"{head}, but their ranges over the directions overlap: within the spread."
+    return f"{head}, in every direction measured (their ranges over the directions do not overlap)."
+
+
+def artefact_sentence(slices: pd.DataFrame, distance: float = 1.0) -> str:
+    """The same points with the trained weights' stale BatchNorm statistics beside the
+    recomputed ones: how far the stale loss is off, net by net."""
+    if "stale" not in set(slices["bn"]):
+        return ""
+    stale, fresh = _table(slices, distance, "stale"), _table(slices, distance, "recomputed")
+    nets = [n for n in _net_order(slices) if n in stale.index and n in fresh.index]
+    parts = [
+        f"{net} {_loss(stale.loc[net, 'loss_mean'])} instead of {_loss(fresh.loc[net, 'loss_mean'])}"
+        for net in nets
+    ]
+    higher = all(stale.loc[n, "loss_mean"] > fresh.loc[n, "loss_mean"] for n in nets)
+    ending = (
+        "the stale statistics, not the landscape, make most of that loss"
+        if higher
+        else "the stale statistics change the loss, not always upward"
+    )
     return (
-        f"Unlike Li et al.'s deep plain nets, {plain}'s loss climbs less than {residual}'s this "
-        f"far out: {by} ({times} its starting value)."
+        "Evaluated with the stale BatchNorm statistics of the trained weights (dashed), the "
+        "mean loss there reads " + "; ".join(parts) + f": {ending}."
     )
 
 
+def _surface(surfaces: pd.DataFrame, net: str) -> pd.DataFrame:
+    """One net's surface with BatchNorm statistics recomputed (the first direction pair)."""
+    part = surfaces[surfaces["net"] == net]
+    if "bn" in part:
+        part = part[part["bn"] == "recomputed"]
+    if "seed" in part:
+        part = part[part["seed"] == part["seed"].min()]
+    return part
+
+
 def roughness_sentence(surfaces: pd.DataFrame) -> str:
-    """Each surface's roughness in numbers: local minima, curvature, and how much of the grid
-    stays near the minimum."""
+    """Each surface's roughness in numbers: local minima (well below chance only), curvature
+    of the log loss, and how much of the grid beats chance."""
     parts = []
     side = surfaces["alpha"].nunique()
     for net in _net_order(surfaces):
-        r = surface_roughness(surfaces[surfaces["net"] == net])
-        minima = (
-            "1 local minimum" if r["local_minima"] == 1 else f"{r['local_minima']} local minima"
-        )
+        r = surface_roughness(_surface(surfaces, net))
+        count = r["local_minima"]
+        minima = f"{count} local minim{'um' if count == 1 else 'a'} below {MINIMUM_BELOW_CHANCE:g}x chance loss"
         parts.append(
             f"{net}: {minima}, curvature {r['curvature']:.3f}, highest loss "
             f"{_loss(r['max_loss'])}, better than chance on {r['below_chance']:.0%} of the grid"
@@ -520,8 +382,8 @@ def roughness_verdict(surfaces: pd.DataFrame) -> str:
     if pair is None:
         return ""
     plain, residual = pair
-    a = surface_roughness(surfaces[surfaces["net"] == plain])
-    b = surface_roughness(surfaces[surfaces["net"] == residual])
+    a = surface_roughness(_surface(surfaces, plain))
+    b = surface_roughness(_surface(surfaces, residual))
     more_minima = a["local_minima"] > b["local_minima"]
     more_curved = a["curvature"] > b["curvature"]
     if more_minima and more_curved:
@@ -529,7 +391,7 @@ def roughness_verdict(surfaces: pd.DataFrame) -> str:
         return (
             f"As in Li et al. Fig. 5, {plain}'s surface is rougher than {residual}'s{bowl}: "
             f"more local minima ({a['local_minima']} against {b['local_minima']}) and "
-            f"{fmt_ratio(a['curvature'] / b['curvature'])} the curvature."
+            f"{fmt_ratio(a['curvature'] / b['curvature'])} the curvature (one pair of directions)."
         )
     found = [
         text
@@ -540,9 +402,9 @@ def roughness_verdict(surfaces: pd.DataFrame) -> str:
         return (
             f"{plain}'s surface has {' and '.join(found)} than {residual}'s, but on this coarse "
             f"grid it is not rougher by every measure: the chaotic, many-minima surface of "
-            "Li et al. Fig. 5 does not show here."
+            "Li et al. Fig. 5 does not show here (one pair of directions)."
         )
     return (
         f"On this grid {plain}'s surface is not rougher than {residual}'s by any of these "
-        "measures, unlike Li et al. Fig. 5."
+        "measures, unlike Li et al. Fig. 5 (one pair of directions)."
     )

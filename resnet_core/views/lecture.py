@@ -1,28 +1,27 @@
 """Lecture material: the slides' order and the tables and curves behind them.
 
 Everything here reads the experiment results shipped in `checkpoints/demo` (see
-`resnet_core.experiments`); nothing is trained or recomputed, so a slide appears at once.
+`resnet_core.training.experiments`); nothing is trained or recomputed, so a slide appears at once.
 Reference numbers: He et al. 2016, "Deep Residual Learning for Image Recognition",
 Table 6 (CIFAR-10 test error), https://arxiv.org/abs/1512.03385.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import pandas as pd
 
+from resnet_core.analysis.sampling import SAMPLE_FILE
 from resnet_core.common.files import read_json
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
-from resnet_core.training.experiments import load_experiment, setting_of, shipped_root
-from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
+from resnet_core.training.experiment_results import load_experiment
+from resnet_core.training.experiments import setting_of, shipped_root
 
 __all__ = [
     "SLIDES",
@@ -36,6 +35,7 @@ __all__ = [
     "comparison_table",
     "weight_decay_gap",
     "trained_responses",
+    "responses_sample",
     "recipe_text",
     "residual_block_dot",
     "results_long",
@@ -49,7 +49,6 @@ __all__ = [
     "he2016_curves",
     "he2016_table",
     "he2016_sentence",
-    "fig6_chart",
     "seed_spread",
     "spread_sentence",
 ]
@@ -61,17 +60,24 @@ class Slide:
     title: str
 
 
-SLIDES: tuple[Slide, ...] = (
-    Slide("problem", "1. The problem: deeper plain nets train worse"),
-    Slide("block", "2. The residual block"),
-    Slide("shapes", "3. Shapes through ResNet-18"),
-    Slide("gradients", "4. Gradients at initialisation"),
-    Slide("responses", "5. Trained residual layers respond less (He et al. Fig. 7)"),
-    Slide("lesion", "6. Delete one block: lesions (Veit et al.)"),
-    Slide("landscape", "7. The loss around the trained weights (Li et al.)"),
-    Slide("results", "8. Our numbers beside He et al."),
-    Slide("cnn_vs_resnet", "9. A small CNN against ResNet-18"),
-    Slide("weight_decay", "10. Weight decay and the train-test gap"),
+def _numbered(titles: tuple[tuple[str, str], ...], first: int = 1) -> tuple[Slide, ...]:
+    """Slides titled "N. title" in the order given, counting from `first`."""
+    return tuple(Slide(key, f"{first + i}. {title}") for i, (key, title) in enumerate(titles))
+
+
+SLIDES: tuple[Slide, ...] = _numbered(
+    (
+        ("problem", "The problem: deeper plain nets train worse"),
+        ("block", "The residual block"),
+        ("shapes", "Shapes through ResNet-18"),
+        ("gradients", "Gradients at initialisation"),
+        ("responses", "Trained residual layers respond less (He et al. Fig. 7)"),
+        ("lesion", "Delete one block: lesions (Veit et al.)"),
+        ("landscape", "The loss around the trained weights (Li et al.)"),
+        ("results", "Our numbers beside He et al."),
+        ("cnn_vs_resnet", "A small CNN against ResNet-18"),
+        ("weight_decay", "Weight decay and the train-test gap"),
+    )
 )
 
 # He et al. 2016, Table 6: CIFAR-10 test error (%) of the residual nets (best of 5 runs;
@@ -87,10 +93,10 @@ HE_TABLE6_SOURCE = (
     "He et al. 2016, Table 6: CIFAR-10 test error (%), best of 5 runs; ResNet-110 "
     "6.43 (mean 6.61 +- 0.16). https://arxiv.org/abs/1512.03385"
 )
-HE2016_SLIDE = Slide(
-    "he2016",
-    "11. Deeper plain nets get worse, deeper ResNets better (He et al. Table 6, Fig. 6)",
-)
+HE2016_SLIDE = _numbered(
+    (("he2016", "Deeper plain nets get worse, deeper ResNets better (He et al. Table 6, Fig. 6)"),),
+    first=len(SLIDES) + 1,
+)[0]
 HE2016_EXPERIMENTS = ("he2016", "he2016_b512")  # the full recipe first, then its fallback
 HE_RECIPE = (
     "He et al.: 64k iterations (~164 epochs), batch 128, SGD momentum 0.9, weight decay 1e-4, "
@@ -286,6 +292,12 @@ def trained_responses(root: str | os.PathLike | None = None) -> pd.DataFrame:
     return frame
 
 
+def responses_sample(root: str | os.PathLike | None = None) -> dict | None:
+    """The images the shipped Fig. 7 was measured on (layer_responses/sample.json), or None."""
+    sample = read_json(_folder("layer_responses", root) / SAMPLE_FILE)
+    return sample if isinstance(sample, dict) else None
+
+
 def residual_block_dot(residual: bool = True) -> str:
     """Graphviz source of one basic block, with the skip drawn beside the two convs."""
     add = (
@@ -457,46 +469,6 @@ def he2016_sentence(table: pd.DataFrame, recipe: dict[str, Any]) -> str:
         f"{', '.join(map(str, recipe.get('milestones') or []))}, {recipe.get('precision')}."
     )
     return "; ".join(parts[:2]) + " " + " ".join(parts[2:])
-
-
-def fig6_chart(curves: pd.DataFrame, family: str) -> alt.Chart:
-    """He et al. Fig. 6 from our files: error per epoch of one family, a colour per depth,
-    training dashed and test solid; both families share one y scale."""
-    part = curves[curves["family"] == family]
-    runs = list(part.drop_duplicates("run")["run"])
-    last = curves[curves["epoch"] == curves.groupby("run")["epoch"].transform("max")]
-    top = min(100, max(10, 10 * math.ceil(1.5 * last["error"].max() / 10)))
-    base = PLAIN_COLOUR if family == "plain" else RESIDUAL_COLOUR
-    shades = [_shade(base, i / max(len(runs) - 1, 1)) for i in range(len(runs))]
-    names = {"plain": "plain nets", "residual": "ResNets"}
-    return (
-        alt.Chart(part, title=names[family], height=420)
-        .mark_line(clip=True, strokeWidth=2.5)
-        .encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y("error:Q", title="error (%)", scale=alt.Scale(domain=[0, top])),
-            color=alt.Color(
-                "run:N",
-                sort=runs,
-                scale=alt.Scale(domain=runs, range=shades),
-                legend=alt.Legend(orient="bottom", title=None, columns=3),
-            ),
-            strokeDash=alt.StrokeDash(
-                "split:N",
-                sort=["train", "test"],
-                scale=alt.Scale(domain=["train", "test"], range=[[6, 3], [1, 0]]),
-                legend=alt.Legend(orient="top", title=None, direction="horizontal"),
-            ),
-            tooltip=["run", "epoch", "split", alt.Tooltip("error:Q", format=".2f")],
-        )
-    )
-
-
-def _shade(colour: str, darkness: float) -> str:
-    """`colour` (#rrggbb) mixed with white, from light (0) to the full colour (1)."""
-    mix = 0.35 + 0.65 * darkness
-    channels = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(255 - mix * (255 - c)):02x}" for c in channels)
 
 
 # Seeds: a difference beside the seed-to-seed spread -----------------------------------------

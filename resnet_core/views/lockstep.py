@@ -22,12 +22,47 @@ __all__ = [
     "lockstep_frames",
     "lockstep_sentence",
     "net_colours",
+    "MetricChart",
+    "METRIC_CHARTS",
+    "GROUP_METRICS",
+    "COMPARE_METRICS",
     "SMOOTH_STEPS",
 ]
 
 SMOOTH_STEPS = 10  # batch accuracy is shown as a running mean over this many logged points
 PLAIN_SHADES = (PLAIN_COLOUR, "#ff7f0e", "#8c564b", "#e377c2")
 RESIDUAL_SHADES = (RESIDUAL_COLOUR, "#17becf", "#2ca02c", "#9467bd")
+
+
+@dataclass(frozen=True)
+class MetricChart:
+    """One chart of several nets' curves: the LockstepFrames table it reads (steps, epochs,
+    grads), its x ("step" or "epoch"), the value column, the title and the value axis."""
+
+    table: str
+    x: str
+    value: str
+    title: str
+    axis: str
+    log: bool = False
+
+
+# Every metric a multi-net chart can show, once; the Train page and Runs pick from it.
+METRIC_CHARTS: dict[str, MetricChart] = {
+    chart.value: chart
+    for chart in (
+        MetricChart("steps", "step", "loss", "Training loss", "loss"),
+        MetricChart("steps", "step", "accuracy", "Training accuracy", "accuracy (%)"),
+        MetricChart("epochs", "epoch", "train_acc", "Training accuracy per epoch", "accuracy (%)"),
+        MetricChart("epochs", "epoch", "test_acc", "Test accuracy", "accuracy (%)"),
+        MetricChart("epochs", "epoch", "test_loss", "Test loss", "loss"),
+        MetricChart(
+            "grads", "step", "ratio", "Gradient: first layer / last layer", "ratio (log)", True
+        ),
+    )
+}
+GROUP_METRICS = ("loss", "accuracy", "test_acc", "ratio")  # a lockstep group, live
+COMPARE_METRICS = ("loss", "train_acc", "test_acc", "test_loss")  # finished runs side by side
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,26 @@
 """Lockstep training: 2 to 4 nets on identical batches, one step of each in turn.
 
 The plain-vs-residual demo wants both curves to grow together from the first seconds, not
-one run after the other. A `LockstepGroup` drives one `Trainer` per net through the pieces
-the trainer exposes (`begin_epoch`, `fit_batch`, `end_epoch`): every batch of the shared
-loader goes to each member in turn, so all members see the same images in the same order
-with the same augmentation. Each member records its own run folder, in the same format as
-a single run. A cancel request stops every member; a member that breaks (a plain net whose
-loss diverges, say) is reported as failed and the others carry on.
+one run after the other. A `LockstepGroup` drives one `Trainer` per net through the public
+pieces `Trainer.fit` is made of (`start`, `begin_epoch`, `fit_batch`, `end_epoch`, `finish`,
+`close`): every batch of the shared loader goes to each member in turn, so all members see
+the same images in the same order with the same augmentation. Each member records its own
+run folder, in the same format as a single run. A cancel request stops every member; a
+member that breaks (a plain net whose loss diverges, say) is reported as failed and the
+others carry on. (`resnet_core.views.lockstep` draws such a group's runs.)
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from resnet_core.common.errors import ConfigError, failure_message
-from resnet_core.training.callbacks import Callback, EventFunction
+from resnet_core.common.errors import ConfigError
+from resnet_core.training.callbacks import Callback, CancelRun, EventFunction
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.trainer import CancelRun, EpochTally, FitResult, Trainer
+from resnet_core.training.state import EpochTally, FitResult
+from resnet_core.training.trainer import Trainer
 
 __all__ = [
     "MAX_MEMBERS",
@@ -104,7 +105,7 @@ class LockstepGroup:
         for member in self.members[1:]:
             member.data = first.data
             member.setup()
-        self.loader = first.train_loader
+        self.loader = first.state.train_loader
         return self
 
     def fit(self) -> list[FitResult]:
@@ -112,21 +113,19 @@ class LockstepGroup:
         self.setup()
         active = list(self.members)
         try:
-            active = self._each(active, _start)
+            active = self._each(active, Trainer.start)
             for epoch in range(1, self.members[0].config.epochs + 1):
                 active = self._train_epoch(epoch, active)
             for member in active:
-                member.model.eval()
-                member.outcome = member.emit(member._done_event())
+                member.finish()
         except CancelRun as stop:
-            _cancel_all(active, str(stop))
-        except KeyboardInterrupt:
-            _cancel_all(active, "interrupted (Ctrl-C)")
+            _finish_all(active, stop)
+        except KeyboardInterrupt as stop:
+            _finish_all(active, stop)
             raise
         finally:
             for member in self.members:
-                for callback in member.callbacks:
-                    callback.on_close(member)
+                member.close()
         return [member.result() for member in self.members]
 
     def _train_epoch(self, epoch: int, active: list[Trainer]) -> list[Trainer]:
@@ -151,22 +150,16 @@ class LockstepGroup:
             except (CancelRun, KeyboardInterrupt):
                 raise
             except Exception as error:  # noqa: BLE001 - reported as this member's Failed event
-                config = member.config
-                message = failure_message(error, config.batch_size, config.lr)
-                member.outcome = member.emit(member._failed_event(message, error))
+                member.finish(error)
                 continue
             kept.append(member)
         return kept
 
 
-def _start(member: Trainer) -> None:
-    member._started = time.perf_counter()
-    member.announce()
-
-
-def _cancel_all(members: list[Trainer], message: str) -> None:
+def _finish_all(members: list[Trainer], stop: BaseException) -> None:
+    """End every member still training as cancelled (a CancelRun or Ctrl-C stops them all)."""
     for member in members:
-        member.outcome = member.emit(member._cancelled_event(message))
+        member.finish(stop)
 
 
 def fit_group(

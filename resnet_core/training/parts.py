@@ -1,12 +1,12 @@
-"""The parts of a training recipe the trainer puts together: precision (autocast), the
+"""The parts the trainer puts together: precision (autocast), the
 learning-rate schedule, the optimizer, CPU memory reuse and test-set evaluation.
 
 Recipe for short CPU runs: SGD with Nesterov momentum, a one-cycle learning rate (Smith &
 Topin 2017, https://arxiv.org/abs/1708.07120), label smoothing (Szegedy et al. 2016,
 https://arxiv.org/abs/1512.00567), bf16 autocast and a device-resident data loader
-(`resnet_core.training.data.DeviceLoader`, after cifar10-airbench).
+(`resnet_core.training.loader.DeviceLoader`, after cifar10-airbench).
 
-The seed notebooks' recipes are settings of the same parts (`resnet_core.training.seeds`):
+The seed notebooks' recipes are settings of the same parts (`resnet_core.training.notebooks`):
 MultiStepLR milestones (schedule "step" with `milestones` in epochs and `gamma`), a constant
 rate (schedule "constant"), Adam at 1e-3 with no weight decay (optimizer "adam",
 weight_decay 0: nothing here adds decay the config does not ask for), torchvision's
@@ -30,7 +30,8 @@ from torch import nn
 
 from resnet_core.common.modes import model_mode
 from resnet_core.training.config import TrainConfig
-from resnet_core.training.data import NORMALIZATIONS, Cifar10, DeviceLoader
+from resnet_core.training.data import NORMALIZATIONS, Cifar10
+from resnet_core.training.loader import DeviceLoader
 
 __all__ = [
     "auto_precision",

@@ -1,8 +1,8 @@
 """The course's seed notebooks as ready-made recipes: what they train, set exactly.
 
-`SEED_RECIPES` maps a name that says what a recipe reproduces to one TrainConfig override
+`NOTEBOOK_RECIPES` maps a name that says what a recipe reproduces to one TrainConfig override
 dict per net; a recipe of two nets is trained together, as the notebooks compare them.
-`SEED_NOTES` says in one sentence what each reproduces.
+`NOTEBOOK_NOTES` says in one sentence what each reproduces.
 
 What the seeds do, and the field that does it here:
 - augmentation: torchvision's RandomCrop(32, padding=4) then RandomHorizontalFlip ->
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SEED_NOTES", "SEED_RECIPES"]
+__all__ = ["NOTEBOOK_NOTES", "NOTEBOOK_RECIPES"]
 
-SEED_EPOCHS = 15
+NOTEBOOK_EPOCHS = 15
 
 # What every seed recipe shares: the notebooks' data pipeline and their plain fp32 loop.
-_SEED_COMMON: dict[str, Any] = {
-    "epochs": SEED_EPOCHS,
+_NOTEBOOK_COMMON: dict[str, Any] = {
+    "epochs": NOTEBOOK_EPOCHS,
     "batch_size": 128,
     "augment": True,
     "crop_pad": "zeros",
@@ -37,7 +37,7 @@ _SEED_COMMON: dict[str, Any] = {
     "nesterov": False,
 }
 _SGD_MULTISTEP: dict[str, Any] = {
-    **_SEED_COMMON,
+    **_NOTEBOOK_COMMON,
     "optimizer": "sgd",
     "lr": 0.1,
     "momentum": 0.9,
@@ -47,7 +47,7 @@ _SGD_MULTISTEP: dict[str, Any] = {
     "gamma": 0.1,
 }
 _ADAM_CONSTANT: dict[str, Any] = {
-    **_SEED_COMMON,
+    **_NOTEBOOK_COMMON,
     "optimizer": "adam",
     "lr": 1e-3,
     "momentum": 0.9,  # Adam's beta1, torch's default
@@ -55,7 +55,7 @@ _ADAM_CONSTANT: dict[str, Any] = {
     "schedule": "constant",
 }
 
-SEED_RECIPES: dict[str, list[dict[str, Any]]] = {
+NOTEBOOK_RECIPES: dict[str, list[dict[str, Any]]] = {
     "Seed notebook: plain vs residual, 15 epochs, MultiStepLR [8, 12]": [
         {**_SGD_MULTISTEP, "model": "plain20"},
         {**_SGD_MULTISTEP, "model": "resnet20"},
@@ -66,7 +66,7 @@ SEED_RECIPES: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
-SEED_NOTES: dict[str, str] = {
+NOTEBOOK_NOTES: dict[str, str] = {
     "Seed notebook: plain vs residual, 15 epochs, MultiStepLR [8, 12]": (
         "The seeds' plain-versus-residual comparison: twin 20-layer nets trained with SGD "
         "(lr 0.1, momentum 0.9, weight decay 5e-4), the rate cut tenfold after epochs 8 and "

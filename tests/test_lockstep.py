@@ -13,10 +13,11 @@ from app_helpers import QUICK_CPU_RUN, app_test, no_exceptions
 
 from resnet_core.common.errors import ConfigError
 from resnet_core.training.callbacks import Callback
+from resnet_core.training.choices import READY_CHOICES
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import Step
-from resnet_core.training.group import LockstepGroup, check_group, fit_group
-from resnet_core.training.jobs import RECIPES, Job, JobQueue
+from resnet_core.training.jobs import Job, JobQueue
+from resnet_core.training.lockstep import LockstepGroup, check_group, fit_group
 from resnet_core.training.runs import is_run_folder, load_run, read_events, run_info
 from resnet_core.training.trainer import Trainer
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
@@ -48,13 +49,13 @@ def test_members_see_identical_batches_in_turn():
     assert [index for index, *_ in seen] == [0, 1] * (len(seen) // 2)  # one step of each in turn
     plain = [tuple(batch) for index, *batch in seen if index == 0]
     residual = [tuple(batch) for index, *batch in seen if index == 1]
-    assert len(plain) == len(residual) == 2 * group.members[0].steps_per_epoch
+    assert len(plain) == len(residual) == 2 * group.members[0].state.steps_per_epoch
     assert plain == residual
     assert len({images for images, _ in plain}) == len(plain)  # not one batch repeated
     # the same batches a single run with this seed sees in its first epoch
     alone = Trainer(PAIR[1]).setup()
-    alone.train_loader.set_epoch(1)
-    first = [(_digest(x), _digest(y)) for x, y in alone.train_loader]
+    alone.state.train_loader.set_epoch(1)
+    first = [(_digest(x), _digest(y)) for x, y in alone.state.train_loader]
     assert plain[: len(first)] == first
 
 
@@ -208,7 +209,7 @@ def test_train_page_overlays_every_member_of_a_group(tmp_path, monkeypatch):
     assert sum("reached" in s.value for s in at.success) == 2  # one sentence per net
 
 
-@pytest.mark.parametrize("name", [name for name, nets in RECIPES.items() if len(nets) > 1])
+@pytest.mark.parametrize("name", [name for name, nets in READY_CHOICES.items() if len(nets) > 1])
 def test_every_ready_made_group_can_share_batches(name):
-    nets = [{**TrainConfig().to_dict(), **overrides} for overrides in RECIPES[name]]
+    nets = [{**TrainConfig().to_dict(), **overrides} for overrides in READY_CHOICES[name]]
     assert [config.model for config in check_group(nets)] == [n["model"] for n in nets]

@@ -15,6 +15,7 @@ from torch import nn
 
 from resnet_core import build_model
 from resnet_core.cli import train as cli_train
+from resnet_core.common.cifar import CIFAR10_MEAN, CIFAR10_STD, NOTEBOOK_STD
 from resnet_core.common.errors import ConfigError
 from resnet_core.nets.model import SimpleCNN, SmallCNN
 from resnet_core.nets.size import estimate_params
@@ -22,18 +23,15 @@ from resnet_core.nets.spec import ArchSpec, resolve_spec
 from resnet_core.training.callbacks import EventLog
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    NOTEBOOK_STD,
     Cifar10,
-    DeviceLoader,
     synthetic_cifar10,
 )
 from resnet_core.training.events import Step
 from resnet_core.training.experiments import shipped_root
-from resnet_core.training.recipe import eval_loader, lr_multiplier, train_loader
+from resnet_core.training.loader import DeviceLoader
+from resnet_core.training.notebooks import NOTEBOOK_NOTES, NOTEBOOK_RECIPES
+from resnet_core.training.parts import eval_loader, lr_multiplier, train_loader
 from resnet_core.training.runs import load_run
-from resnet_core.training.seeds import SEED_NOTES, SEED_RECIPES
 from resnet_core.training.trainer import Trainer
 
 SEED_PARAMS = 896 + 64 + 18_496 + 128 + 73_856 + 256 + 295_168 + 512 + 2_570  # 391,946
@@ -298,17 +296,17 @@ def test_cli_flags_for_the_new_fields():
     cli_train.register(subparsers)
     parser = subparsers.choices["train"]
     argv = ["--milestones", "8,12", "--no-augment", "--crop-pad", "zeros", "--gamma", "0.5"]
-    config = cli_train._config_from_args(parser.parse_args([*argv, "--normalize", "notebook"]))
+    config = cli_train.config_from_args(parser.parse_args([*argv, "--normalize", "notebook"]))
     assert config.schedule == "step" and config.milestones == (8, 12) and config.gamma == 0.5
     assert (config.augment, config.crop_pad, config.normalize) == (False, "zeros", "notebook")
     constant = parser.parse_args(["--schedule", "constant", "--lr", "0.001"])
-    assert cli_train._config_from_args(constant).schedule == "constant"
+    assert cli_train.config_from_args(constant).schedule == "constant"
 
 
 # Ready-made recipes ----------------------------------------------------------------------------
 def test_every_seed_recipe_is_a_valid_config_group():
-    assert set(SEED_NOTES) == set(SEED_RECIPES) and len(SEED_RECIPES) >= 2
-    for name, group in SEED_RECIPES.items():
+    assert set(NOTEBOOK_NOTES) == set(NOTEBOOK_RECIPES) and len(NOTEBOOK_RECIPES) >= 2
+    for name, group in NOTEBOOK_RECIPES.items():
         configs = [TrainConfig.from_dict(overrides) for overrides in group]
         assert len(configs) >= 2, name  # each compares nets
         shared = [{**c.to_dict(), "model": None} for c in configs]
@@ -319,11 +317,11 @@ def test_every_seed_recipe_is_a_valid_config_group():
         assert first.precision == "fp32" and first.label_smoothing == 0.0, name
         assert first.warmup == 0.0 and not first.nesterov, name
         assert first.normalize == "notebook" and first.crop_pad == "zeros", name
-        assert SEED_NOTES[name].endswith(".") and SEED_NOTES[name].count(". ") == 0, name
+        assert NOTEBOOK_NOTES[name].endswith(".") and NOTEBOOK_NOTES[name].count(". ") == 0, name
 
 
 def test_seed_recipes_reproduce_the_seeds_settings():
-    multistep = SEED_RECIPES["Seed notebook: plain vs residual, 15 epochs, MultiStepLR [8, 12]"]
+    multistep = NOTEBOOK_RECIPES["Seed notebook: plain vs residual, 15 epochs, MultiStepLR [8, 12]"]
     plain, residual = (TrainConfig.from_dict(o) for o in multistep)
     assert not plain.spec().residual and residual.spec().residual
     assert plain.spec().replace(residual=True) == residual.spec()  # twins
@@ -334,7 +332,7 @@ def test_seed_recipes_reproduce_the_seeds_settings():
         5e-4,
     )
     assert (plain.schedule, plain.milestones, plain.gamma) == ("step", (8, 12), 0.1)
-    adam = SEED_RECIPES["Seed notebook: SimpleCNN vs ResNet-18, Adam 1e-3, 15 epochs"]
+    adam = NOTEBOOK_RECIPES["Seed notebook: SimpleCNN vs ResNet-18, Adam 1e-3, 15 epochs"]
     cnn, resnet = (TrainConfig.from_dict(o) for o in adam)
     assert sum(p.numel() for p in build_model(cnn.spec()).parameters()) == SEED_PARAMS
     assert resnet.model == "resnet18"
@@ -362,13 +360,13 @@ def test_training_follows_the_milestones_and_keeps_the_pipeline(tmp_path):
     }
     log = EventLog()
     trainer = Trainer(TrainConfig.from_dict(config), [log], run_dir=tmp_path / "run").setup()
-    assert trainer.train_loader.pad_mode == "zeros"
-    assert trainer.test_loader.scale.flatten().tolist() == pytest.approx(
+    assert trainer.state.train_loader.pad_mode == "zeros"
+    assert trainer.state.test_loader.scale.flatten().tolist() == pytest.approx(
         [1 / (s * 255) for s in NOTEBOOK_STD]
     )
     trainer.fit()
     rates = {event.step: event.lr for event in log.events if isinstance(event, Step)}
-    per_epoch = trainer.steps_per_epoch
+    per_epoch = trainer.state.steps_per_epoch
     assert rates[1] == pytest.approx(0.1) and rates[per_epoch] == pytest.approx(0.1)
     assert rates[per_epoch + 1] == pytest.approx(0.05)  # first step of epoch 2
     assert rates[2 * per_epoch + 1] == pytest.approx(0.025)  # first step of epoch 3

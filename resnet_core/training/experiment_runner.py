@@ -1,0 +1,209 @@
+"""Running one of the lecture's experiments (`resnet_core.training.experiments`).
+
+`run_experiment` checks every run's settings and folder before it writes anything, trains
+the runs with the ordinary training engine (in worker processes with `jobs` > 1), slims
+their folders to ship (`resnet_core.training.slimming`), or, for an analysis, measures the
+runs of the experiment it analyses (`resnet_core.training.responses`; the images measured
+go to `sample.json`), and writes `experiment.json`: command, hardware, date, versions, wall
+time and the recipe that produced the numbers, so that a result can be traced to what made
+it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from resnet_core.analysis.sampling import SAMPLE_FILE
+from resnet_core.common.device import resolve_device
+from resnet_core.common.env import provenance
+from resnet_core.common.files import write_json_atomic
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.events import Failed
+from resnet_core.training.experiments import (
+    Experiment,
+    ExperimentError,
+    RunPlan,
+    get_experiment,
+    member_configs,
+)
+from resnet_core.training.responses import RESPONSES_FILE, measure_responses
+from resnet_core.training.runs import claim_run_dir
+from resnet_core.training.slimming import slim_run
+from resnet_core.training.trainer import Trainer
+
+__all__ = ["run_experiment"]
+
+
+def _check_members(
+    experiment: Experiment, folder: Path, configs: list[tuple[RunPlan, dict[str, Any]]]
+) -> None:
+    """Validate every run's settings and folder before anything is written: a bad setting
+    (e.g. epochs -1) or a folder holding an earlier run stops the whole experiment."""
+    if folder.exists() and not folder.is_dir():
+        raise ExperimentError(f"{folder}: is a file, not a folder; choose another --out")
+    for plan, config in configs:
+        try:
+            TrainConfig.from_dict(config)
+            claim_run_dir(folder / plan.label)
+        except ValueError as error:
+            raise ExperimentError(f"{experiment.name}, run {plan.label}: {error}") from None
+
+
+def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Train one run (in this process or a worker); return its last event as a dict.
+
+    A run that fails is reported as its "failed" event rather than raised, so one broken
+    run does not lose the others' results.
+    """
+    trainer = Trainer(TrainConfig.from_dict(config), run_dir=run_dir)
+    try:
+        trainer.fit()
+    except Exception as error:  # noqa: BLE001 - recorded in experiment.json instead
+        if not isinstance(trainer.outcome, Failed):
+            return {"event": "failed", "message": f"{type(error).__name__}: {error}"}
+    scalars = (str, int, float, bool, type(None))
+    return {k: v for k, v in trainer.outcome.to_dict().items() if isinstance(v, scalars)}
+
+
+def _train_members(
+    configs: list[tuple[RunPlan, dict[str, Any]]], folder: Path, jobs: int
+) -> list[tuple[RunPlan, dict[str, Any]]]:
+    """Train every run into `folder`, `jobs` at once in worker processes; (plan, last event)."""
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = [
+                (plan, pool.submit(_train_member, config, str(folder / plan.label)))
+                for plan, config in configs
+            ]
+            return [(plan, future.result()) for plan, future in futures]
+    return [(plan, _train_member(config, str(folder / plan.label))) for plan, config in configs]
+
+
+def _train(
+    configs: list[tuple[RunPlan, dict[str, Any]]],
+    folder: Path,
+    jobs: int,
+    on_event: Callable[[dict[str, Any]], None] | None,
+    ship_weights: bool = True,
+) -> list[dict[str, Any]]:
+    """Train, report and slim every run; the experiment record's entry for each."""
+    members = []
+    for plan, last in _train_members(configs, folder, jobs):
+        member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
+        members.append(member)
+        if on_event:
+            on_event({"event": "member", **member, "done": len(members), "total": len(configs)})
+    for plan, _ in configs:
+        slim_run(folder / plan.label, keep_weights=ship_weights)
+    return members
+
+
+def _analyse(
+    experiment: Experiment, folder: Path, source: Path, data_dir: str | None, device: str
+) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Measure the trained runs of `source` into `folder`: recipe name, recipe and members."""
+    recipe_name = json.loads((source / "experiment.json").read_text())["recipe_name"]
+    recipe = {"analysis_of": experiment.analysis_of}
+    frame, sample = measure_responses(source, experiment.runs, data_dir, device)
+    frame.to_csv(folder / RESPONSES_FILE, index=False)
+    write_json_atomic(folder / SAMPLE_FILE, sample)
+    members: list[dict[str, Any]] = [
+        {"label": plan.label, "run": f"../{experiment.analysis_of}/{plan.label}"}
+        for plan in experiment.runs
+    ]
+    return recipe_name, recipe, members
+
+
+def _record(
+    experiment: Experiment,
+    command: str | None,
+    device: str,
+    started: float,
+    recipe_name: str,
+    recipe: dict[str, Any],
+    members: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The contents of `experiment.json`."""
+    return {
+        "name": experiment.name,
+        "title": experiment.title,
+        "claim": experiment.claim,
+        **provenance(
+            command or " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), device
+        ),
+        "wall_seconds": round(time.time() - started, 1),
+        "recipe_name": recipe_name,
+        "recipe": recipe,
+        "runs": members,
+    }
+
+
+def run_experiment(
+    name: str,
+    out_dir: str | os.PathLike,
+    epochs: int | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    jobs: int = 1,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    command: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Run an experiment and write its folder.
+
+    Args:
+        name: an experiment from `list_experiments()`.
+        out_dir: the folder that receives `<name>/` with one run directory per run.
+        epochs: override the recipe's epochs.
+        device: "auto", "cpu", "cuda" ...; picks the GPU or the reduced CPU recipe.
+        data_dir: CIFAR-10 folder (see `resnet_core.training.data.load_cifar10`).
+        jobs: runs trained at once in worker processes (useful on a GPU).
+        on_event: called with {"event": "member", ...} as each run finishes ("done" of
+            "total" runs so far).
+        command: the command line to record (defaults to this process's argv).
+        overrides: TrainConfig fields applied to every run (e.g. a synthetic dataset in tests).
+
+    Returns:
+        The experiment folder.
+    """
+    experiment = get_experiment(name)
+    folder = Path(out_dir) / name
+    device = str(resolve_device(device))  # 'auto' becomes the device it picks
+    recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
+    if not experiment.analysis_of:
+        _check_members(experiment, folder, configs)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    if experiment.analysis_of:
+        source = Path(out_dir) / experiment.analysis_of
+        if not (source / "experiment.json").is_file():
+            run_experiment(
+                experiment.analysis_of,
+                out_dir,
+                epochs,
+                device,
+                data_dir,
+                jobs,
+                on_event,
+                command,
+                overrides,
+            )
+        recipe_name, recipe, members = _analyse(experiment, folder, source, data_dir, device)
+    else:
+        # where the data lay on this machine is no part of the recipe
+        recipe = {
+            k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
+        }
+        members = _train(configs, folder, jobs, on_event, experiment.ship_weights)
+    record = _record(experiment, command, device, started, recipe_name, recipe, members)
+    write_json_atomic(folder / "experiment.json", record)
+    return folder
