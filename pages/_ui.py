@@ -42,9 +42,11 @@ from resnet_core.views import charts, lecture
 from resnet_core.views.lockstep import (
     METRIC_CHARTS,
     LockstepFrames,
+    barely_trained_sentence,
     layer_grad_frame,
     layer_grad_heatmap,
     lockstep_chart,
+    lockstep_frames,
 )
 
 _ROUTER = threading.local()  # set while app.py's router runs a page, per script thread
@@ -466,6 +468,9 @@ def show_grad_heatmap(events_by_net: dict, name: str) -> None:
         + ", ".join(f"{count} for {net}" for net, count in steps.items())
         + "); each row a conv or linear layer, input end at the top. One colour scale for all."
     )
+    warning = barely_trained_sentence(lockstep_frames(events_by_net))
+    if warning:
+        st.warning(warning, icon=":material/warning:")
 
 
 def _default_trained_run(runs: dict[str, str]) -> str:

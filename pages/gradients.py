@@ -25,6 +25,7 @@ from resnet_core.views.explain import (
     INIT_RESPONSES,
     gradient_sentence,
     gradient_story,
+    ratio_spread_sentence,
     response_sentence,
     sample_text,
 )
@@ -247,6 +248,11 @@ plain = [n for n in names if not residual[n]]
 skips = [n for n in names if residual[n]]
 if plain and skips:
     st.markdown(gradient_story(plain[0], ratios[plain[0]], skips[0], ratios[skips[0]]))
+    pair = {plain[0]: [ratios[plain[0]]], skips[0]: [ratios[skips[0]]]}
+    st.caption(
+        f"{ratio_spread_sentence(pair, [seed])} Change the seed to see how much it moves; "
+        "the Lecture's slide 4 states the spread over three seeds for depth 56."
+    )
 
 left, right = st.columns(2)
 kinds = ("conv", "linear", "bn") if show_bn else ("conv", "linear")

@@ -22,9 +22,17 @@ from resnet_core.views import charts, lecture, lecture_charts
 from resnet_core.views import landscape as landscape_views
 from resnet_core.views import lesion as lesion_views
 from resnet_core.views.diagram import block_diagram
-from resnet_core.views.explain import fmt_ratio, gradient_story, response_sentence, sample_text
+from resnet_core.views.explain import (
+    fmt_ratio,
+    gradient_story,
+    ratio_spread_sentence,
+    response_sentence,
+    sample_text,
+)
 
 _ui.require_router()
+
+SPREAD_SEEDS = 3  # slide 4 states its ratios' spread over this many seeds
 
 st.html(
     """<style>
@@ -97,7 +105,8 @@ def _probe(seed: int) -> dict[str, pd.DataFrame]:
 
 def _warm() -> None:
     _ui.blocks_of(get_preset("resnet18").to_json(), 32)  # slide 3's trace
-    _probe(0)  # slide 4's default probe
+    for seed in range(SPREAD_SEEDS):
+        _probe(seed)  # slide 4's default probe and its spread
 
 
 @st.cache_resource
@@ -167,8 +176,8 @@ def slide_shapes() -> None:
 
 
 def slide_gradients() -> None:
-    seed = st.number_input("Seed", 0, 999, 0, key="lecture_seed")
-    frames = _probe(int(seed))
+    seed = int(st.number_input("Seed", 0, 999, 0, key="lecture_seed"))
+    frames = _probe(seed)
     plain, residual = grad_ratio(frames["plain56"]), grad_ratio(frames["resnet56"])
     st.markdown(gradient_story("plain56", plain, "resnet56", residual))
     convs = {name: frame[frame["kind"] == "conv"] for name, frame in frames.items()}
@@ -182,9 +191,12 @@ def slide_gradients() -> None:
         height=380,
     )
     show(chart, "gradients_at_init", long)
+    seeds = list(range(seed, seed + SPREAD_SEEDS))
+    ratios = {net: [grad_ratio(_probe(s)[net]) for s in seeds] for net in ("plain56", "resnet56")}
     st.caption(
-        f"First conv / last conv gradient: {fmt_ratio(plain)} in plain-56, {fmt_ratio(residual)} in "
-        "ResNet-56. Measured now on random inputs, Kaiming init, BatchNorm in training mode."
+        f"First conv / last conv gradient at seed {seed}: {fmt_ratio(plain)} in plain-56, "
+        f"{fmt_ratio(residual)} in ResNet-56. {ratio_spread_sentence(ratios, seeds)} Measured "
+        "now on random inputs, Kaiming init, BatchNorm in training mode."
     )
 
 

@@ -18,6 +18,7 @@ from resnet_core.views.explain import (
     fmt_seconds,
     gradient_sentence,
     gradient_story,
+    ratio_spread_sentence,
     response_sentence,
     run_sentence,
 )
@@ -121,3 +122,13 @@ def test_measure_net_is_reproducible():
     trained = build_model(spec).state_dict()
     _, responses = measure_net(spec, inputs, targets, seed=1, state_dict=trained)
     assert len(responses) == 19
+
+
+def test_ratio_spread_says_one_seed_or_whether_the_ranges_overlap():
+    one = ratio_spread_sentence({"plain56": [900.0], "resnet56": [3.0]}, [4])
+    assert one == "One seed (4): the first/last ratio is 900x in plain56 and 3x in resnet56."
+    apart = ratio_spread_sentence({"plain56": [900.0, 2400.0], "resnet56": [2.0, 3.5]}, [0, 1])
+    assert "Over seeds 0-1" in apart and "900x-2,400x in plain56" in apart
+    assert apart.endswith("the ranges do not overlap.")
+    close = ratio_spread_sentence({"plain20": [3.0, 12.0], "resnet20": [2.0, 4.0]}, [0, 1, 2])
+    assert "overlap: within the seed-to-seed spread" in close and "seeds 0-2" in close

@@ -223,3 +223,14 @@ def test_the_reproduction_slide_renders_from_shipped_files(shipped_here):
     assert f"Slide {number} of {number}" in text
     shown = at.dataframe[0].value.set_index("network")
     assert shown.loc["resnet56", "He et al. Table 6 (%)"] == "6.97"
+
+
+def test_gradient_slide_states_the_spread_over_three_seeds():
+    at = app_test()
+    at.query_params["slide"] = "4"
+    at.switch_page("pages/lecture.py")
+    at.run(timeout=120)
+    assert not no_exceptions(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Over seeds 0-2 the first/last ratio is" in captions
+    assert "in plain56 and" in captions and "the ranges" in captions

@@ -16,11 +16,13 @@ from resnet_core.training.callbacks import Callback
 from resnet_core.training.choices import READY_CHOICES
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.events import Step
+from resnet_core.training.experiments import shipped_root
 from resnet_core.training.jobs import Job, JobQueue
 from resnet_core.training.lockstep import LockstepGroup, check_group, fit_group
 from resnet_core.training.runs import is_run_folder, load_run, read_events, run_info
 from resnet_core.training.trainer import Trainer
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
+from resnet_core.views.lockstep import barely_trained_sentence, lockstep_frames
 
 # 2 epochs of 2 steps each on the synthetic set
 PAIR = [
@@ -213,3 +215,33 @@ def test_train_page_overlays_every_member_of_a_group(tmp_path, monkeypatch):
 def test_every_ready_made_group_can_share_batches(name):
     nets = [{**TrainConfig().to_dict(), **overrides} for overrides in READY_CHOICES[name]]
     assert [config.model for config in check_group(nets)] == [n["model"] for n in nets]
+
+
+def test_a_shipped_pair_where_one_net_barely_trained_says_so():
+    """grad_flow56's plain56 reached 22.6 % test accuracy against resnet56's 45.3 %: the
+    gradient map under it is that of a net that hardly learned, and the page says so with the
+    numbers; grad_flow's pair trained comparably and gets no warning."""
+
+    def frames(folder):
+        root = shipped_root() / folder
+        return lockstep_frames(
+            {p.name: read_events(p) for p in sorted(root.iterdir()) if p.is_dir()}
+        )
+
+    text = barely_trained_sentence(frames("grad_flow56"))
+    assert text.startswith("plain56 reached 22.6 % test accuracy, against 45.3 % for resnet56")
+    assert "barely trained" in text
+    assert barely_trained_sentence(frames("grad_flow")) == ""
+
+
+def test_runs_page_warns_under_the_gradient_map_of_a_net_that_barely_trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    shipped = next(o for o in at.selectbox(key="runs_collection").options if "plain-56" in o)
+    at.selectbox(key="runs_collection").set_value(shipped).run()
+    assert no_exceptions(at) == []
+    warnings = " ".join(w.value for w in at.warning)
+    assert "plain56 reached 22.6 % test accuracy" in warnings and "barely trained" in warnings

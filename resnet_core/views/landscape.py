@@ -80,7 +80,7 @@ def slice_chart(
         scale=alt.Scale(
             domain=modes, range=[BN_DASHES[m] for m in BN_DASHES if BN_LABELS[m] in modes]
         ),
-        legend=alt.Legend(orient="top", title="BatchNorm statistics", symbolStrokeWidth=3),
+        legend=alt.Legend(orient="top", title="BN statistics", symbolStrokeWidth=3),
     )
     base = alt.Chart(table)
     band = (
@@ -113,7 +113,7 @@ def slice_chart(
     )
     what = "loss" if loss else "accuracy"
     return alt.layer(band, lines, rule, label).properties(
-        title=f"Training {what} along filter-normalised directions", height=height
+        title=f"Training {what}, 1-D slices", height=height
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "lockstep_chart",
     "lockstep_frames",
     "lockstep_sentence",
+    "barely_trained_sentence",
     "net_colours",
     "MetricChart",
     "METRIC_CHARTS",
@@ -187,6 +188,27 @@ def lockstep_sentence(frames: LockstepFrames, span: int = 20) -> str:
     return (
         f"Averaged over steps {first}-{common}, the training loss is {listed}: "
         f"{means.idxmin()} is lowest so far."
+    )
+
+
+def barely_trained_sentence(frames: LockstepFrames, share: float = 0.5) -> str:
+    """A warning for each net whose best test accuracy is below `share` of the best net's:
+    its gradients over training are those of a net that hardly learned, not of how such a
+    net trains ("" when every net trained comparably, or none was evaluated)."""
+    tested = frames.epochs.dropna(subset=["test_acc"])
+    if tested.empty or tested["net"].nunique() < 2:
+        return ""
+    best = tested.groupby("net", sort=False)["test_acc"].max()
+    leader = best.idxmax()
+    behind = [net for net, value in best.items() if value < share * best[leader]]
+    if not behind:
+        return ""
+    named = "; ".join(f"{net} reached {best[net]:.1f} % test accuracy" for net in behind)
+    return (
+        f"{named}, against {best[leader]:.1f} % for {leader} (chance: 10 % on CIFAR-10): "
+        f"{'it' if len(behind) == 1 else 'they'} barely trained, so "
+        f"{'its' if len(behind) == 1 else 'their'} gradients here show a net that did not "
+        "learn, not how such a net trains when it does. Compare with care."
     )
 
 
