@@ -7,6 +7,7 @@ Measuring it, and the result files, are `resnet_core.studies.landscape`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -51,6 +52,43 @@ def _spread(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     return table
 
 
+def _encodings(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
+    """The slice chart's shared x, colour (plain reds, residual blues) and dash (one per
+    BatchNorm mode present)."""
+    nets = _net_order(frame)
+    residual = frame.drop_duplicates("net").set_index("net")["residual"]
+    colours = net_colours({n: bool(residual[n]) for n in nets})
+    modes = [mode for mode in BN_DASHES if mode in set(table["bn"])]
+    return {
+        "x": alt.X("alpha:Q", title="step a along the direction (0 = trained weights)"),
+        "color": alt.Color(
+            "net:N", scale=colours, legend=alt.Legend(orient="top", title="network")
+        ),
+        "strokeDash": alt.StrokeDash(
+            "statistics:N",
+            scale=alt.Scale(
+                domain=[BN_LABELS[m] for m in modes], range=[BN_DASHES[m] for m in modes]
+            ),
+            legend=alt.Legend(orient="top", title="BN statistics", symbolStrokeWidth=3),
+        ),
+    }
+
+
+def _chance_rule(value: str, classes: int) -> tuple[alt.Chart, alt.Chart]:
+    """A dotted grey rule at chance (loss ln classes, or accuracy 100 / classes %), labelled."""
+    loss = value == "loss"
+    level = math.log(classes) if loss else 100 / classes
+    text = f"chance: ln {classes} = {level:.1f}" if loss else f"chance: {level:.0f} %"
+    chance = pd.DataFrame({"y": [level], "label": [text]})
+    rule = alt.Chart(chance).mark_rule(color="#7f7f7f", strokeDash=[2, 2]).encode(y="y:Q")
+    label = (
+        alt.Chart(chance)
+        .mark_text(align="left", dx=4, dy=-8, color="#555555")
+        .encode(y="y:Q", x=alt.value(0), text="label:N")
+    )
+    return rule, label
+
+
 def slice_chart(
     frame: pd.DataFrame, value: str = "loss", classes: int = 10, height: int = 320
 ) -> alt.LayerChart:
@@ -65,34 +103,24 @@ def slice_chart(
         value: "loss" or "accuracy".
         classes: number of classes, for the chance line.
     """
-    nets = _net_order(frame)
-    residual = frame.drop_duplicates("net").set_index("net")["residual"]
-    colours = net_colours({n: bool(residual[n]) for n in nets})
     table = _spread(frame, value)
+    encode = _encodings(frame, table)
     loss = value == "loss"
     title = "training loss (log scale)" if loss else "training accuracy (%)"
     y_scale = alt.Scale(type="log") if loss else alt.Scale(domain=[0, 100])
-    x = alt.X("alpha:Q", title="step a along the direction (0 = trained weights)")
-    colour = alt.Color("net:N", scale=colours, legend=alt.Legend(orient="top", title="network"))
-    modes = [BN_LABELS[m] for m in BN_DASHES if m in set(table["bn"])]
-    dash = alt.StrokeDash(
-        "statistics:N",
-        scale=alt.Scale(
-            domain=modes, range=[BN_DASHES[m] for m in BN_DASHES if BN_LABELS[m] in modes]
-        ),
-        legend=alt.Legend(orient="top", title="BN statistics", symbolStrokeWidth=3),
-    )
     base = alt.Chart(table)
     band = (
         base.transform_filter("datum.bn == 'recomputed'")
         .mark_area(opacity=0.18)
-        .encode(x=x, y=alt.Y("min:Q", title=title, scale=y_scale), y2="max:Q", color=colour)
+        .encode(
+            x=encode["x"],
+            y=alt.Y("min:Q", title=title, scale=y_scale),
+            y2="max:Q",
+            color=encode["color"],
+        )
     )
     lines = base.mark_line(point=True).encode(
-        x=x,
         y=alt.Y("mean:Q", title=title, scale=y_scale),
-        color=colour,
-        strokeDash=dash,
         tooltip=[
             "net",
             "statistics",
@@ -101,18 +129,10 @@ def slice_chart(
             alt.Tooltip("min:Q", format=".3g"),
             alt.Tooltip("max:Q", format=".3g"),
         ],
-    )
-    chance_value = math.log(classes) if loss else 100 / classes
-    text = f"chance: ln {classes} = {chance_value:.1f}" if loss else f"chance: {chance_value:.0f} %"
-    chance = pd.DataFrame({"y": [chance_value], "label": [text]})
-    rule = alt.Chart(chance).mark_rule(color="#7f7f7f", strokeDash=[2, 2]).encode(y="y:Q")
-    label = (
-        alt.Chart(chance)
-        .mark_text(align="left", dx=4, dy=-8, color="#555555")
-        .encode(y="y:Q", x=alt.value(0), text="label:N")
+        **encode,
     )
     what = "loss" if loss else "accuracy"
-    return alt.layer(band, lines, rule, label).properties(
+    return alt.layer(band, lines, *_chance_rule(value, classes)).properties(
         title=f"Training {what}, 1-D slices", height=height
     )
 
