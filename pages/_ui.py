@@ -46,7 +46,6 @@ from resnet_core.views.lockstep import (
     layer_grad_frame,
     layer_grad_heatmap,
     lockstep_chart,
-    lockstep_frames,
 )
 
 _ROUTER = threading.local()  # set while app.py's router runs a page, per script thread
@@ -456,8 +455,9 @@ def show_metric_charts(
                 st.caption(f"{metric.title}: {why_empty(metric.value)}")
 
 
-def show_grad_heatmap(events_by_net: dict, name: str) -> None:
-    """The layer x step heat map of gradient norms of runs that logged them (nothing if none)."""
+def show_grad_heatmap(events_by_net: dict, name: str, frames: LockstepFrames | None = None) -> None:
+    """The layer x step heat map of gradient norms of runs that logged them (nothing if none);
+    with the nets' `frames` (several nets), also a warning about any that barely trained."""
     frame = layer_grad_frame(events_by_net)
     if frame.empty:
         return
@@ -468,7 +468,7 @@ def show_grad_heatmap(events_by_net: dict, name: str) -> None:
         + ", ".join(f"{count} for {net}" for net, count in steps.items())
         + "); each row a conv or linear layer, input end at the top. One colour scale for all."
     )
-    warning = barely_trained_sentence(lockstep_frames(events_by_net))
+    warning = barely_trained_sentence(frames) if frames is not None else ""
     if warning:
         st.warning(warning, icon=":material/warning:")
 

@@ -69,7 +69,7 @@ def _compare(infos: dict[str, RunInfo], chosen: list[str]) -> None:
         lambda _: "none logged yet (a run is evaluated after each epoch).",
     )
     st.caption("Plain nets in reds, residual nets in blues.")
-    _ui.show_grad_heatmap(events, "runs-layer-gradients")
+    _ui.show_grad_heatmap(events, "runs-layer-gradients", frames)
 
 
 def _open_in_gradients(run_path: str) -> None:

@@ -279,7 +279,7 @@ def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
         f"Training accuracy is the running mean of the last {SMOOTH_STEPS} logged batches. "
         "Every net sees the same batches in the same order, one step of each in turn."
     )
-    _ui.show_grad_heatmap(member_events, f"{job.job_id}-layer-gradients")
+    _ui.show_grad_heatmap(member_events, f"{job.job_id}-layer-gradients", frames)
 
 
 def _group_wait(value: str, config: dict) -> str:
