@@ -243,16 +243,20 @@ def test_one_shipped_deletion_recomputes(shipped, cifar_root):
 
 
 def test_shipped_sample_is_what_the_record_says(shipped, cifar_root):
-    """The shipped lesions predate seeded samples: sample.json says so, and names the first
-    images of each class of the image-folder copy, which is what they were measured on."""
+    """The shipped lesions were measured on a seeded stratified pick: sample.json holds exactly
+    the images `stratified_indices` draws for the record's seed and image count."""
     data = load_cifar10(cifar_root)
-    per_class = shipped.record["images"] // 10
-    first = [torch.nonzero(data.test_labels == c).flatten()[:per_class] for c in range(10)]
-    assert shipped.sample["indices"] == torch.cat(first).sort().values.tolist()
+    seed, images = shipped.record["seed"], shipped.record["images"]
+    assert shipped.sample["indices"] == stratified_indices(data.test_labels, images, seed).tolist()
     assert shipped.sample["dataset"] == data.source
-    assert f"the first {per_class} test images of each class" in shipped.sample["how"]
-    assert "not seeded" in shipped.sample["how"]
-    assert shipped.record["sample"] == f"the first {per_class} test images of each class"
+    assert shipped.sample["how"] == f"stratified, seed {seed}"
+    assert classes_in(data.test_labels, shipped.sample["indices"]) == 10
+
+
+def test_readme_states_the_shipped_median_drop(shipped):
+    drop = _summary(shipped)["resnet56"]["median_drop"]
+    text = Path("README.md").read_text()
+    assert f"loses a median {drop:.1f} points" in text
 
 
 def test_shipped_sentences_come_from_the_numbers(shipped):
@@ -264,7 +268,11 @@ def test_shipped_sentences_come_from_the_numbers(shipped):
     curve = study.random_summary(shipped.random).set_index(["net", "k"])["mean"]
     story = views.random_story(shipped.random)
     assert "resnet56 with 1, 6 and 13 of its 27 deletable blocks" in story
-    assert f"{curve['resnet56', 1]:.0f} %, {curve['resnet56', 6]:.0f} %" in story
+    spread = study.random_summary(shipped.random).set_index(["net", "k"])
+    low, high = spread.at[("resnet56", 6), "low"], spread.at[("resnet56", 6), "high"]
+    assert f"{curve['resnet56', 6]:.0f} % ({low:.0f}-{high:.0f})" in story
+    assert "(mean and range of 5 draws)" in story
+    assert text.endswith(views.ONE_RUN)
 
 
 # Files and the CLI --------------------------------------------------------------------------

@@ -10,15 +10,18 @@ from resnet_core.analysis.sampling import (
     SAMPLE_FILE,
     classes_in,
     sample_record,
+    sample_text,
     stratified_indices,
+    write_sample,
 )
 from resnet_core.common.files import read_json
 from resnet_core.training.data import load_cifar10
+from resnet_core.training.experiment_runner import training_sample
 from resnet_core.training.experiments import shipped_root
 
 LABELS = torch.arange(1000) // 100  # sorted by class, like an image-folder split
 SHIPPED_SAMPLES = sorted(shipped_root().rglob(SAMPLE_FILE))
-MUST_RECORD = ("layer_responses", "lesion")  # the folders whose results are measured on images
+MUST_RECORD = sorted(path.name for path in shipped_root().iterdir() if path.is_dir())
 
 
 def test_even_per_class_with_the_remainder_spread_by_the_seed():
@@ -64,6 +67,37 @@ def test_sample_record_and_classes_in():
     }
     assert classes_in(LABELS, record["indices"]) == 10
     assert classes_in(LABELS, list(range(20))) == 1  # the first 20: one class only
+
+
+def test_sample_file_keeps_the_indices_on_one_line(tmp_path):
+    record = sample_record("train", torch.arange(0, 1000, 7), 2, dataset="synthetic")
+    write_sample(tmp_path / "sample.json", record)
+    assert read_json(tmp_path / "sample.json") == record
+    assert len(sample_text(record).splitlines()) == len(record) + 2  # braces, then a key a line
+
+
+def test_trained_runs_name_the_whole_test_split_and_their_training_images():
+    config = {"dataset": "synthetic", "subset": 60, "seed": 1}
+    record = training_sample(config)
+    assert record["split"] == "test" and record["dataset"] == "synthetic"
+    assert record["indices"] == list(range(len(record["indices"]))) and record["indices"]
+    assert record["train"] == {"images": 60, "how": "the whole training split"}
+
+
+def test_a_cifar_subset_says_which_training_images(cifar_root):
+    record = training_sample({"dataset": "cifar10", "subset": 100, "data_dir": cifar_root})
+    assert record["indices"] == list(range(10_000))
+    assert record["train"]["images"] == 100
+    assert record["train"]["how"].startswith("the first 10 training images of each class")
+
+
+@pytest.mark.parametrize("name", ["degradation", "grad_flow", "grad_flow56"])
+def test_shipped_training_samples_are_what_their_runs_used(name, cifar_root):
+    """Recomputed from the first run's config: a re-ship with another subset fails here."""
+    folder = shipped_root() / name
+    first = read_json(folder / "experiment.json")["runs"][0]["run"]
+    config = {**read_json(folder / first / "config.json"), "data_dir": cifar_root}
+    assert read_json(folder / SAMPLE_FILE) == training_sample(config)
 
 
 @pytest.mark.parametrize("name", MUST_RECORD)

@@ -9,9 +9,14 @@ anyone can re-measure on exactly the same images.
 
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 
-__all__ = ["SAMPLE_FILE", "stratified_indices", "sample_record", "classes_in"]
+from resnet_core.common.files import write_bytes_atomic
+
+__all__ = ["SAMPLE_FILE", "stratified_indices", "sample_record", "classes_in", "write_sample"]
 
 SAMPLE_FILE = "sample.json"
 
@@ -59,3 +64,15 @@ def sample_record(split: str, indices: torch.Tensor, seed: int, **more: object) 
 def classes_in(labels: torch.Tensor, indices: list[int] | torch.Tensor) -> int:
     """How many distinct classes the picked images cover."""
     return int(torch.unique(labels.cpu()[torch.as_tensor(indices, dtype=torch.long)]).numel())
+
+
+def sample_text(record: dict) -> str:
+    """The text of `sample.json`: one key per line, each value on its line (a whole test split
+    is 10,000 indices; one per line would make the shipped folder needlessly large)."""
+    lines = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def write_sample(path: str | os.PathLike, record: dict) -> None:
+    """Write a sample record atomically as `sample_text` lays it out."""
+    write_bytes_atomic(path, sample_text(record).encode("utf-8"))

@@ -27,7 +27,12 @@ from resnet_core.analysis.landscape import (
     perturbed,
     random_directions,
 )
-from resnet_core.analysis.sampling import SAMPLE_FILE, sample_record, stratified_indices
+from resnet_core.analysis.sampling import (
+    SAMPLE_FILE,
+    sample_record,
+    stratified_indices,
+)
+from resnet_core.analysis.sampling import write_sample as write_sample_file
 from resnet_core.common.env import provenance
 from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
 from resnet_core.nets.model import build_model
@@ -274,7 +279,7 @@ def check_sample(folder: str | os.PathLike, sample: Sample) -> Path:
 def write_sample(folder: str | os.PathLike, sample: Sample) -> Path:
     """Write `sample.json` into `folder` (refused as `check_sample` says)."""
     path = check_sample(folder, sample)
-    write_json_atomic(path, sample.record())
+    write_sample_file(path, sample.record())
     return path
 
 

@@ -24,7 +24,12 @@ import pandas as pd
 import torch
 
 from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES, Progress, lesion_study
-from resnet_core.analysis.sampling import SAMPLE_FILE, sample_record, stratified_indices
+from resnet_core.analysis.sampling import (
+    SAMPLE_FILE,
+    sample_record,
+    stratified_indices,
+    write_sample,
+)
 from resnet_core.common.device import device_name
 from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
 from resnet_core.studies.datasets import run_test_set
@@ -244,7 +249,7 @@ def write_results(result: LesionResult, path: str | os.PathLike) -> list[Path]:
     write_bytes_atomic(single_path, result.single.to_csv(index=False).encode())
     write_bytes_atomic(random_path, result.random.to_csv(index=False).encode())
     write_json_atomic(record_path, result.record)
-    write_json_atomic(sample_path, result.sample)
+    write_sample(sample_path, result.sample)
     return [single_path, random_path, record_path, sample_path]
 
 

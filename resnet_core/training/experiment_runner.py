@@ -3,10 +3,10 @@
 `run_experiment` checks every run's settings and folder before it writes anything, trains
 the runs with the ordinary training engine (in worker processes with `jobs` > 1), slims
 their folders to ship (`resnet_core.training.slimming`), or, for an analysis, measures the
-runs of the experiment it analyses (`resnet_core.training.responses`; the images measured
-go to `sample.json`), and writes `experiment.json`: command, hardware, date, versions, wall
-time and the recipe that produced the numbers, so that a result can be traced to what made
-it.
+runs of the experiment it analyses (`resnet_core.training.responses`). `sample.json` names
+the images: those measured, or for trained runs the test split and the training images.
+`experiment.json` holds the command, hardware, date, versions, wall time and the recipe that
+produced the numbers, so that a result can be traced to what made it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from resnet_core.analysis.sampling import SAMPLE_FILE
+from resnet_core.analysis.sampling import SAMPLE_FILE, write_sample
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import provenance
 from resnet_core.common.files import write_json_atomic
 from resnet_core.training.config import TrainConfig
+from resnet_core.training.data import load_dataset
 from resnet_core.training.events import Failed
 from resnet_core.training.experiments import (
     Experiment,
@@ -40,7 +41,7 @@ from resnet_core.training.runs import claim_run_dir
 from resnet_core.training.slimming import slim_run
 from resnet_core.training.trainer import Trainer
 
-__all__ = ["run_experiment"]
+__all__ = ["run_experiment", "training_sample"]
 
 
 def _check_members(
@@ -115,12 +116,38 @@ def _analyse(
     recipe = {"analysis_of": experiment.analysis_of}
     frame, sample = measure_responses(source, experiment.runs, data_dir, device)
     frame.to_csv(folder / RESPONSES_FILE, index=False)
-    write_json_atomic(folder / SAMPLE_FILE, sample)
+    write_sample(folder / SAMPLE_FILE, sample)
     members: list[dict[str, Any]] = [
         {"label": plan.label, "run": f"../{experiment.analysis_of}/{plan.label}"}
         for plan in experiment.runs
     ]
     return recipe_name, recipe, members
+
+
+def training_sample(config: dict[str, Any]) -> dict[str, Any]:
+    """What `sample.json` holds for trained runs: every run is judged on the whole test split
+    and trained on the whole training split or, with a subset, the first images of each class
+    (`resnet_core.training.data.stratified_subset`)."""
+    data = load_dataset(
+        config.get("dataset", "cifar10"),
+        config.get("data_dir"),
+        subset=config.get("subset"),
+        seed=config.get("seed", 0),
+    )
+    subset = config.get("subset") if config.get("dataset", "cifar10") == "cifar10" else None
+    train = (
+        f"the first {subset // data.num_classes} training images of each class "
+        f"({data.source} order), not seeded"
+        if subset
+        else "the whole training split"
+    )
+    return {
+        "split": "test",
+        "indices": list(range(len(data.test_labels))),
+        "how": "the whole test split: every run's test accuracy",
+        "dataset": data.source,
+        "train": {"images": len(data.train_labels), "how": train},
+    }
 
 
 def _record(
@@ -204,6 +231,7 @@ def run_experiment(
             k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
         }
         members = _train(configs, folder, jobs, on_event, experiment.ship_weights)
+        write_sample(folder / SAMPLE_FILE, training_sample(configs[0][1]))
     record = _record(experiment, command, device, started, recipe_name, recipe, members)
     write_json_atomic(folder / "experiment.json", record)
     return folder

@@ -15,6 +15,7 @@ from resnet_core.studies.lesion import random_summary, single_summary
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
 
 __all__ = [
+    "ONE_RUN",
     "single_story",
     "random_story",
     "single_chart",
@@ -22,6 +23,9 @@ __all__ = [
     "depth_pairs",
 ]
 
+ONE_RUN = (
+    "Each net is one trained run: how much this varies between training seeds is not measured."
+)
 NEAR_CHANCE = 10.0  # points above chance that still read as "near chance"
 GREY = "#555555"
 INK = "#222222"
@@ -67,7 +71,8 @@ def single_story(frame: pd.DataFrame) -> str:
         return ""
     rows = summary.set_index("net", drop=False)
     order = _ordered(list(rows.index), dict(zip(rows["net"], rows["residual"])))
-    return " ".join(_single_sentence(rows.loc[net], _chance(frame)) for net in order)
+    sentences = [_single_sentence(rows.loc[net], _chance(frame)) for net in order]
+    return " ".join([*sentences, ONE_RUN])
 
 
 def _spoken_list(items: Sequence[str]) -> str:
@@ -82,14 +87,21 @@ def _random_sentence(group: pd.DataFrame, chance: float) -> str:
     if not picks:
         return ""
     counts = _spoken_list([str(k) for k in picks])
-    accuracies = _spoken_list([f"{at[k]:.0f} %" for k in picks])
+    rows = group.set_index("k")
+    accuracies = _spoken_list(
+        [f"{at[k]:.0f} % ({rows.at[k, 'low']:.0f}-{rows.at[k, 'high']:.0f})" for k in picks]
+    )
     draws = int(group.loc[group["k"] > 0, "draws"].max())
     near = group[(group["k"] > 0) & (group["mean"] <= chance + 5)]
     tail = f"; within 5 points of chance from {int(near['k'].min())} on" if len(near) else ""
     return (
         f"{net} with {counts} of its {most} deletable blocks deleted at random: {accuracies} "
-        f"right (mean of {draws} draw{'s' if draws > 1 else ''}){tail}."
+        f"right ({_draws_phrase(draws)}){tail}."
     )
+
+
+def _draws_phrase(draws: int) -> str:
+    return f"mean and range of {draws} draws" if draws > 1 else "one draw"
 
 
 def random_story(frame: pd.DataFrame) -> str:
