@@ -128,7 +128,7 @@ def test_lockstep_frames_sentence_and_colours():
     # step 2 is the last both reached: (2.0 + 1.8) / 2 and (2.0 + 1.4) / 2
     assert lockstep_sentence(frames) == (
         "Averaged over steps 1-2, the training loss is 1.90 for plain20 and 1.70 for "
-        "resnet20: resnet20 is lowest so far."
+        "resnet20: resnet20 is lowest so far (one run each)."
     )
     residual = {"p1": False, "r1": True, "p2": False, "p3": False, "p4": False, "p5": False}
     colours = net_colours(residual).to_dict()["range"]

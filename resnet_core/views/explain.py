@@ -223,6 +223,9 @@ def _gap_verdict(gaps: dict[tuple[str, str], float]) -> str:
     )
 
 
+ONE_TRAINED_RUN = "One trained run of each net: the spread between training seeds is not measured."
+
+
 def response_sentence(frames: dict[str, pd.DataFrame], residual: dict[str, bool]) -> str:
     """Median layer-response std of each net; how much smaller (or larger) each residual
     net's is than its plain twin's, in percent and in words; and whether that bears out
@@ -240,7 +243,7 @@ def response_sentence(frames: dict[str, pd.DataFrame], residual: dict[str, bool]
         return text
     gaps = {(p, r): response_gap(frames[p], frames[r]) for p, r in pairs}
     clauses = "; ".join(_gap_clause(p, r, gap) for (p, r), gap in gaps.items())
-    return f"{text} So {clauses}. {_gap_verdict(gaps)}"
+    return f"{text} So {clauses}. {_gap_verdict(gaps)} {ONE_TRAINED_RUN}"
 
 
 def sample_text(sample: dict | None) -> str:

@@ -346,9 +346,9 @@ def results_sentence(results: pd.DataFrame) -> str:
     if len(shown) == 2:
         deeper = ours["resnet56"] < ours["resnet20"]
         text += (
-            " As in the paper, the 56-layer ResNet beats the 20-layer one."
+            " As in the paper, the 56-layer ResNet beats the 20-layer one (one run of each)."
             if deeper
-            else " Unlike the paper, our 56-layer ResNet does not beat the 20-layer one."
+            else " Unlike the paper, our 56-layer ResNet does not beat the 20-layer one (one run of each)."
         )
     gap = min(ours[n] - HE_TABLE6[n] for n in shown) if shown else None
     if gap is not None and gap > 0:

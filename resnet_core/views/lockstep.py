@@ -187,7 +187,7 @@ def lockstep_sentence(frames: LockstepFrames, span: int = 20) -> str:
     listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
     return (
         f"Averaged over steps {first}-{common}, the training loss is {listed}: "
-        f"{means.idxmin()} is lowest so far."
+        f"{means.idxmin()} is lowest so far (one run each)."
     )
 
 
