@@ -7,6 +7,7 @@ Everything heavy lives in resnet_core; this module only decides what to cache an
 from __future__ import annotations
 
 import json
+import logging
 import os
 import runpy
 import threading
@@ -22,6 +23,8 @@ from pandas.io.formats.style import Styler
 from resnet_core import ArchSpec, SpecError, build_model, trace_blocks, trace_shapes
 from resnet_core.common.device import machine_summary
 from resnet_core.common.env import DATA_ENV
+from resnet_core.common.errors import page_message
+from resnet_core.common.files import read_json
 from resnet_core.nets.onnx_export import input_side, to_onnx
 from resnet_core.nets.pretrained import (
     IMAGENET,
@@ -49,14 +52,19 @@ from resnet_core.views.lockstep import (
 )
 
 _ROUTER = threading.local()  # set while app.py's router runs a page, per script thread
+_LOG = logging.getLogger("resnet_explorer.pages")
 
 
 @contextmanager
 def routed() -> Iterator[None]:
-    """app.py runs its page inside this, so `require_router` knows the router is running it."""
+    """app.py runs its page inside this, so `require_router` knows the router is running it,
+    and an error no page caught is one line on the page (the traceback goes to the log)."""
     _ROUTER.active = True
     try:
         yield
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        _LOG.exception("a page stopped")  # the details go to the server's log only
+        st.error(page_message(error), icon=":material/error:")
     finally:
         _ROUTER.active = False
 
@@ -314,8 +322,8 @@ def run_collections() -> dict[str, Path]:
     root = shipped_root()
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         try:
-            title = json.loads((folder / "experiment.json").read_text())["title"]
-        except (OSError, ValueError, KeyError):
+            title = str(read_json(folder / "experiment.json")["title"])
+        except (TypeError, KeyError):  # missing, unreadable or not an experiment record
             continue
         collections[f"Shipped: {title}"] = folder
     return collections

@@ -479,7 +479,10 @@ def test_cli_writes_a_slice_with_its_record_and_sample(cifar_root, tmp_path, cap
     # another sample into the same folder is refused before anything is written over
     before = out.read_bytes()
     assert main([*args, "--seed", "5", "--out", str(out)]) == 2
-    assert "another sample" in capsys.readouterr().err and out.read_bytes() == before
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+    other = tmp_path / "other.csv"  # a new file name, but the folder's sample is another
+    assert main([*args, "--seed", "5", "--out", str(other)]) == 2
+    assert "another sample" in capsys.readouterr().err and not other.exists()
 
 
 # The page ------------------------------------------------------------------------------------

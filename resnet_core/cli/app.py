@@ -18,6 +18,7 @@ from pathlib import Path
 
 import tomllib
 
+from resnet_core.common.files import read_regular_text
 from resnet_core.training.experiments import shipped_root
 
 __all__ = ["register", "app_dir", "streamlit_command"]
@@ -40,7 +41,7 @@ def config_flags(folder: Path) -> list[str]:
     if not path.is_file():
         return []
     flags = []
-    for section, options in tomllib.loads(path.read_text()).items():
+    for section, options in tomllib.loads(read_regular_text(path)).items():
         for name, value in options.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             flags += [f"--{section}.{name}", text]

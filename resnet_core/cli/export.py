@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from resnet_core.cli.main import CliError, load_spec_argument, whole_number
-from resnet_core.common.files import write_bytes_atomic
+from resnet_core.common.files import check_output, write_new
 from resnet_core.nets.onnx_export import ONNX_OPSET, check_exportable, input_side, to_onnx
 from resnet_core.training.runs import load_run
 from resnet_core.training.tensorboard_export import export_tensorboard
@@ -87,10 +87,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     side = input_side(spec) if args.side is None else args.side
     if side < spec.min_input_size():
         raise CliError(f"--side {side}: this net needs images of at least {spec.min_input_size()}")
-    out = Path(args.out) if args.out else _default_out(args.model)
-    _refuse_existing(out, "--out")
+    out = check_output(Path(args.out) if args.out else _default_out(args.model))
     data = to_onnx(spec, side)
-    _write_new(out, data, "--out")
+    _write_new(out, data)
     print(
         f"wrote {out} ({len(data) / 1e6:.1f} MB, ONNX opset {ONNX_OPSET}): input 'images' "
         f"Nx{spec.in_channels}x{side}x{side}, output 'logits'; open it in Netron"
@@ -98,23 +97,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_existing(out: Path, other: str) -> None:
-    if out.exists():
-        raise CliError(f"{out}: already exists; remove it or choose another {other}")
-
-
-def _write_new(out: Path, data: bytes, other: str) -> None:
+def _write_new(out: Path, data: bytes) -> None:
     """Write `data` to `out` unless a file appeared there while it was made."""
-    _refuse_existing(out, other)
-    write_bytes_atomic(out, data)
+    try:
+        write_new(out, lambda stream: stream.write(data))
+    except FileExistsError:
+        raise CliError(f"{out}: appeared while the export ran; nothing replaced") from None
 
 
 def _export_run_onnx(args: argparse.Namespace) -> None:
-    out = Path(args.onnx)
-    _refuse_existing(out, "file")  # before the run is read
+    out = check_output(args.onnx)  # before the run is read
     model, info = load_run(args.run, args.checkpoint, root=getattr(args, "root", None))
     data = to_onnx(model.to(memory_format=torch.contiguous_format))
-    _write_new(out, data, "file")
+    _write_new(out, data)
     print(
         f"wrote {out} ({len(data) / 1e6:.1f} MB, ONNX opset {ONNX_OPSET}): the trained net of "
         f"{info.id} ({args.checkpoint}.pt); open it in Netron"

@@ -20,6 +20,7 @@ import pandas as pd
 from resnet_core.cli.main import MAX_SEED, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import default_data_dir
+from resnet_core.common.files import check_output
 from resnet_core.studies.landscape import (
     BN_MODES,
     Sample,
@@ -55,7 +56,9 @@ def _measure_all(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, floa
     dataset = load_cifar10(args.data_dir or default_data_dir())
     config = check_run(args.runs[0])
     sample = training_sample(dataset, config, args.images, args.seed, args.bn_images)
-    if args.out:  # refused before a point is computed, not after
+    if args.out:  # refused before a point is computed, not after; nothing is replaced
+        check_output(args.out)
+        check_output(Path(args.out).with_suffix(".json"))
         check_sample(Path(args.out).parent, sample)
     seeds = range(args.seed, args.seed + args.seeds)
     bn_modes = BN_MODES if args.bn == "both" else (args.bn,)

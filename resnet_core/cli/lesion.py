@@ -14,14 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES
+from resnet_core.analysis.sampling import SAMPLE_FILE
 from resnet_core.cli.main import MAX_SEED, CliError, emit, whole_number
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import provenance
+from resnet_core.common.files import check_output
 from resnet_core.studies.datasets import run_test_set
 from resnet_core.studies.lesion import (
     LesionResult,
     combine,
     lesion_test_set,
+    result_paths,
     run_lesion,
     write_results,
 )
@@ -63,6 +66,9 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     from resnet_core.views import lesion as views  # the sentences; needs altair
 
     device = resolve_device(args.device)
+    if args.out:  # refused before any work: nothing is ever replaced
+        for path in (*result_paths(args.out), Path(args.out).parent / SAMPLE_FILE):
+            check_output(path)
     for run in args.runs:
         _check_weights(run)
     if args.out and len({run_test_set(run) for run in args.runs}) > 1:

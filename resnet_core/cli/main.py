@@ -24,6 +24,7 @@ from resnet_core.analysis.probes import grad_ratio, gradient_norms
 from resnet_core.analysis.trace import trace_blocks, trace_shapes
 from resnet_core.common.device import memory_budget
 from resnet_core.common.errors import first_line
+from resnet_core.common.files import read_regular_text
 from resnet_core.nets.model import build_model
 from resnet_core.nets.pretrained import load_weights, torchvision_arch
 from resnet_core.nets.size import check_buildable, check_fits
@@ -93,7 +94,7 @@ def load_spec_argument(value: str) -> ArchSpec:
     if value.endswith(".json") or Path(value).is_file():
         path = Path(value)
         try:
-            text = path.read_text()
+            text = read_regular_text(path)
         except OSError as error:
             raise CliError(f"cannot read spec file {value}: {error.strerror}") from None
         spec = ArchSpec.from_json(text)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from resnet_core.common.device import resolve_device
 from resnet_core.common.errors import ConfigError
-from resnet_core.common.files import read_json
+from resnet_core.common.files import read_json, read_regular_text
 from resnet_core.nets.spec import parse_json
 from resnet_core.training import runs
 from resnet_core.training.callbacks import Callback
@@ -146,7 +146,7 @@ def _read_arch(value: str) -> str | dict:
     if not value.endswith(".json"):
         return value
     try:
-        text = Path(value).read_text(encoding="utf-8")
+        text = read_regular_text(value)
     except (OSError, ValueError) as error:
         raise ConfigError(f"--arch: cannot read {value} ({error})") from None
     return parse_json(text, f"--arch {value}")

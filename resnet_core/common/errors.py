@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
@@ -24,6 +25,22 @@ def first_line(error: BaseException, telling: bool = False) -> str:
     chosen = [line for line in lines if "Unsupported global" in line or "error:" in line.lower()]
     text = ((chosen if telling else []) or lines or [type(error).__name__])[0]
     return text[:MAX_MESSAGE]
+
+
+def page_message(error: Exception) -> str:
+    """The one line a page shows for an error nothing else caught: this app's own messages
+    (ValueError and its kinds, which name the file and the fix) as they are; a file problem
+    by its reason and the file's name, not the server's path; anything else by its type."""
+    if isinstance(error, OSError):
+        name = os.path.basename(str(error.filename)) if error.filename else ""
+        where = f" ({name})" if name else ""
+        return f"This page stopped: {error.strerror or type(error).__name__}{where}."
+    if isinstance(error, ValueError):
+        return f"This page stopped: {first_line(error)}"
+    return (
+        f"This page stopped on an unexpected {type(error).__name__}; reload the page. The "
+        "server's log has the details."
+    )
 
 
 def is_out_of_memory(text: str) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnet_core.common.files import read_regular_bytes
 from resnet_core.nets.model import build_model, model_spec
 from resnet_core.nets.size import check_params
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, SpecError, resolve_spec, spec_label
@@ -108,6 +109,6 @@ def to_onnx(net: str | ArchSpec | nn.Module, side: int | None = None) -> bytes:
         with tempfile.TemporaryDirectory(prefix="resnet-onnx-") as folder:
             path = Path(folder) / "model.onnx"
             _export(model, example.to(next(model.parameters()).device), path)
-            return path.read_bytes()
+            return read_regular_bytes(path)
     finally:
         model.train(was_training)

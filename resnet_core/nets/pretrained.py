@@ -15,7 +15,6 @@ only when asked to. Every problem a user can cause is one `WeightsError` line.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from resnet_core.common.errors import first_line
+from resnet_core.common.weights import SavedFileError, load_saved
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import PRESETS, ArchSpec, spec_label
 
@@ -109,33 +109,29 @@ def check_state_dict(model: nn.Module, state: Any, where: str) -> dict[str, torc
     return state
 
 
-def _unpickling_detail(text: str) -> str:
-    """The part of torch's weights_only refusal that names the problem."""
-    for pattern in (r"Unsupported global: GLOBAL (\S+)", r"WeightsUnpickler error:\s*(\S[^\n]*)"):
-        match = re.search(pattern, text)
-        if match:
-            return match.group(1).strip()
-    return ""
-
-
 def read_weights_file(path: str | os.PathLike) -> Any:
-    """What a weights file holds, read with weights_only=True; problems are a WeightsError."""
+    """What a weights file holds, read with weights_only=True (`resnet_core.common.weights`);
+    problems are a WeightsError."""
     path = Path(path)
-    if not path.is_file():
-        what = "a folder" if path.is_dir() else "no such file"
-        raise WeightsError(f"{path}: {what}; give the path of a .pth state dict file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line
-        text = str(error)
-        detail = _unpickling_detail(text) or first_line(error)
-        if "Unsupported global" in text:
+        return load_saved(path)
+    except SavedFileError as error:
+        if error.kind == "folder":
             raise WeightsError(
-                f"{path}: holds a Python object ({detail}), not only tensors, so it is never "
+                f"{path}: a folder; give the path of a .pth state dict file"
+            ) from None
+        if error.kind == "missing":
+            raise WeightsError(
+                f"{path}: no such file; give the path of a .pth state dict file"
+            ) from None
+        if error.kind == "objects":
+            named = f" ({error.detail})" if error.detail else ""
+            raise WeightsError(
+                f"{path}: holds a Python object{named}, not only tensors, so it is never "
                 "loaded; save the net's state_dict() instead"
             ) from None
         raise WeightsError(
-            f"{path}: not a readable weights file ({type(error).__name__}: {detail})"
+            f"{path}: not a readable weights file ({error.REASONS[error.kind]})"
         ) from None
 
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_core.common import files
+
 __all__ = [
     "ArchSpec",
     "SpecError",
@@ -88,7 +90,7 @@ def parse_json(text: Any, what: str = "spec") -> Any:
     if longest > MAX_NUMBER_CHARS:
         raise SpecError(f"{what}: a number with {longest:,} characters is too large for any field")
     try:
-        return json.loads(text)
+        return files.parse_json(text)
     except json.JSONDecodeError as error:
         raise SpecError(f"{what}: not valid JSON ({error.msg} at line {error.lineno})") from None
     except (ValueError, RecursionError) as error:

@@ -34,7 +34,7 @@ from resnet_core.analysis.sampling import (
 )
 from resnet_core.analysis.sampling import write_sample as write_sample_file
 from resnet_core.common.env import provenance
-from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
+from resnet_core.common.files import json_bytes, read_json, write_new
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
 from resnet_core.training.data import Cifar10, normalization, subset_indices
@@ -262,9 +262,9 @@ def curves_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def write_result(frame: pd.DataFrame, path: str | os.PathLike, record: dict) -> None:
     """Write the frame as CSV and its record as JSON beside it (same name, .json)."""
-    path = Path(path)
-    write_bytes_atomic(path, frame.to_csv(index=False).encode("utf-8"))
-    write_json_atomic(path.with_suffix(".json"), record)
+    path = Path(path)  # only where nothing is: an existing file is FileExistsError, untouched
+    write_new(path, lambda out: out.write(frame.to_csv(index=False).encode("utf-8")))
+    write_new(path.with_suffix(".json"), lambda out: out.write(json_bytes(record)))
 
 
 def check_sample(folder: str | os.PathLike, sample: Sample) -> Path:

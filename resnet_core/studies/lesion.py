@@ -27,11 +27,11 @@ from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES, Progress,
 from resnet_core.analysis.sampling import (
     SAMPLE_FILE,
     sample_record,
+    sample_text,
     stratified_indices,
-    write_sample,
 )
 from resnet_core.common.device import device_name
-from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
+from resnet_core.common.files import json_bytes, read_json, write_new
 from resnet_core.studies.datasets import run_test_set
 from resnet_core.training.data import Cifar10, load_dataset
 from resnet_core.training.experiments import shipped_root
@@ -246,10 +246,11 @@ def write_results(result: LesionResult, path: str | os.PathLike) -> list[Path]:
     single_path, random_path, record_path = result_paths(path)
     sample_path = single_path.parent / SAMPLE_FILE
     single_path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(single_path, result.single.to_csv(index=False).encode())
-    write_bytes_atomic(random_path, result.random.to_csv(index=False).encode())
-    write_json_atomic(record_path, result.record)
-    write_sample(sample_path, result.sample)
+    # written only where nothing is: an existing file is FileExistsError, and left as it was
+    write_new(single_path, lambda out: out.write(result.single.to_csv(index=False).encode()))
+    write_new(random_path, lambda out: out.write(result.random.to_csv(index=False).encode()))
+    write_new(record_path, lambda out: out.write(json_bytes(result.record)))
+    write_new(sample_path, lambda out: out.write(sample_text(result.sample).encode()))
     return [single_path, random_path, record_path, sample_path]
 
 

@@ -12,6 +12,7 @@ Measured here (2-core AMD EPYC, Pillow 13): decoding the 60,000-image JPEG tree 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 from resnet_core.common.cifar import CIFAR10_MEAN, CIFAR10_STD, NOTEBOOK_MEAN, NOTEBOOK_STD
 from resnet_core.common.env import DATA_ENV, default_data_dir
 from resnet_core.common.errors import first_line
-from resnet_core.common.files import write_atomic
+from resnet_core.common.files import read_regular_bytes, write_atomic
+from resnet_core.common.weights import SavedFileError, load_saved
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -70,6 +72,7 @@ def normalization(name: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
 # torchvision's RandomCrop(32, padding=4) does on the unnormalised image.
 PAD_MODES = ("reflect", "zeros")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_IMAGE_BYTES = 4 * 2**20  # a CIFAR image is a few kB; a bigger file is refused unread
 BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + (
     "test_batch",
 )  # cifar-10-batches-py: 5 train, 1 test
@@ -135,8 +138,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _read_batch(path: Path) -> dict:
     """One CIFAR-10 python batch file as a dict with str keys."""
     try:
-        with open(path, "rb") as handle:
-            data = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+        data = _NumpyOnlyUnpickler(io.BytesIO(read_regular_bytes(path)), encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
         raise DatasetNotFound(
             f"{path}: not a readable CIFAR-10 batch ({error}); delete the folder and "
@@ -249,7 +251,7 @@ def _decode(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     for index, (path, _label) in enumerate(files):
         try:
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(read_regular_bytes(path, MAX_IMAGE_BYTES))) as image:
                 image = image.convert("RGB")
                 if image.size != (32, 32):
                     image = image.resize((32, 32), Image.BILINEAR)
@@ -298,11 +300,9 @@ def _cache_paths(root: Path, source: str) -> list[Path]:
 
 def _load_cache(paths: list[Path], source: str) -> dict | None:
     for path in paths:
-        if not path.is_file():
-            continue
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
+            data = load_saved(path)
+        except (SavedFileError, OSError):  # a missing or broken cache is rebuilt, never fatal
             continue
         if (
             isinstance(data, dict)

@@ -6,13 +6,13 @@ What the lecture and the app show of an experiment comes from here, from the fil
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from resnet_core.common.files import read_json
 from resnet_core.training.events import EpochEnd
 from resnet_core.training.experiments import ExperimentError
 from resnet_core.training.responses import RESPONSES_FILE
@@ -33,10 +33,9 @@ def load_experiment(folder: str | os.PathLike) -> dict[str, Any]:
     """
     folder = Path(folder)
     path = folder / "experiment.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ExperimentError(f"{path}: cannot read experiment record ({error})") from None
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
+        raise ExperimentError(f"{path}: missing or not an experiment record")
     rows = []
     for member in record["runs"]:
         run_dir = (folder / member["run"]).resolve()

@@ -11,7 +11,6 @@ produced the numbers, so that a result can be traced to what made it.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 from resnet_core.analysis.sampling import SAMPLE_FILE, write_sample
 from resnet_core.common.device import resolve_device
 from resnet_core.common.env import provenance
-from resnet_core.common.files import write_json_atomic
+from resnet_core.common.files import read_json, write_json_atomic
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import load_dataset
 from resnet_core.training.events import Failed
@@ -112,7 +111,10 @@ def _analyse(
     experiment: Experiment, folder: Path, source: Path, data_dir: str | None, device: str
 ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """Measure the trained runs of `source` into `folder`: recipe name, recipe and members."""
-    recipe_name = json.loads((source / "experiment.json").read_text())["recipe_name"]
+    record = read_json(source / "experiment.json")
+    if not isinstance(record, dict) or not isinstance(record.get("recipe_name"), str):
+        raise ExperimentError(f"{source / 'experiment.json'}: missing or not an experiment record")
+    recipe_name = record["recipe_name"]
     recipe = {"analysis_of": experiment.analysis_of}
     frame, sample = measure_responses(source, experiment.runs, data_dir, device)
     frame.to_csv(folder / RESPONSES_FILE, index=False)

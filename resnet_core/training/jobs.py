@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -41,7 +40,12 @@ from typing import Any
 from resnet_core.common.device import cuda_devices, queue_key, resolve_device
 from resnet_core.common.env import checkpoints_root
 from resnet_core.common.env import jobs_per_device as jobs_per_device_setting
-from resnet_core.common.files import pid_alive, write_json_atomic
+from resnet_core.common.files import (
+    parse_json,
+    pid_alive,
+    read_regular_text,
+    write_json_atomic,
+)
 from resnet_core.common.records import checked_fields
 from resnet_core.nets.spec import SpecError, resolve_spec, spec_label
 from resnet_core.training.config import TrainConfig
@@ -150,7 +154,7 @@ class JobQueue:
 
     def get(self, job_id: str) -> Job | None:
         try:
-            return Job.from_dict(json.loads(self._path(job_id).read_text()))
+            return Job.from_dict(parse_json(read_regular_text(self._path(job_id))))
         except (OSError, ValueError, TypeError):  # a broken queue file is skipped
             return None
 

@@ -24,7 +24,12 @@ from resnet_core import __version__
 from resnet_core.common.files import read_json, write_bytes_atomic, write_json_atomic
 from resnet_core.training import events
 from resnet_core.training.callbacks import Callback
-from resnet_core.training.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, claim_run_dir
+from resnet_core.training.runs import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    RunLock,
+    claim_run_dir,
+)
 
 __all__ = ["RunWriter"]
 
@@ -47,7 +52,10 @@ class RunWriter(Callback):
 
     def __init__(self, run_dir: str | os.PathLike, resume: bool = False) -> None:
         self.path = claim_run_dir(run_dir, resume)
+        if resume:  # refused now, before setup, if another process is recording it
+            RunLock(self.path).release()
         self.resume = resume
+        self._lock: RunLock | None = None  # taken at Start; nothing is written without it
         self.status: dict[str, Any] = {}
         self.spec: dict[str, Any] = {}  # from the Start event: what every checkpoint records
         self.config: dict[str, Any] = {}
@@ -61,7 +69,7 @@ class RunWriter(Callback):
         # copies: a later listener changing the event's dicts must not change the checkpoints
         self.spec, self.config = copy.deepcopy(event.spec), copy.deepcopy(event.config)
         self.total_steps = event.total_steps
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._claim()
         write_json_atomic(self.path / "spec.json", self.spec)
         write_json_atomic(self.path / "config.json", self.config)
         previous = read_json(self.path / "status.json") if self.resume else None
@@ -75,13 +83,28 @@ class RunWriter(Callback):
         self._append(event)
         self._write_status()
 
+    def _claim(self) -> None:
+        """Make the folder and lock it; then, holding the lock, check again that it is empty
+        (a new run) or holds the run being continued: another process may have claimed it
+        after `claim_run_dir` looked."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.path)
+        try:
+            claim_run_dir(self.path, self.resume)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+
     def _write_status(self) -> None:
+        if self._lock is None:
+            return
         self.status["updated"] = _now_iso()
         self._last_status_write = time.monotonic()
         write_json_atomic(self.path / "status.json", self.status)
 
     def _append(self, event: events.Event) -> None:
-        if self._metrics is None or self._metrics.closed:
+        if self._metrics is None or self._metrics.closed or self._lock is None:
             return
         record = {"time": round(time.time(), 3), **event.to_dict()}
         self._metrics.write(json.dumps(record, default=str) + "\n")
@@ -137,6 +160,8 @@ class RunWriter(Callback):
 
     def on_checkpoint(self, trainer: Any, state: dict, improved: bool) -> None:
         """Write last.pt (and best.pt when `improved`) atomically."""
+        if self._lock is None:
+            return
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -156,6 +181,8 @@ class RunWriter(Callback):
     def on_close(self, trainer: Any) -> None:
         if self._metrics is not None and not self._metrics.closed:
             self._metrics.close()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _initial_status(start: events.Start, previous: Any) -> dict[str, Any]:

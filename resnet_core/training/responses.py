@@ -9,7 +9,6 @@ pick beside them as `resnet_core.analysis.sampling.SAMPLE_FILE`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from resnet_core.analysis.probes import PROBE_IMAGES, PROBE_SEED, layer_responses
 from resnet_core.analysis.sampling import sample_record, stratified_indices
+from resnet_core.common.files import read_json
 from resnet_core.training.data import Cifar10, load_dataset
 from resnet_core.training.experiments import RunPlan
 from resnet_core.training.loader import DeviceLoader
@@ -34,8 +34,9 @@ def measure_responses(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Layer responses of each of `runs` trained in `source`, on the probe images; and the
     record of those images (what `SAMPLE_FILE` holds)."""
-    record = json.loads((source / "experiment.json").read_text())
-    dataset_name = record.get("recipe", {}).get("dataset", "cifar10")
+    record = read_json(source / "experiment.json")
+    recipe = record.get("recipe") if isinstance(record, dict) else None
+    dataset_name = recipe.get("dataset", "cifar10") if isinstance(recipe, dict) else "cifar10"
     images, sample = probe_images(load_dataset(dataset_name, data_dir))
     frames = []
     for plan in runs:

@@ -21,7 +21,7 @@ reads and deletes them.
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
 import re
 import socket
@@ -35,7 +35,14 @@ from torch import nn
 
 from resnet_core.common.env import CHECKPOINTS_ENV, runs_root
 from resnet_core.common.errors import first_line
-from resnet_core.common.files import pid_alive, read_json, write_json_atomic
+from resnet_core.common.files import (
+    parse_json,
+    pid_alive,
+    read_json,
+    read_regular_text,
+    write_json_atomic,
+)
+from resnet_core.common.weights import SavedFileError, load_saved
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec, SpecError, spec_label
 from resnet_core.training import events
@@ -59,6 +66,7 @@ __all__ = [
     "RUN_FILES",
     "is_run_folder",
     "claim_run_dir",
+    "RunLock",
     "read_status",
     "write_json_atomic",
 ]
@@ -117,6 +125,37 @@ def claim_run_dir(path: str | os.PathLike, resume: bool = False) -> Path:
     if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK)):
         raise RunError(f"{parent}: cannot create the run folder there (not a writable folder)")
     return path
+
+
+class RunLock:
+    """An exclusive lock (flock) on a run folder, held while one process records the run.
+
+    Taken atomically, not checked and then taken: of two processes recording into one
+    folder at once (two `train --run-dir SAME`, a `--resume` of a run that is running), the
+    second is refused. The kernel drops the lock when its holder exits, however it exits.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        self.fd: int | None = os.open(self.path, flags)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.release()
+            raise RunError(
+                f"{self.path}: another process is recording a run here right now; wait for "
+                "it to end (or cancel it), or choose another folder"
+            ) from None
+
+    def release(self) -> None:
+        """Let another process record here (idempotent)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -226,13 +265,13 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     """Events from metrics.jsonl; a partly written (or otherwise broken) line is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_regular_text(path)
     except OSError:
         return []
     events = []
     for line in text.splitlines():
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except ValueError:
             continue
         if isinstance(record, dict) and "event" in record:
@@ -333,27 +372,30 @@ def run_normalization(run_dir: str | os.PathLike) -> tuple[tuple[float, ...], tu
     return normalization(config.get("normalize") if isinstance(config, dict) else None)
 
 
-def _refusal(error: Exception) -> str:
-    """Why torch.load(weights_only=True) refused a file, without torch's hint to retry with
-    weights_only=False (never done here)."""
-    text = str(error)
-    if "Unsupported global" in text:
-        return "not a checkpoint this app wrote (it holds Python objects, not just tensors, and is never loaded)"
-    if "weights_only" in text:  # torch's unpickler met bytes that are no pickle of tensors
-        return "not a checkpoint this app wrote (its bytes are not a saved set of tensors)"
-    return f"not a readable checkpoint ({type(error).__name__}: {first_line(error)}); it may be truncated"
+_REFUSALS = {
+    "objects": "not a checkpoint this app wrote (it holds Python objects, not just tensors, "
+    "and is never loaded)",
+    "foreign": "not a checkpoint this app wrote (its bytes are not a saved set of tensors)",
+    "damaged": "not a readable checkpoint (its bytes cannot be read as saved tensors); it may "
+    "be truncated",
+    "not_file": "not a regular file (a FIFO, socket or device is never read)",
+    "too_big": "too large to be a checkpoint of a net this app builds",
+}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Read a checkpoint with weights_only=True; any problem is a one-line RunError."""
+    """Read a checkpoint with weights_only=True (`resnet_core.common.weights`) and check its
+    record; any problem is a one-line RunError."""
     path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: no such checkpoint; the run may not have finished an epoch yet")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        data = load_saved(path, map_location)
+    except SavedFileError as error:
+        if error.kind in ("missing", "folder"):
+            raise RunError(
+                f"{path}: no such checkpoint; the run may not have finished an epoch yet"
+            ) from None
         raise RunError(
-            f"{path}: {_refusal(error)}; delete it or use the other checkpoint"
+            f"{path}: {_REFUSALS[error.kind]}; delete it or use the other checkpoint"
         ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise RunError(
@@ -361,6 +403,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         )
     if not isinstance(data.get("model"), dict) or not isinstance(data.get("epoch"), int):
         raise RunError(f"{path}: checkpoint lacks model weights or epoch; it is damaged")
+    for key in ("config", "spec", "optimizer"):
+        if not isinstance(data.get(key, {}), dict):
+            raise RunError(f"{path}: checkpoint's {key} is not a record; it is damaged")
     return data
 
 

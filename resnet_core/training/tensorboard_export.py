@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from resnet_core.common.files import RUN_MARKERS
 from resnet_core.training import events, runs
 
 __all__ = ["ExportFolderError", "run_scalars", "export_tensorboard"]
@@ -84,6 +85,10 @@ def _check_target(out_dir: Path) -> None:
         )
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise ExportFolderError(f"{out_dir}: already holds files; choose a new or empty folder")
+    if any((out_dir.parent / name).exists() for name in RUN_MARKERS):
+        raise ExportFolderError(
+            f"{out_dir.parent}: is a run folder; write the TensorBoard files elsewhere"
+        )
 
 
 def export_tensorboard(

@@ -244,7 +244,7 @@ def results_table(root: str | os.PathLike | None = None) -> pd.DataFrame:
 
 def _params(run_dir: Path) -> int | None:
     try:
-        spec = ArchSpec.from_json((run_dir / "spec.json").read_text())
+        spec = ArchSpec.from_dict(read_json(run_dir / "spec.json"))
     except (OSError, ValueError):
         return None
     return sum(p.numel() for p in build_model(spec).parameters())

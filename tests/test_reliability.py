@@ -1,0 +1,295 @@
+"""Reliability at the chokepoints (issue: the same failure classes on new surface): files that
+are not regular files, numbers out of range, malformed checkpoint records, outputs that would
+replace something, and two processes recording one run. Each is closed in one module, and
+every entry point goes through it (`test_chokepoints.py` scans for bypasses)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from app_helpers import QUICK_CPU_RUN, app_test, tiny_run
+from PIL import Image
+
+from resnet_core.cli.main import main
+from resnet_core.common.files import (
+    NotARegularFile,
+    OutputRefused,
+    check_output,
+    parse_json,
+    read_json,
+    read_regular_bytes,
+    write_new,
+)
+from resnet_core.common.weights import SavedFileError, load_saved
+from resnet_core.training.data import CIFAR10_CLASSES, DatasetNotFound, load_cifar10
+from resnet_core.training.runs import (
+    RunError,
+    RunLock,
+    list_runs,
+    load_checkpoint,
+    load_run,
+    read_metrics,
+    read_status,
+    run_info,
+)
+from resnet_core.training.tensorboard_export import run_scalars
+from resnet_core.training.trainer import Trainer, TrainingFailed
+
+HUGE = "1" + "0" * 400  # a JSON integer no float can hold
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """One briefly trained synthetic run, copied by the tests that change it."""
+    return tiny_run(tmp_path_factory.mktemp("reliability") / "checkpoints")
+
+
+def _copy_run(run_dir: Path, to: Path) -> Path:
+    to.mkdir(parents=True)
+    for entry in run_dir.iterdir():
+        (to / entry.name).write_bytes(entry.read_bytes())
+    return to
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+# Files that are not regular files ------------------------------------------------------------
+def test_a_fifo_is_refused_at_once_never_waited_on(tmp_path):
+    fifo = tmp_path / "metrics.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(NotARegularFile):
+        read_regular_bytes(fifo)
+    assert read_json(fifo) is None
+    with pytest.raises(SavedFileError) as caught:
+        load_saved(fifo)
+    assert caught.value.kind == "not_file"
+
+
+def test_a_fifo_as_metrics_gives_no_metrics_and_the_export_says_so(run_dir, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path / "run")
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")
+    assert read_metrics(run) == []
+    assert main(["runs", "export", str(run), "--tensorboard", str(tmp_path / "tb")]) == 2
+    assert "no metrics logged" in _one_line_error(capsys)
+
+
+def _image_folder(root: Path) -> Path:
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    for split in ("train", "test"):
+        for name in CIFAR10_CLASSES:
+            (root / split / name).mkdir(parents=True)
+            Image.fromarray(pixels).save(root / split / name / "0.png")
+    return root
+
+
+def test_a_fifo_in_the_data_folder_is_one_line_not_a_hung_thread(tmp_path):
+    root = _image_folder(tmp_path / "cifar")
+    os.mkfifo(root / "train" / "cat" / "1.jpg")
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_cifar10(root)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=120)  # a blocking open would never return
+    assert not worker.is_alive(), "loading blocked on a FIFO"
+    assert len(outcome) == 1 and isinstance(outcome[0], DatasetNotFound)
+    assert "1.jpg" in str(outcome[0]) and "\n" not in str(outcome[0])
+
+
+# Numbers out of range ------------------------------------------------------------------------
+def test_json_numbers_past_any_float_are_refused():
+    with pytest.raises(ValueError, match="digits"):
+        parse_json('{"seconds": ' + HUGE + "}")
+    with pytest.raises(ValueError, match="out of range"):
+        parse_json('{"loss": 1e999}')
+    assert parse_json('{"loss": NaN, "step": 12, "lr": 0.1}')["step"] == 12  # kept as written
+
+
+def test_a_status_with_a_400_digit_number_is_unreadable_not_an_overflow(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path / "runs" / "r")
+    status = json.loads((run / "status.json").read_text())
+    text = json.dumps({**status, "seconds": 1}).replace('"seconds": 1', '"seconds": ' + HUGE)
+    (run / "status.json").write_text(text)
+    with pytest.raises(RunError, match="status.json"):
+        read_status(run)
+    info = run_info(run)  # the runs list shows the run, without its time
+    assert info.id == "r"
+    assert [i.id for i in list_runs(tmp_path / "runs")] == ["r"]
+
+
+def test_a_401_digit_loss_in_metrics_is_skipped(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path / "run")
+    before = len(run_scalars(run))
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as stream:
+        stream.write('{"event": "step", "step": 3, "epoch": 1, "loss": ' + HUGE + "}\n")
+    assert len(run_scalars(run)) == before
+
+
+# Malformed checkpoint records ----------------------------------------------------------------
+@pytest.mark.parametrize("key, value", [("config", [1, 2]), ("spec", "resnet20"), ("model", [])])
+def test_a_checkpoint_whose_record_is_not_a_dict_is_one_line(run_dir, tmp_path, key, value):
+    run = _copy_run(run_dir, tmp_path / "run")
+    checkpoint = torch.load(run / "best.pt", weights_only=True)
+    buffer = io.BytesIO()
+    torch.save({**checkpoint, key: value}, buffer)
+    (run / "best.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(RunError) as caught:
+        load_checkpoint(run / "best.pt")
+    assert "damaged" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(RunError):
+        load_run(run)
+
+
+def test_unreadable_bytes_never_quote_torch(tmp_path):
+    path = tmp_path / "best.pt"
+    path.write_bytes(b"PK\x03\x04" + bytes(range(101)) * 3)
+    with pytest.raises(RunError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "may be truncated" in message and "KeyError" not in message
+    assert "weights_only" not in message
+
+
+# Outputs that would replace something --------------------------------------------------------
+def test_write_new_never_replaces(tmp_path):
+    path = tmp_path / "out.csv"
+    write_new(path, lambda stream: stream.write(b"first"))
+    with pytest.raises(FileExistsError):
+        write_new(path, lambda stream: stream.write(b"second"))
+    assert path.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temp file left
+
+
+def test_check_output_refuses_what_exists_a_missing_folder_and_a_run_folder(run_dir, tmp_path):
+    (tmp_path / "taken.csv").write_text("x")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling.csv")
+    for path, reason in [
+        (tmp_path / "taken.csv", "already exists"),
+        (tmp_path / "dangling.csv", "already exists"),
+        (tmp_path / "missing" / "x.csv", "no such folder"),
+        (run_dir / "export.onnx", "is a run folder"),
+        (run_dir / "status.json", "already exists"),
+    ]:
+        with pytest.raises(OutputRefused, match=reason):
+            check_output(path)
+    assert check_output(tmp_path / "new.csv") == tmp_path / "new.csv"
+
+
+def test_cli_outputs_refuse_before_any_work_and_replace_nothing(run_dir, tmp_path, capsys):
+    kept = tmp_path / "kept.csv"
+    kept.write_text("mine\n")
+    before = _digests(run_dir)
+    commands = [
+        ["lesion", str(run_dir), "--out", str(kept)],
+        ["lesion", str(run_dir), "--out", str(run_dir / "status.json")],
+        ["landscape", str(run_dir), "--out", str(kept)],
+        ["landscape", str(run_dir), "--out", str(run_dir / "x.csv")],
+        ["export", "resnet20", "--out", str(kept)],
+        ["export", "resnet20", "--out", str(tmp_path / "missing" / "x.onnx")],
+        ["export", "resnet20", "--out", str(run_dir / "net.onnx")],
+        ["runs", "export", str(run_dir), "--onnx", str(run_dir / "net.onnx")],
+        ["runs", "export", str(run_dir), "--tensorboard", str(run_dir / "tb")],
+    ]
+    for command in commands:
+        assert main(command) == 2, command
+        err = _one_line_error(capsys)
+        assert ".tmp" not in err, err
+    assert kept.read_text() == "mine\n" and _digests(run_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv"]
+
+
+# Two processes recording one run -------------------------------------------------------------
+def test_a_run_folder_is_locked_while_recorded(tmp_path):
+    lock = RunLock(tmp_path)
+    with pytest.raises(RunError, match="another process is recording"):
+        RunLock(tmp_path)
+    lock.release()
+    RunLock(tmp_path).release()
+
+
+def test_resuming_a_run_being_recorded_is_refused_at_once(run_dir):
+    lock = RunLock(run_dir)  # as the process recording it holds it
+    try:
+        with pytest.raises(RunError, match="another process is recording"):
+            Trainer({**QUICK_CPU_RUN, "epochs": 2}, resume=run_dir)
+    finally:
+        lock.release()
+
+
+def test_a_second_new_run_in_the_same_folder_writes_nothing(tmp_path):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    lock = RunLock(folder)  # the first run, between its setup and its first file
+    try:
+        with pytest.raises(TrainingFailed, match="another process is recording"):
+            Trainer(QUICK_CPU_RUN, run_dir=folder).fit()
+    finally:
+        lock.release()
+    assert list(folder.iterdir()) == []
+
+
+# Every page, over a checkpoints folder holding each kind of malformed record ------------------
+APP_PAGES = re.findall(r'st\.Page\(\s*"(pages/\w+\.py)"', Path("app.py").read_text())
+
+
+@pytest.fixture(scope="module")
+def hostile_checkpoints(run_dir, tmp_path_factory) -> Path:
+    """A checkpoints folder with a 400-digit status, a checkpoint whose config is a list, a
+    FIFO for metrics, and a queue file with a 400-digit number, beside one good run."""
+    root = tmp_path_factory.mktemp("hostile") / "checkpoints"
+    _copy_run(run_dir, root / "runs" / "good")
+    huge = _copy_run(run_dir, root / "runs" / "huge-status")
+    status = json.loads((huge / "status.json").read_text())
+    (huge / "status.json").write_text(
+        json.dumps({**status, "seconds": 1}).replace('"seconds": 1', '"seconds": ' + HUGE)
+    )
+    listed = _copy_run(run_dir, root / "runs" / "listed-config")
+    checkpoint = torch.load(listed / "best.pt", weights_only=True)
+    buffer = io.BytesIO()
+    torch.save({**checkpoint, "config": [1, 2]}, buffer)
+    (listed / "best.pt").write_bytes(buffer.getvalue())
+    fifo = _copy_run(run_dir, root / "runs" / "fifo-metrics")
+    (fifo / "metrics.jsonl").unlink()
+    os.mkfifo(fifo / "metrics.jsonl")
+    (root / "queue").mkdir()
+    (root / "queue" / "job-huge.json").write_text('{"job_id": "job-huge", "created": ' + HUGE + "}")
+    return root
+
+
+def test_the_scan_finds_every_page():
+    assert len(APP_PAGES) == len(list(Path("pages").glob("[!_]*.py"))) >= 9
+
+
+@pytest.mark.parametrize("page", APP_PAGES)
+def test_no_page_breaks_on_malformed_records(hostile_checkpoints, monkeypatch, tmp_path, page):
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(hostile_checkpoints))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    at.switch_page(page).run()
+    assert [e.value for e in at.exception] == []
+    stopped = [e.value for e in at.error if "This page stopped" in e.value]
+    assert stopped == [], stopped
