@@ -9,7 +9,7 @@ import streamlit as st
 from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
 from resnet_core.common.device import device_name, memory_budget, resolve_device
-from resnet_core.nets.onnx_export import ExportError, check_exportable
+from resnet_core.nets.onnx_export import SERVER_EXPORT_BYTES, ExportError, check_exportable
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import (
     BLOCKS,
@@ -159,9 +159,12 @@ def _train_button(spec: ArchSpec) -> None:
 def _onnx_button(row, spec: ArchSpec, name: str, side: int) -> None:
     """The ONNX download, made on click (and cached); a net too big for it gets a note."""
     try:
-        check_exportable(spec)
+        check_exportable(spec, side, SERVER_EXPORT_BYTES)
     except ExportError as error:
-        row.caption(f"No ONNX download: {error}.")
+        row.caption(
+            f"No ONNX download here: {error}. `python -m resnet_core export` makes it on your "
+            "own machine."
+        )
         return
     row.download_button(
         "ONNX model (open in Netron)",

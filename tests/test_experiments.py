@@ -1,6 +1,7 @@
 """Lecture experiments: defined as data, written as ordinary runs; shipped results complete."""
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ import torch
 from resnet_core.analysis.probes import PROBE_IMAGES, PROBE_SEED
 from resnet_core.analysis.sampling import SAMPLE_FILE, stratified_indices
 from resnet_core.cli.main import main
+from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.data import load_dataset
+from resnet_core.training.events import Done, EpochEnd
 from resnet_core.training.experiment_results import final_train_errors, load_experiment
 from resnet_core.training.experiment_runner import run_experiment
 from resnet_core.training.experiments import (
@@ -21,8 +24,9 @@ from resnet_core.training.experiments import (
     setting_of,
     shipped_root,
 )
-from resnet_core.training.runs import CHECKPOINT_FORMAT, load_run, read_status
+from resnet_core.training.runs import CHECKPOINT_FORMAT, load_run, read_events, read_status
 from resnet_core.training.slimming import slim_checkpoint
+from resnet_core.training.trainer import Trainer
 
 TINY = {
     "dataset": "synthetic",
@@ -192,3 +196,38 @@ def test_the_cli_says_how_far_an_experiment_is_and_how_long_is_left(monkeypatch,
     lines = capsys.readouterr().err.splitlines()
     assert "run1: done, best test acc 0.500 (1/3 runs" in lines[1] and "left)" in lines[1]
     assert "(3/3 runs" in lines[3] and "left" not in lines[3]
+
+
+class _StopAfterFirstEpoch(Callback):
+    """Cancels the run once its first epoch is recorded, as a SIGTERM between epochs would."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.stop.is_set()
+
+    def on_epoch(self, trainer, event) -> None:
+        self.stop.set()
+
+
+def test_an_interrupted_experiment_goes_on_with_resume(tmp_path, capsys):
+    experiment = get_experiment("grad_flow")
+    two = {**TINY, "epochs": 2}
+    _, configs = member_configs(experiment, "cpu", None, None, two)
+    folder = tmp_path / "grad_flow"
+    (first, done_config), (second, cut_config) = configs
+    Trainer(done_config, run_dir=folder / first.label).fit()
+    stopper = _StopAfterFirstEpoch()
+    Trainer(cut_config, [stopper], cancel=stopper, run_dir=folder / second.label).fit()
+    assert read_status(folder / second.label)["state"] == "cancelled"
+    kept = (folder / first.label / "metrics.jsonl").read_bytes()
+    with pytest.raises(ExperimentError, match="--resume"):
+        run_experiment("grad_flow", tmp_path, device="cpu", overrides=two)
+    run_experiment("grad_flow", tmp_path, device="cpu", overrides=two, resume=True)
+    assert (folder / first.label / "metrics.jsonl").read_bytes() == kept  # finished: kept
+    events = read_events(folder / second.label)
+    assert [e.epoch for e in events if isinstance(e, EpochEnd)] == [1, 2]  # went on at epoch 2
+    assert isinstance(events[-1], Done)
+    record = json.loads((folder / "experiment.json").read_text())
+    assert [run["result"]["event"] for run in record["runs"]] == ["done", "done"]

@@ -293,3 +293,44 @@ def test_no_page_breaks_on_malformed_records(hostile_checkpoints, monkeypatch, t
     assert [e.value for e in at.exception] == []
     stopped = [e.value for e in at.error if "This page stopped" in e.value]
     assert stopped == [], stopped
+
+
+# Resources bounded before the work starts ----------------------------------------------------
+def test_a_run_describing_a_huge_net_is_refused_before_it_is_built(run_dir, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path / "huge")
+    spec = json.loads((run / "spec.json").read_text())
+    (run / "spec.json").write_text(json.dumps({**spec, "widths": [8192, 8192, 8192]}))
+    with pytest.raises(RunError, match="too big"):
+        load_run(run)
+    for command in (["eval", str(run)], ["runs", "export", str(run), "--onnx", "x.onnx"]):
+        assert main(command) == 2, command
+        assert "too big" in _one_line_error(capsys)
+
+
+def test_an_export_too_big_for_memory_is_refused_before_it_starts(tmp_path, capsys):
+    out = tmp_path / "big.onnx"
+    assert main(["export", "resnet152-imagenet", "--side", "1024", "--out", str(out)]) == 2
+    assert "memory" in _one_line_error(capsys) and not out.exists()
+
+
+def test_lesion_draws_are_bounded(run_dir, capsys):
+    assert main(["lesion", str(run_dir), "--draws", "100000000"]) == 2
+    assert "between 0 and" in _one_line_error(capsys)
+
+
+# Every input checked before the first unit of work; runs kept apart --------------------------
+def test_two_runs_of_one_net_stay_two_nets(run_dir, tmp_path):
+    from resnet_core.studies.lesion import lesion_labels
+
+    other = _copy_run(run_dir, tmp_path / "other")
+    labels = lesion_labels([run_dir, other])
+    assert labels == {str(run_dir): f"resnet20 ({run_dir.name})", str(other): "resnet20 (other)"}
+    with pytest.raises(RunError, match="named twice"):
+        lesion_labels([run_dir, run_dir])
+
+
+def test_lesion_refuses_a_bad_second_run_before_measuring_the_first(run_dir, tmp_path, capsys):
+    cnn = tiny_run(tmp_path / "checkpoints", "small_cnn")
+    assert main(["lesion", str(run_dir), str(cnn), "--draws", "0", "--images", "20"]) == 2
+    captured = capsys.readouterr()
+    assert "no ResNet blocks" in captured.err and "deleted block" not in captured.err

@@ -36,6 +36,7 @@ from resnet_core.nets.model import ResidualBlock, ResNet, ZeroPadShortcut
 __all__ = [
     "DEFAULT_IMAGES",
     "DEFAULT_DRAWS",
+    "MAX_DRAWS",
     "LesionError",
     "LesionUnit",
     "Progress",
@@ -50,6 +51,7 @@ __all__ = [
 
 DEFAULT_IMAGES = 2000  # test images per evaluation: 200 of each class
 DEFAULT_DRAWS = 5  # random sets of blocks per k
+MAX_DRAWS = 100  # more adds nothing to the range of a curve, and costs hours on a CPU
 
 # Called as on_progress(done, total, sentence) after each evaluation of the net.
 Progress = Callable[[int, int, str], None]
@@ -191,6 +193,8 @@ def random_draws(
     names = [unit.name for unit in units if unit.deletable]
     if not 0 <= k <= len(names):
         raise LesionError(f"k: {k} must be between 0 and {len(names)} (the deletable blocks)")
+    if not 0 <= draws <= MAX_DRAWS:
+        raise LesionError(f"draws: {draws} must be between 0 and {MAX_DRAWS}")
     rng = np.random.default_rng([seed, k])
     return [
         tuple(names[i] for i in sorted(rng.choice(len(names), size=k, replace=False)))

@@ -55,6 +55,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         on_event=report,
         command=" ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])]),
+        resume=args.resume,
     )
     sys.stdout.write(f"{folder}\n")
     if failed:
@@ -71,4 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="checkpoints/experiments", help="folder for <name>/")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (GPU)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run of this experiment in --out: finished runs kept, "
+        "stopped ones continued from their last epoch",
+    )
     parser.set_defaults(func=_cmd_experiment)

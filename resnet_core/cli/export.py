@@ -83,10 +83,10 @@ def _default_out(model: str) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     """Handler of `export`."""
     spec = load_spec_argument(args.model)
-    check_exportable(spec)
     side = input_side(spec) if args.side is None else args.side
     if side < spec.min_input_size():
         raise CliError(f"--side {side}: this net needs images of at least {spec.min_input_size()}")
+    check_exportable(spec, side)  # size and memory, before a weight is allocated
     out = check_output(Path(args.out) if args.out else _default_out(args.model))
     data = to_onnx(spec, side)
     _write_new(out, data)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES
+from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES, MAX_DRAWS
 from resnet_core.analysis.sampling import SAMPLE_FILE
 from resnet_core.cli.main import MAX_SEED, CliError, emit, whole_number
 from resnet_core.common.device import resolve_device
@@ -23,12 +23,12 @@ from resnet_core.studies.datasets import run_test_set
 from resnet_core.studies.lesion import (
     LesionResult,
     combine,
+    lesion_labels,
     lesion_test_set,
     result_paths,
     run_lesion,
     write_results,
 )
-from resnet_core.training.runs import load_checkpoint
 
 __all__ = ["register"]
 
@@ -57,9 +57,7 @@ def _table(result: LesionResult) -> pd.DataFrame:
     )
 
 
-def _check_weights(run: str) -> None:
-    """Fail before loading any data when a run has no readable best.pt."""
-    load_checkpoint(Path(run) / "best.pt")
+MAX_IMAGES = 10_000  # CIFAR-10's whole test set
 
 
 def _cmd_lesion(args: argparse.Namespace) -> int:
@@ -69,8 +67,7 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
     if args.out:  # refused before any work: nothing is ever replaced
         for path in (*result_paths(args.out), Path(args.out).parent / SAMPLE_FILE):
             check_output(path)
-    for run in args.runs:
-        _check_weights(run)
+    labels = lesion_labels(args.runs)  # every run checked before any is measured
     if args.out and len({run_test_set(run) for run in args.runs}) > 1:
         raise CliError(
             "lesion --out: these runs are judged on different test sets, so one sample.json "
@@ -91,7 +88,8 @@ def _cmd_lesion(args: argparse.Namespace) -> int:
                 args.draws,
                 args.seed,
                 device,
-                on_progress=_progress(Path(run).name),
+                on_progress=_progress(labels[run]),
+                label=labels[run],
             )
         )
     command = " ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])])
@@ -113,13 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders with best.pt")
     parser.add_argument(
         "--images",
-        type=whole_number(1, MAX_SEED),
+        type=whole_number(1, MAX_IMAGES),
         default=DEFAULT_IMAGES,
         help=f"test images, the same number of each class, seeded (default {DEFAULT_IMAGES})",
     )
     parser.add_argument(
         "--draws",
-        type=whole_number(0, MAX_SEED),
+        type=whole_number(0, MAX_DRAWS),
         default=DEFAULT_DRAWS,
         help=f"random sets of k blocks per k (default {DEFAULT_DRAWS}; 0: single only)",
     )

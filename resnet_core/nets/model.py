@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import ArchSpec, resolve_spec
 
 __all__ = [
@@ -325,6 +326,7 @@ def build_model(name_or_spec: str | ArchSpec | dict, **overrides: Any) -> nn.Mod
         SpecError: unknown preset, unknown override or invalid field value.
     """
     spec = resolve_spec(name_or_spec, **overrides)
+    check_buildable(spec)  # whatever the spec came from: refused before a weight is allocated
     return _CNN_TYPES.get(spec.family, ResNet)(spec)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from resnet_core.analysis.lesion import DEFAULT_DRAWS, DEFAULT_IMAGES, Progress, lesion_study
+from resnet_core.analysis.lesion import (
+    DEFAULT_DRAWS,
+    DEFAULT_IMAGES,
+    Progress,
+    lesion_study,
+    lesion_units,
+)
 from resnet_core.analysis.sampling import (
     SAMPLE_FILE,
     sample_record,
@@ -134,6 +141,7 @@ def run_lesion(
     device: str | torch.device = "cpu",
     on_progress: Progress | None = None,
     batch_size: int = 500,
+    label: str | None = None,
 ) -> LesionResult:
     """The lesion study of a run's best checkpoint on a stratified sample of its test set
     (`lesion_sample`: the same number of each class, picked with `seed`), normalised as
@@ -148,6 +156,7 @@ def run_lesion(
         device: where to run.
         on_progress: called after each evaluation as (done, total, sentence).
         batch_size: images per forward pass.
+        label: the net's name in the tables (default: its model label, e.g. resnet20).
 
     Raises:
         RunError: no best.pt, or one that cannot be read. LesionError: not a ResNet.
@@ -172,10 +181,37 @@ def run_lesion(
     seconds = time.perf_counter() - started
     for frame in (single, random):
         frame.insert(0, "residual", bool(model.spec.residual))
-        frame.insert(0, "net", info.model)
+        frame.insert(0, "net", label or info.model)
     settings = {"images": len(picks), "draws": draws, "seed": seed, "batch_size": batch_size}
     record = _record(run_dir, info, data, settings, device, seconds)
+    record["runs"][0]["net"] = label or info.model
     return LesionResult(single, random, record, sample)
+
+
+def lesion_labels(run_dirs: Sequence[str | os.PathLike]) -> dict[str, str]:
+    """Check every run before any is measured (a readable best.pt and spec, a ResNet) and name
+    each in the tables: its net (resnet20), or where two runs are the same net, the net and
+    its run folder (resnet20 (cif20)), so that two runs are never merged into one net.
+
+    Raises:
+        RunError: a run named twice, or one without a readable best.pt.
+        LesionError: a run that is not a ResNet.
+    """
+    nets: dict[str, str] = {}
+    for run_dir in run_dirs:
+        if str(run_dir) in nets:
+            raise RunError(f"{run_dir}: named twice; give each run once")
+        model, info = load_run(run_dir, which="best")
+        lesion_units(model)  # a plain conv stack has no blocks: refused here, not after others
+        nets[str(run_dir)] = info.model
+    counts = Counter(nets.values())
+    labels = {
+        run: f"{net} ({_run_name(Path(run))})" if counts[net] > 1 else net
+        for run, net in nets.items()
+    }
+    if len(set(labels.values())) < len(labels):
+        raise RunError("two runs have the same net and folder name; rename one folder")
+    return labels
 
 
 def _record(

@@ -36,56 +36,111 @@ from resnet_core.training.experiments import (
     member_configs,
 )
 from resnet_core.training.responses import RESPONSES_FILE, measure_responses
-from resnet_core.training.runs import claim_run_dir
+from resnet_core.training.runs import claim_run_dir, is_run_folder, read_events, read_status
 from resnet_core.training.slimming import slim_run
 from resnet_core.training.trainer import Trainer
 
 __all__ = ["run_experiment", "training_sample"]
 
 
+def member_state(run_dir: Path) -> str:
+    """What an experiment run's folder holds: "new" (missing or empty), "done" (a finished
+    run), "resumable" (a run stopped after at least one epoch) or "unfinished" (a run stopped
+    before its first epoch ended: nothing to continue from)."""
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return "new"
+    if not is_run_folder(run_dir):
+        return "foreign"
+    if read_status(run_dir).get("state") == "done":
+        return "done"
+    return "resumable" if (run_dir / "last.pt").is_file() else "unfinished"
+
+
 def _check_members(
-    experiment: Experiment, folder: Path, configs: list[tuple[RunPlan, dict[str, Any]]]
-) -> None:
+    experiment: Experiment,
+    folder: Path,
+    configs: list[tuple[RunPlan, dict[str, Any]]],
+    resume: bool = False,
+) -> dict[str, str]:
     """Validate every run's settings and folder before anything is written: a bad setting
-    (e.g. epochs -1) or a folder holding an earlier run stops the whole experiment."""
+    (e.g. epochs -1) or a folder holding an earlier run stops the whole experiment, unless
+    `resume` continues it (finished runs kept, stopped ones resumed). Returns each run's
+    `member_state`."""
     if folder.exists() and not folder.is_dir():
         raise ExperimentError(f"{folder}: is a file, not a folder; choose another --out")
+    states = {}
     for plan, config in configs:
+        where = f"{experiment.name}, run {plan.label}"
         try:
             TrainConfig.from_dict(config)
-            claim_run_dir(folder / plan.label)
+            state = member_state(folder / plan.label) if resume else "new"
+            if state in ("new", "resumable"):  # a finished run is kept as it is
+                claim_run_dir(folder / plan.label, resume=state == "resumable")
         except ValueError as error:
-            raise ExperimentError(f"{experiment.name}, run {plan.label}: {error}") from None
+            hint = "" if resume else "; to go on with an interrupted experiment, add --resume"
+            raise ExperimentError(f"{where}: {error}{hint}") from None
+        if state in ("foreign", "unfinished"):
+            raise ExperimentError(
+                f"{where}: {folder / plan.label} "
+                + (
+                    "holds files that are not a run"
+                    if state == "foreign"
+                    else "stopped before its first epoch ended; delete that folder and resume"
+                )
+            )
+        states[plan.label] = state
+    return states
 
 
-def _train_member(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Train one run (in this process or a worker); return its last event as a dict.
+def _train_member(config: dict[str, Any], run_dir: str, state: str = "new") -> dict[str, Any]:
+    """Train one run (in this process or a worker), continue it (`state` "resumable") or keep
+    it ("done"); return its last event as a dict.
 
     A run that fails is reported as its "failed" event rather than raised, so one broken
     run does not lose the others' results.
     """
-    trainer = Trainer(TrainConfig.from_dict(config), run_dir=run_dir)
+    if state == "done":
+        return _last_event(Path(run_dir))
+    if state == "resumable":
+        trainer = Trainer(TrainConfig.from_dict(config), resume=run_dir)
+    else:
+        trainer = Trainer(TrainConfig.from_dict(config), run_dir=run_dir)
     try:
         trainer.fit()
     except Exception as error:  # noqa: BLE001 - recorded in experiment.json instead
         if not isinstance(trainer.outcome, Failed):
             return {"event": "failed", "message": f"{type(error).__name__}: {error}"}
+    return _scalars(trainer.outcome.to_dict())
+
+
+def _scalars(event: dict[str, Any]) -> dict[str, Any]:
     scalars = (str, int, float, bool, type(None))
-    return {k: v for k, v in trainer.outcome.to_dict().items() if isinstance(v, scalars)}
+    return {k: v for k, v in event.items() if isinstance(v, scalars)}
+
+
+def _last_event(run_dir: Path) -> dict[str, Any]:
+    """The last event of a finished run, as `_train_member` reports it."""
+    recorded = read_events(run_dir)
+    return _scalars(recorded[-1].to_dict()) if recorded else {"event": "done"}
 
 
 def _train_members(
-    configs: list[tuple[RunPlan, dict[str, Any]]], folder: Path, jobs: int
+    configs: list[tuple[RunPlan, dict[str, Any]]],
+    folder: Path,
+    jobs: int,
+    states: dict[str, str],
 ) -> list[tuple[RunPlan, dict[str, Any]]]:
-    """Train every run into `folder`, `jobs` at once in worker processes; (plan, last event)."""
+    """Train (or continue, or keep, as `states` says) every run into `folder`, `jobs` at once
+    in worker processes; (plan, last event)."""
+    work = [
+        (plan, (config, str(folder / plan.label), states.get(plan.label, "new")))
+        for plan, config in configs
+    ]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = [
-                (plan, pool.submit(_train_member, config, str(folder / plan.label)))
-                for plan, config in configs
-            ]
+            futures = [(plan, pool.submit(_train_member, *args)) for plan, args in work]
             return [(plan, future.result()) for plan, future in futures]
-    return [(plan, _train_member(config, str(folder / plan.label))) for plan, config in configs]
+    return [(plan, _train_member(*args)) for plan, args in work]
 
 
 def _train(
@@ -94,10 +149,11 @@ def _train(
     jobs: int,
     on_event: Callable[[dict[str, Any]], None] | None,
     ship_weights: bool = True,
+    states: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train, report and slim every run; the experiment record's entry for each."""
     members = []
-    for plan, last in _train_members(configs, folder, jobs):
+    for plan, last in _train_members(configs, folder, jobs, states or {}):
         member = {"label": plan.label, "run": plan.label, "model": plan.model, "result": last}
         members.append(member)
         if on_event:
@@ -186,6 +242,7 @@ def run_experiment(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     command: str | None = None,
     overrides: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> Path:
     """Run an experiment and write its folder.
 
@@ -200,6 +257,9 @@ def run_experiment(
             "total" runs so far).
         command: the command line to record (defaults to this process's argv).
         overrides: TrainConfig fields applied to every run (e.g. a synthetic dataset in tests).
+        resume: go on with an interrupted run of the same experiment in `out_dir`: finished
+            runs are kept, runs stopped after an epoch continue from their last.pt, missing
+            ones are trained.
 
     Returns:
         The experiment folder.
@@ -208,8 +268,9 @@ def run_experiment(
     folder = Path(out_dir) / name
     device = str(resolve_device(device))  # 'auto' becomes the device it picks
     recipe_name, configs = member_configs(experiment, device, epochs, data_dir, overrides)
+    states: dict[str, str] = {}
     if not experiment.analysis_of:
-        _check_members(experiment, folder, configs)
+        states = _check_members(experiment, folder, configs, resume)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if experiment.analysis_of:
@@ -232,7 +293,7 @@ def run_experiment(
         recipe = {
             k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
         }
-        members = _train(configs, folder, jobs, on_event, experiment.ship_weights)
+        members = _train(configs, folder, jobs, on_event, experiment.ship_weights, states)
         write_sample(folder / SAMPLE_FILE, training_sample(configs[0][1]))
     record = _record(experiment, command, device, started, recipe_name, recipe, members)
     write_json_atomic(folder / "experiment.json", record)

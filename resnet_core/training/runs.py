@@ -441,7 +441,10 @@ def load_run(
             f"{spec_path}: not a valid spec ({first_line(error, telling=True)})"
         ) from None
     checkpoint = load_checkpoint(run_dir / f"{which}.pt")
-    model = build_model(spec)
+    try:
+        model = build_model(spec)  # refused, before a weight is allocated, if far too big
+    except SpecError as error:
+        raise RunError(f"{spec_path}: {first_line(error)}") from None
     if checkpoint.get("config", {}).get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
     try:
