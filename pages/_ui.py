@@ -34,7 +34,7 @@ from resnet_core.nets.pretrained import (
     torchvision_download_mb,
     torchvision_weights,
 )
-from resnet_core.nets.size import check_buildable
+from resnet_core.nets.size import check_buildable, check_server_work
 from resnet_core.nets.spec import PRESETS, resolve_spec, spec_label
 from resnet_core.studies.datasets import TestSet
 from resnet_core.training import jobs, runs
@@ -110,6 +110,7 @@ def net_from_param(text: str) -> ArchSpec:
     text = text.strip()
     spec = ArchSpec.from_json(text) if text.startswith("{") else resolve_spec(text)
     check_buildable(spec)
+    check_server_work(spec, input_side(spec))  # a shared link never costs the server minutes
     return spec
 
 
@@ -174,12 +175,14 @@ def default_side(spec: ArchSpec) -> int:
 @st.cache_data(max_entries=64, show_spinner=False)
 def blocks_of(spec_json: str, side: int) -> pd.DataFrame:
     spec = ArchSpec.from_json(spec_json)
+    check_server_work(spec, side)
     return trace_blocks(build_model(spec), (1, spec.in_channels, side, side))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def shapes_of(spec_json: str, side: int) -> pd.DataFrame:
     spec = ArchSpec.from_json(spec_json)
+    check_server_work(spec, side)
     return trace_shapes(build_model(spec), (1, spec.in_channels, side, side))
 
 

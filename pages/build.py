@@ -10,7 +10,7 @@ from pages import _ui
 from resnet_core import ArchSpec, SpecError, list_presets
 from resnet_core.common.device import device_name, memory_budget, resolve_device
 from resnet_core.nets.onnx_export import SERVER_EXPORT_BYTES, ExportError, check_exportable
-from resnet_core.nets.size import check_buildable
+from resnet_core.nets.size import check_buildable, check_server_work
 from resnet_core.nets.spec import (
     BLOCKS,
     PRESET_INFO,
@@ -111,6 +111,7 @@ def _load(make: Callable[[], ArchSpec], advice: str = "") -> bool:
     try:
         new = make()
         check_buildable(new)
+        check_server_work(new, _ui.default_side(new))
     except SpecError as error:
         _ui.error_box(error, advice)
         return False

@@ -334,3 +334,39 @@ def test_lesion_refuses_a_bad_second_run_before_measuring_the_first(run_dir, tmp
     assert main(["lesion", str(run_dir), str(cnn), "--draws", "0", "--images", "20"]) == 2
     captured = capsys.readouterr()
     assert "no ResNet blocks" in captured.err and "deleted block" not in captured.err
+
+
+# Work a request may cost the shared server ---------------------------------------------------
+@pytest.mark.parametrize("name", ["resnet20", "resnet50", "resnet18-imagenet", "small_cnn"])
+def test_the_work_estimate_is_the_traced_count(name):
+    from resnet_core.analysis.trace import trace_shapes
+    from resnet_core.nets.model import build_model
+    from resnet_core.nets.onnx_export import input_side
+    from resnet_core.nets.size import estimate_mult_adds
+    from resnet_core.nets.spec import resolve_spec
+
+    spec = resolve_spec(name)
+    side = input_side(spec)
+    traced = trace_shapes(build_model(spec), (1, spec.in_channels, side, side))
+    # convs and the linear layer; BatchNorm's few multiply-adds per value are left out
+    assert estimate_mult_adds(spec, side) == pytest.approx(int(traced["mult_adds"].sum()), rel=1e-3)
+
+
+COSTLY = {"depths": [1, 1, 1], "widths": [1024, 1024, 1024]}  # 57 M parameters, 19 G at 32x32
+
+
+def test_a_link_to_a_net_too_costly_for_the_server_is_not_built(monkeypatch, tmp_path):
+    from resnet_core.nets.size import SpecError, WorkTooBig, check_server_work
+    from resnet_core.nets.spec import ArchSpec
+
+    with pytest.raises(WorkTooBig, match="multiply-adds"):
+        check_server_work(ArchSpec.from_dict(COSTLY), 32)
+    assert issubclass(WorkTooBig, SpecError)
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.query_params["net"] = json.dumps(COSTLY)
+    at.run()
+    assert [e.value for e in at.exception] == []
+    assert any("multiply-adds" in w.value for w in at.warning)
+    assert next(m.value for m in at.metric if m.label == "Input").endswith("x32")  # the default net

@@ -56,9 +56,7 @@ def _measure_all(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, floa
     dataset = load_cifar10(args.data_dir or default_data_dir())
     config = check_run(args.runs[0])
     sample = training_sample(dataset, config, args.images, args.seed, args.bn_images)
-    if args.out:  # refused before a point is computed, not after; nothing is replaced
-        check_output(args.out)
-        check_output(Path(args.out).with_suffix(".json"))
+    if args.out:  # refused before a point is computed, not after
         check_sample(Path(args.out).parent, sample)
     seeds = range(args.seed, args.seed + args.seeds)
     bn_modes = BN_MODES if args.bn == "both" else (args.bn,)
@@ -89,6 +87,9 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_landscape(args: argparse.Namespace) -> int:
+    if args.out:  # nothing is ever replaced
+        check_output(args.out)
+        check_output(Path(args.out).with_suffix(".json"))
     for run_dir in args.runs:  # every run checked before the data is loaded or a point computed
         check_run(run_dir)
     result, seconds, sample = _measure_all(args)

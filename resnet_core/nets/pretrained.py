@@ -130,6 +130,8 @@ def read_weights_file(path: str | os.PathLike) -> Any:
                 f"{path}: holds a Python object{named}, not only tensors, so it is never "
                 "loaded; save the net's state_dict() instead"
             ) from None
+        if error.kind == "not_file":
+            raise WeightsError(f"{path}: {error.REASONS['not_file']}") from None
         raise WeightsError(
             f"{path}: not a readable weights file ({error.REASONS[error.kind]})"
         ) from None

@@ -125,3 +125,67 @@ def check_fits(
             f"more than {where} allows ({fmt_bytes(budget)}); "
             "use a smaller batch, a smaller input or a smaller net"
         )
+
+
+# Work ----------------------------------------------------------------------------------------
+def _conv(cin: int, cout: int, kernel: int, side: int) -> int:
+    return cin * cout * kernel * kernel * side * side
+
+
+def estimate_mult_adds(spec: ArchSpec, side: int) -> int:
+    """Multiply-adds of one image through the net at `side` x `side`, from the spec alone:
+    conv and linear layers, the side halved where the net strides. Within a small factor of
+    the traced count, enough to refuse work far too big before the net is built."""
+    channels, total = spec.in_channels, 0
+    if spec.is_cnn:
+        last = len(spec.depths) - 1
+        for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
+            for _ in range(depth):
+                total, channels = total + _conv(channels, width, 3, side), width
+            if stage < last or spec.family == "small_cnn":
+                side = max(side // 2, 1)
+        return total + channels * spec.num_classes
+    stem = spec.stem_channels()
+    if spec.stem == "imagenet":
+        side = max(side // 2, 1)
+        total, side = _conv(channels, stem, 7, side), max(side // 2, 1)
+    else:
+        total = _conv(channels, stem, 3, side)
+    channels = stem
+    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
+        out = width * spec.expansion
+        for position in range(depth):
+            inner = side
+            if position == 0 and stage > 0:
+                side = max(side // 2, 1)
+            if spec.block == "bottleneck":
+                total += _conv(channels, width, 1, inner) + _conv(width, width, 3, side)
+                total += _conv(width, out, 1, side)
+            else:
+                total += _conv(channels, width, 3, side) + _conv(width, out, 3, side)
+            if spec.residual and spec.shortcut == "projection" and channels != out:
+                total += _conv(channels, out, 1, side)
+            channels = out
+    return total + channels * spec.num_classes
+
+
+# What one request may cost the app's server, shared by a class: ResNet-152 at 224x224 is
+# 11.5 G; a net far beyond it (the widest CIFAR nets the spec allows are 100 G and more) is
+# traced with the CLI on one's own machine instead.
+SERVER_MULT_ADDS = 16 * 10**9
+
+
+class WorkTooBig(SpecError):
+    """A net (at an input size) that is more work than one request to the app may cost."""
+
+
+def check_server_work(spec: ArchSpec, side: int) -> None:
+    """Raise SpecError if one pass of the net at `side` x `side` is more work than a request
+    to the shared app may cost (`SERVER_MULT_ADDS`); checked before the net is built."""
+    work = estimate_mult_adds(spec, side)
+    if work > SERVER_MULT_ADDS:
+        raise WorkTooBig(
+            f"work: one image through this net at {side}x{side} is about {work / 1e9:,.0f} G "
+            f"multiply-adds, more than the app does per request ({SERVER_MULT_ADDS / 1e9:.0f} "
+            "G); use `python -m resnet_core trace` on your own machine"
+        )

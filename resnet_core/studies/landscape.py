@@ -89,12 +89,14 @@ def check_run(run_dir: str | os.PathLike) -> dict[str, Any]:
             f"{run_dir}: no best.pt, so no trained weights to measure around; pick a run "
             "that has finished at least one epoch"
         )
-    config = read_json(run_dir / "config.json") or {}
+    config = read_json(run_dir / "config.json")
+    config = config if isinstance(config, dict) else {}
     if config.get("dataset") == "synthetic":
         raise LandscapeError(
             f"{run_dir.name} was trained on the synthetic stand-in, not CIFAR-10: its "
             "training-loss landscape on CIFAR-10 images would mean nothing; pick a CIFAR-10 run"
         )
+    load_run(run_dir)  # a damaged checkpoint or spec is refused here, before any run is measured
     return config
 
 

@@ -77,7 +77,8 @@ def _check_members(
             if state in ("new", "resumable"):  # a finished run is kept as it is
                 claim_run_dir(folder / plan.label, resume=state == "resumable")
         except ValueError as error:
-            hint = "" if resume else "; to go on with an interrupted experiment, add --resume"
+            there = (folder / plan.label).exists() and not resume
+            hint = "; to go on with an interrupted experiment, add --resume" if there else ""
             raise ExperimentError(f"{where}: {error}{hint}") from None
         if state in ("foreign", "unfinished"):
             raise ExperimentError(
