@@ -163,8 +163,8 @@ def _onnx_button(row, spec: ArchSpec, name: str, side: int) -> None:
         check_exportable(spec, side, SERVER_EXPORT_BYTES)
     except ExportError as error:
         row.caption(
-            f"No ONNX download here: {error}. `python -m resnet_core export` makes it on your "
-            "own machine."
+            f"No ONNX download here: {error}. `python -m resnet_core export {name}` makes it "
+            "on your own machine."
         )
         return
     row.download_button(

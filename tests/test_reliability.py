@@ -370,3 +370,27 @@ def test_a_link_to_a_net_too_costly_for_the_server_is_not_built(monkeypatch, tmp
     assert [e.value for e in at.exception] == []
     assert any("multiply-adds" in w.value for w in at.warning)
     assert next(m.value for m in at.metric if m.label == "Input").endswith("x32")  # the default net
+
+
+def test_the_largest_input_the_server_traces_is_within_its_budget():
+    from resnet_core.nets.size import SERVER_MULT_ADDS, estimate_mult_adds, largest_server_side
+    from resnet_core.nets.spec import ArchSpec, resolve_spec
+
+    big = resolve_spec("resnet152-imagenet")
+    side = largest_server_side(big)
+    assert 224 <= side < 1024 and estimate_mult_adds(big, side) <= SERVER_MULT_ADDS
+    assert estimate_mult_adds(big, side + 16) > SERVER_MULT_ADDS
+    assert 512 <= largest_server_side(resolve_spec("resnet20")) < 1024  # 41 G at 1024
+    assert 0 < largest_server_side(ArchSpec.from_dict(COSTLY)) < 32  # its own input is too big
+
+
+@pytest.mark.parametrize(
+    "field, value", [("seconds", 1e308), ("seconds", -5), ("best_test_acc", 7.5), ("epoch", 1e300)]
+)
+def test_status_numbers_out_of_range_are_shown_as_unknown(run_dir, tmp_path, field, value):
+    run = _copy_run(run_dir, tmp_path / "run")
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, field: value}))
+    info = run_info(run)
+    shown = {"seconds": info.seconds, "best_test_acc": info.best_test_acc, "epoch": info.epoch}
+    assert shown[field] in (None, 0)

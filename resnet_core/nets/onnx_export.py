@@ -71,7 +71,7 @@ def check_exportable(spec: ArchSpec, side: int | None = None, budget: int | None
     if needed > budget:
         raise ExportError(
             f"memory: exporting this net at {side}x{side} needs about {fmt_bytes(needed)}, "
-            f"more than {fmt_bytes(budget)} allowed here; use a smaller --side or a smaller net"
+            f"more than the {fmt_bytes(budget)} allowed here (a smaller input or net fits)"
         )
 
 

@@ -179,6 +179,21 @@ class WorkTooBig(SpecError):
     """A net (at an input size) that is more work than one request to the app may cost."""
 
 
+def largest_server_side(spec: ArchSpec, most: int = 1024) -> int:
+    """The largest input side (at most `most`) at which one pass of the net stays within
+    `SERVER_MULT_ADDS`; 0 if not even its smallest input does."""
+    low, high = spec.min_input_size(), most
+    if estimate_mult_adds(spec, low) > SERVER_MULT_ADDS:
+        return 0
+    while low < high:  # the work grows with the side
+        middle = (low + high + 1) // 2
+        if estimate_mult_adds(spec, middle) <= SERVER_MULT_ADDS:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def check_server_work(spec: ArchSpec, side: int) -> None:
     """Raise SpecError if one pass of the net at `side` x `side` is more work than a request
     to the shared app may cost (`SERVER_MULT_ADDS`); checked before the net is built."""

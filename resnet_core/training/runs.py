@@ -72,6 +72,9 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "resnet_explorer.checkpoint"
+# Ranges of status.json's numbers: a value outside is shown as unknown, never formatted.
+MAX_SECONDS = 10 * 365 * 24 * 3600.0
+MAX_EPOCHS = 100_000
 CHECKPOINT_VERSION = 1
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -303,27 +306,26 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
         except (SpecError, TypeError):
             model = "?"
 
-    def number(key: str) -> float | None:
+    def number(key: str, high: float) -> float | None:
+        """The field if it is a number in [0, high], else None (shown as unknown)."""
         value = status.get(key)
-        return (
-            float(value)
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-            else None
-        )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if 0 <= value <= high else None  # NaN fails both
 
     return RunInfo(
         id=path.name,
         path=str(path),
         model=str(model),
         state=state,
-        best_test_acc=number("best_test_acc"),
-        final_test_acc=number("final_test_acc"),
-        seconds=number("seconds"),
+        best_test_acc=number("best_test_acc", 1),
+        final_test_acc=number("final_test_acc", 1),
+        seconds=number("seconds", MAX_SECONDS),
         device=str(status.get("device", "")),
         started=str(status.get("started", "")),
         synthetic=bool(status.get("synthetic", False)),
-        epoch=int(number("epoch") or 0),
-        epochs=int(number("epochs") or 0),
+        epoch=int(number("epoch", MAX_EPOCHS) or 0),
+        epochs=int(number("epochs", MAX_EPOCHS) or 0),
         message=str(status.get("message", "")),
     )
 
