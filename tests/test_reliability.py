@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 from app_helpers import QUICK_CPU_RUN, app_test, tiny_run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from resnet_core.cli.main import main
@@ -394,3 +396,64 @@ def test_status_numbers_out_of_range_are_shown_as_unknown(run_dir, tmp_path, fie
     info = run_info(run)
     shown = {"seconds": info.seconds, "best_test_acc": info.best_test_acc, "epoch": info.epoch}
     assert shown[field] in (None, 0)
+
+
+# Generated records: whatever a file holds, a reader answers or refuses in one line -----------
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**500), max_value=10**500)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+STATUS_FIELDS = ("state", "seconds", "best_test_acc", "final_test_acc", "epoch", "epochs", "pid")
+
+
+RUNNING = st.fixed_dictionaries(
+    {"state": st.just("running")},
+    optional={"pid": JSON_VALUES | st.integers(), "host": JSON_VALUES},
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(status=st.dictionaries(st.sampled_from(STATUS_FIELDS), JSON_VALUES, max_size=7) | RUNNING)
+def test_any_status_reads_as_a_run_with_numbers_in_range(run_dir, tmp_path, status):
+    run = tmp_path / "runs" / "r"
+    if not run.exists():
+        _copy_run(run_dir, run)
+    (run / "status.json").write_text(json.dumps(status))
+    info = run_info(run)  # never raises
+    assert info.seconds is None or 0 <= info.seconds <= 10 * 365 * 24 * 3600
+    assert all(v is None or 0 <= v <= 1 for v in (info.best_test_acc, info.final_test_acc))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=st.lists(JSON_VALUES.map(json.dumps) | st.text(max_size=40), max_size=6))
+def test_any_metrics_lines_are_read_or_skipped(run_dir, tmp_path, lines):
+    run = tmp_path / "run"
+    if not run.exists():
+        _copy_run(run_dir, run)
+    good = (run_dir / "metrics.jsonl").read_text()
+    (run / "metrics.jsonl").write_text(good + "\n".join(lines) + "\n")
+    scalars = run_scalars(run)  # never raises, every value finite
+    assert all(abs(value) < float("inf") for _tag, _step, value, _wall in scalars)
+
+
+@pytest.mark.parametrize("pid", [2**31, 10**17, -1, 0, True, "7"])
+def test_a_running_status_with_an_impossible_pid_reads_as_interrupted(run_dir, tmp_path, pid):
+    run = _copy_run(run_dir, tmp_path / "run")
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": pid}))
+    assert run_info(run).state == "interrupted"
+
+
+def test_json_nested_deeper_than_the_stack_is_refused():
+    with pytest.raises(ValueError, match="too deep"):
+        parse_json("[" * 100_000 + "]" * 100_000)

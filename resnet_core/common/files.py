@@ -79,7 +79,10 @@ def _finite_float(text: str) -> float:
 def parse_json(text: str | bytes) -> Any:
     """json.loads with every number range-checked (ValueError past `MAX_JSON_DIGITS` digits
     or beyond a float's range); NaN and Infinity, which a diverged run records, stay."""
-    return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float)
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float)
+    except RecursionError:  # "[[[[...": nested deeper than the parser's stack
+        raise ValueError("JSON nested too deep") from None
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -179,8 +182,8 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 def pid_alive(pid: Any) -> bool:
     """Whether a process with this id exists (one we may not signal counts as alive)."""
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return False
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+        return False  # no process has such an id (os.kill would overflow on it)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
