@@ -116,6 +116,39 @@ def test_no_module_reads_or_loads_around_its_chokepoint():
     )
 
 
+# Outputs a user names (`--out`, `--onnx`, `--tensorboard`) and study results never replace a
+# file: these modules write through `check_output`/`write_new`, never the replacing writers.
+NO_REPLACING = ("resnet_core/cli/", "resnet_core/studies/")
+REPLACING = {"write_atomic", "write_bytes_atomic", "write_json_atomic", "write_sample"}
+
+
+def test_outputs_never_go_through_a_replacing_writer():
+    found = [
+        f"{path.relative_to(REPO).as_posix()}:{node.lineno}: {ast.unparse(node.func)}"
+        for path in SCANNED
+        if path.relative_to(REPO).as_posix().startswith(NO_REPLACING)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and ast.unparse(node.func).rsplit(".", 1)[-1] in REPLACING
+        and not ast.unparse(node.func).startswith("study.")
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_nets_are_built_only_where_their_size_is_checked():
+    """`build_model` checks every spec's size before a weight is allocated; constructing a
+    net class directly would skip it."""
+    constructors = {"ResNet", "SmallCNN", "SimpleCNN"}
+    found = [
+        f"{path.relative_to(REPO).as_posix()}:{node.lineno}"
+        for path in SCANNED
+        if path.relative_to(REPO).as_posix() != "resnet_core/nets/model.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in constructors
+    ]
+    assert not found, found
+
+
 def test_every_exception_is_still_needed():
     stale = [key for key in ALLOWED if key not in _bypasses()]
     assert not stale, f"no longer needed, remove from ALLOWED: {stale}"

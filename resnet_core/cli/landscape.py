@@ -27,11 +27,11 @@ from resnet_core.studies.landscape import (
     check_run,
     check_sample,
     curves_of,
+    record_sample,
     result_record,
     run_landscape,
     training_sample,
     write_result,
-    write_sample,
 )
 from resnet_core.training.data import load_cifar10
 
@@ -96,7 +96,7 @@ def _cmd_landscape(args: argparse.Namespace) -> int:
     if args.out:
         command = " ".join(["python -m resnet_core", *map(shlex.quote, sys.argv[1:])])
         record = result_record(command, _settings(args), seconds) | {"curves": curves_of(result)}
-        sample_path = write_sample(Path(args.out).parent, sample)
+        sample_path = record_sample(Path(args.out).parent, sample)
         write_result(result, args.out, record)
         sys.stderr.write(
             f"wrote {args.out}, {Path(args.out).with_suffix('.json')}, {sample_path}\n"

@@ -30,9 +30,9 @@ from resnet_core.analysis.landscape import (
 from resnet_core.analysis.sampling import (
     SAMPLE_FILE,
     sample_record,
+    sample_text,
     stratified_indices,
 )
-from resnet_core.analysis.sampling import write_sample as write_sample_file
 from resnet_core.common.env import provenance
 from resnet_core.common.files import json_bytes, read_json, write_new
 from resnet_core.nets.model import build_model
@@ -56,7 +56,7 @@ __all__ = [
     "read_result",
     "landscape_root",
     "read_shipped",
-    "write_sample",
+    "record_sample",
     "check_sample",
     "curves_of",
 ]
@@ -278,10 +278,12 @@ def check_sample(folder: str | os.PathLike, sample: Sample) -> Path:
     return path
 
 
-def write_sample(folder: str | os.PathLike, sample: Sample) -> Path:
+def record_sample(folder: str | os.PathLike, sample: Sample) -> Path:
     """Write `sample.json` into `folder` (refused as `check_sample` says)."""
     path = check_sample(folder, sample)
-    write_sample_file(path, sample.record())
+    if path.exists():  # it holds this same sample (checked): kept, never replaced
+        return path
+    write_new(path, lambda out: out.write(sample_text(sample.record()).encode("utf-8")))
     return path
 
 
