@@ -25,7 +25,7 @@ from resnet_core.common.device import machine_summary
 from resnet_core.common.env import DATA_ENV
 from resnet_core.common.errors import page_message
 from resnet_core.common.files import read_json
-from resnet_core.nets.onnx_export import SERVER_EXPORT_BYTES, input_side, to_onnx
+from resnet_core.nets.onnx_export import SERVER_EXPORT_BYTES, input_side, to_onnx_apart
 from resnet_core.nets.pretrained import (
     IMAGENET,
     pretrained_model,
@@ -195,7 +195,7 @@ def shipped_responses() -> pd.DataFrame:
 @st.cache_data(max_entries=2, show_spinner=False)  # up to 240 MB each (ResNet-152)
 def onnx_of(spec_json: str, side: int) -> bytes:
     """The net as an ONNX file (fresh initial weights); see `onnx_export.to_onnx`."""
-    return to_onnx(ArchSpec.from_json(spec_json), side, SERVER_EXPORT_BYTES)
+    return to_onnx_apart(ArchSpec.from_json(spec_json), side, SERVER_EXPORT_BYTES)
 
 
 # Environment -----------------------------------------------------------------------------

@@ -457,3 +457,16 @@ def test_a_running_status_with_an_impossible_pid_reads_as_interrupted(run_dir, t
 def test_json_nested_deeper_than_the_stack_is_refused():
     with pytest.raises(ValueError, match="too deep"):
         parse_json("[" * 100_000 + "]" * 100_000)
+
+
+def test_the_app_exports_onnx_in_a_process_of_its_own():
+    import onnx
+
+    from resnet_core.nets.onnx_export import SERVER_EXPORT_BYTES, ExportError, to_onnx_apart
+    from resnet_core.nets.spec import resolve_spec
+
+    model = onnx.load_from_string(to_onnx_apart(resolve_spec("resnet20"), 32, SERVER_EXPORT_BYTES))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["images"]
+    with pytest.raises(ExportError, match="memory"):  # refused before a process starts
+        to_onnx_apart(resolve_spec("resnet152-imagenet"), 224, SERVER_EXPORT_BYTES)

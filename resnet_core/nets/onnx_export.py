@@ -8,6 +8,10 @@ one file takes any number of images.
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,7 +20,7 @@ import torch
 from torch import nn
 
 from resnet_core.common.device import memory_budget
-from resnet_core.common.files import read_regular_bytes
+from resnet_core.common.files import read_regular_bytes, read_regular_text
 from resnet_core.nets.model import build_model, model_spec
 from resnet_core.nets.size import check_params, estimate_training_bytes, fmt_bytes
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, SpecError, resolve_spec, spec_label
@@ -28,6 +32,7 @@ __all__ = [
     "check_exportable",
     "input_side",
     "to_onnx",
+    "to_onnx_apart",
 ]
 
 ONNX_OPSET = 17  # read by onnxruntime >= 1.11 and every Netron
@@ -132,3 +137,43 @@ def to_onnx(
             return read_regular_bytes(path)
     finally:
         model.train(was_training)
+
+
+def to_onnx_apart(spec: ArchSpec, side: int, budget: int, timeout: float = 600) -> bytes:
+    """`to_onnx` of a spec (fresh weights) in a process of its own, its address space capped
+    at `budget` bytes over what it starts with: what a shared server calls, so that the
+    export's memory is never the server's (it is all returned when the process ends) and one
+    export cannot starve the others.
+
+    Raises:
+        ExportError: the net is too big for `budget`, or the export failed (its last line).
+    """
+    check_exportable(spec, side, budget)  # refused here, before a process is started
+    with tempfile.TemporaryDirectory(prefix="resnet-onnx-") as folder:
+        out = Path(folder) / "model.onnx"
+        command = [sys.executable, "-m", __name__, spec.to_json(), str(side), str(out), str(budget)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ExportError(f"the export took over {timeout:.0f} s and was stopped") from None
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            raise ExportError(f"the export failed ({lines[-1] if lines else done.returncode})")
+        return read_regular_bytes(out)
+
+
+def _limit_this_process(budget: int) -> None:
+    """Cap this process's address space at what it uses now plus `budget` (Linux; elsewhere
+    the estimate checked before the start is the only bound)."""
+    try:
+        pages = int(read_regular_text("/proc/self/statm").split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    limit = pages * os.sysconf("SC_PAGE_SIZE") + budget
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+if __name__ == "__main__":  # the process of `to_onnx_apart`: SPEC_JSON SIDE OUT BUDGET
+    _spec, _side, _out, _budget = sys.argv[1:5]
+    _limit_this_process(int(_budget))
+    Path(_out).write_bytes(to_onnx(ArchSpec.from_json(_spec), int(_side), int(_budget)))
