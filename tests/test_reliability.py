@@ -470,3 +470,19 @@ def test_the_app_exports_onnx_in_a_process_of_its_own():
     assert [i.name for i in model.graph.input] == ["images"]
     with pytest.raises(ExportError, match="memory"):  # refused before a process starts
         to_onnx_apart(resolve_spec("resnet152-imagenet"), 224, SERVER_EXPORT_BYTES)
+
+
+@pytest.mark.parametrize("page", APP_PAGES)
+def test_a_checkpoints_folder_that_cannot_be_written_is_one_line(monkeypatch, tmp_path, page):
+    """As a read-only folder would (the tests run as root, for whom nothing is read-only): the
+    checkpoints 'folder' is a file, so every write under it fails."""
+    blocked = tmp_path / "checkpoints"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(blocked))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    at.switch_page(page).run()
+    assert [e.value for e in at.exception] == []
+    for error in at.error:
+        assert "\n" not in error.value.strip() and str(tmp_path) not in error.value, error.value
