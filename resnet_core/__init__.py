@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module imports only from layers below its own):
 ``common`` (shared helpers) -> ``nets`` (specs, blocks, models) -> ``analysis`` (traces,
-probes) -> ``training`` (data, trainer, events, runs, jobs, experiments) -> ``studies``
+probes) -> ``exercises`` (a student's block, checked by what it computes) -> ``training`` (data, trainer, events, runs, jobs, experiments) -> ``studies``
 (lesion and loss-landscape studies of trained runs, their result files) -> ``views``
 (charts, diagrams, sentences, slides) -> ``cli``.
 

@@ -1,0 +1,11 @@
+"""Exercises: a student writes a piece of a ResNet and is told, with numbers, what is wrong.
+`catalog` lists the exercises (starter, hints, checks) and `check(exercise_id, cls)`;
+`block_checks` judges a residual block by what it computes; `report` holds what the checks
+found, as text and as HTML for a notebook.
+
+May import: `resnet_core.common` and `resnet_core.nets`.
+"""
+
+from resnet_core.exercises.catalog import EXERCISES, check, get_exercise
+
+__all__ = ["EXERCISES", "check", "get_exercise"]

@@ -1,0 +1,287 @@
+"""Checks of a student's `ResidualBlock(in_channels, out_channels, stride=1)`, judged by what
+it computes, not by what its parts are called.
+
+Two blocks are built, one where the shapes match (16 -> 16, stride 1) and one where they
+change (16 -> 32, stride 2), and probed: forward hooks see which convolutions and BatchNorms
+run, in which order and with which stride; inputs with negative values show where the ReLU
+is; zeroing the 3x3 convolutions leaves only the shortcut; weights copied into the reference
+block (`resnet_core.nets.model.BasicBlock`) must give the same output. Each failed check
+names the likely mistake with the number it measured.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from resnet_core.exercises.report import Report
+from resnet_core.nets.model import BasicBlock
+
+__all__ = ["check_residual_block", "SAME", "DOWN"]
+
+SAME = (16, 16, 1)  # (in_channels, out_channels, stride): the identity fits
+DOWN = (16, 32, 2)  # channels double, the image halves: a projection is needed
+SIDE = 8
+TOLERANCE = 1e-4
+
+
+def _name(args: tuple[int, int, int]) -> str:
+    return f"ResidualBlock({args[0]}, {args[1]}, stride={args[2]})"
+
+
+def _input(channels: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, channels, SIDE, SIDE, generator=torch.Generator().manual_seed(seed))
+
+
+def _traced(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[nn.Module]]:
+    """The block's output and the convolutions and BatchNorms it ran, in order."""
+    order: list[nn.Module] = []
+    watched = [m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for m in watched]
+    try:
+        with torch.no_grad():
+            out = block(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return out, order
+
+
+def _settle(block: nn.Module, seed: int) -> nn.Module:
+    """Eval mode, with BatchNorm statistics and affine parameters set from `seed`, so that
+    every BatchNorm does something visible and the block is deterministic."""
+    generator = torch.Generator().manual_seed(seed)
+    block.eval()
+    with torch.no_grad():
+        for bn in (m for m in block.modules() if isinstance(m, nn.BatchNorm2d)):
+            size = bn.num_features
+            bn.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
+            bn.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+            if bn.affine:
+                bn.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                bn.bias.copy_(torch.randn(size, generator=generator) * 0.1)
+    return block
+
+
+def _kind(order: list[nn.Module], kernel: int) -> list[nn.Conv2d]:
+    return [m for m in order if isinstance(m, nn.Conv2d) and m.kernel_size == (kernel, kernel)]
+
+
+def _build(cls: type, report: Report) -> dict[tuple, nn.Module] | None:
+    blocks = {}
+    for args in (SAME, DOWN):
+        try:
+            block = cls(args[0], args[1], stride=args[2])
+        except Exception as error:  # noqa: BLE001 - the student's code: any error is a finding
+            report.add("builds", False, f"{_name(args)} raised {type(error).__name__}: {error}")
+            return None
+        if not isinstance(block, nn.Module):
+            report.add("builds", False, f"{_name(args)} is not an nn.Module")
+            return None
+        blocks[args] = _settle(block, seed=1)
+    report.add("builds", True, f"{_name(SAME)} and {_name(DOWN)} build")
+    return blocks
+
+
+def _shapes(blocks: dict[tuple, nn.Module], report: Report) -> dict[tuple, list[nn.Module]] | None:
+    orders = {}
+    for args, block in blocks.items():
+        expected = (2, args[1], SIDE // args[2], SIDE // args[2])
+        try:
+            out, orders[args] = _traced(block, _input(args[0]))
+        except Exception as error:  # noqa: BLE001
+            hint = (
+                "; when channels or the stride change, the shortcut must change them too "
+                "(a 1x1 conv with the stride, then BatchNorm)"
+                if args == DOWN
+                else ""
+            )
+            report.add("runs", False, f"{_name(args)} failed on a {tuple(_input(args[0]).shape)} "
+                       f"input: {type(error).__name__}: {error}{hint}")  # fmt: skip
+            return None
+        if tuple(out.shape) != expected:
+            halved = args == DOWN and tuple(out.shape[2:]) == (SIDE, SIDE)
+            why = "; the image is not halved: stride 2 goes on the first 3x3 conv" if halved else ""
+            report.add("shape", False, f"{_name(args)} gives {tuple(out.shape)} for a "
+                       f"{tuple(_input(args[0]).shape)} input, expected {expected}{why}")  # fmt: skip
+            return None
+    report.add("shape", True, "both blocks give the expected output shapes")
+    return orders
+
+
+def _biases(blocks: dict[tuple, nn.Module], report: Report) -> None:
+    biased = [
+        f"{m.in_channels}->{m.out_channels} {m.kernel_size[0]}x{m.kernel_size[0]}"
+        for m in blocks[DOWN].modules()
+        if isinstance(m, nn.Conv2d) and m.bias is not None
+    ]
+    report.add(
+        "conv bias",
+        not biased,
+        f"the conv {', '.join(biased)} has a bias; BatchNorm right after it subtracts any "
+        "constant, so the bias is wasted: use bias=False"
+        if biased
+        else "no conv has a bias (BatchNorm follows each)",
+    )
+
+
+def _convs(orders: dict[tuple, list[nn.Module]], report: Report) -> None:
+    threes = _kind(orders[DOWN], 3)
+    if len(threes) != 2:
+        report.add("two 3x3 convs", False, f"{len(threes)} 3x3 convs ran; a basic block has two")
+        return
+    report.add("two 3x3 convs", True, "two 3x3 convs run")
+    strides = [conv.stride[0] for conv in threes]
+    if strides == [1, 2]:
+        message = "the stride is on the second 3x3 conv; put it on the first (as He et al.)"
+    elif strides != [2, 1]:
+        message = f"the 3x3 convs have strides {strides}; the first needs stride 2, the second 1"
+    else:
+        message = ""
+    report.add("stride", not message, message or "stride 2 is on the first 3x3 conv")
+
+
+def _shortcut_parts(orders: dict[tuple, list[nn.Module]], report: Report) -> None:
+    if _kind(orders[SAME], 1):
+        report.add("identity", False, f"{_name(SAME)} runs a 1x1 conv: a projection where the "
+                   "identity fits; when the shapes match the shortcut is x itself")  # fmt: skip
+    else:
+        report.add("identity", True, "where the shapes match, the shortcut is the identity")
+    order = orders[DOWN]
+    ones = _kind(order, 1)
+    if len(ones) != 1 or ones[0].stride[0] != 2:
+        found = f"{len(ones)} 1x1 conv(s)" + (f" with stride {ones[0].stride[0]}" if ones else "")
+        report.add("projection", False, f"{_name(DOWN)} runs {found}; when channels or the "
+                   "stride change, the shortcut is one 1x1 conv with stride 2, then BatchNorm")  # fmt: skip
+        return
+    after = order[order.index(ones[0]) + 1] if order.index(ones[0]) + 1 < len(order) else None
+    normalised = isinstance(after, nn.BatchNorm2d) and after.num_features == DOWN[1]
+    report.add("projection", normalised, "the projection is a 1x1 conv with stride 2 and "
+               "BatchNorm" if normalised else "the projection has no BatchNorm after its 1x1 "
+               "conv; add nn.BatchNorm2d(out_channels) after it, as on the main path")  # fmt: skip
+
+
+def _relu(blocks: dict[tuple, nn.Module], report: Report) -> None:
+    lows = {}
+    for args, block in blocks.items():
+        with torch.no_grad():
+            lows[args] = float(block(_input(args[0], seed=2)).min())
+    low = min(lows.values())
+    report.add(
+        "relu after the addition",
+        low >= 0,
+        f"the output has negative values (as low as {low:.2f}): the last ReLU must come after "
+        "adding the shortcut, not before it"
+        if low < 0
+        else "the output is never negative: the last ReLU comes after the addition",
+    )
+
+
+def _zero_branch(block: nn.Module, order: list[nn.Module]) -> nn.Module:
+    """A copy with the 3x3 convs zeroed and every BatchNorm right after one giving exactly 0:
+    what is left of the output is the shortcut alone."""
+    paths = {id(module): name for name, module in block.named_modules()}
+    after_three = [
+        paths[id(module)]
+        for index, module in enumerate(order)
+        if isinstance(module, nn.BatchNorm2d) and index and _is_three(order[index - 1])
+    ]
+    block = copy.deepcopy(block)
+    with torch.no_grad():
+        for module in block.modules():
+            if _is_three(module):
+                module.weight.zero_()
+                if module.bias is not None:
+                    module.bias.zero_()
+        for path in after_three:
+            bn = block.get_submodule(path)
+            bn.running_mean.zero_()
+            if bn.affine:
+                bn.bias.zero_()
+    return block
+
+
+def _is_three(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3)
+
+
+def _shortcut_added(
+    blocks: dict[tuple, nn.Module], orders: dict[tuple, list[nn.Module]], report: Report
+) -> None:
+    x = _input(SAME[0], seed=3)
+    with torch.no_grad():
+        out = _zero_branch(blocks[SAME], orders[SAME])(x)
+        down = _zero_branch(blocks[DOWN], orders[DOWN])(_input(DOWN[0], seed=3))
+    if float(out.abs().max()) < TOLERANCE or float(down.abs().max()) < TOLERANCE:
+        report.add("shortcut added", False, "with the 3x3 convs' weights at zero the block "
+                   "outputs only zeros: the shortcut is never added to the main path")  # fmt: skip
+        return
+    # x itself means the shortcut is added but the last ReLU is misplaced, and a projection
+    # where the identity fits changes x: their own checks say so
+    gap = min(float((out - torch.relu(x)).abs().max()), float((out - x).abs().max()))
+    gap = 0.0 if _kind(orders[SAME], 1) else gap
+    report.add(
+        "shortcut added",
+        gap < TOLERANCE,
+        "with the 3x3 convs' weights at zero the block passes relu(x) through: the shortcut is "
+        "added"
+        if gap < TOLERANCE
+        else f"with the 3x3 convs' weights at zero the block should "
+        f"output relu(x), but differs from it by up to {gap:.3f}: add x itself, unchanged",
+    )
+
+
+def _reference_twin(block: nn.Module, order: list[nn.Module]) -> nn.Module:
+    """The reference block holding the student's weights: 3x3 convs in the order they ran,
+    each BatchNorm after its conv, the 1x1 conv and its BatchNorm as the projection."""
+    reference = BasicBlock(DOWN[0], DOWN[1], DOWN[2])
+    slots = iter([reference.conv1, reference.conv2])
+    pairs = {}
+    for index, module in enumerate(order):
+        if isinstance(module, nn.Conv2d):
+            target = next(slots) if _is_three(module) else reference.downsample[0]
+            pairs[id(module)] = target
+            target.load_state_dict(module.state_dict())
+        elif index:
+            conv = pairs.get(id(order[index - 1]))
+            bn = {id(reference.conv1): reference.bn1, id(reference.conv2): reference.bn2}.get(
+                id(conv), reference.downsample[1]
+            )
+            bn.load_state_dict(module.state_dict())
+    return reference.eval()
+
+
+def _matches_reference(
+    blocks: dict[tuple, nn.Module], orders: dict[tuple, list[nn.Module]], report: Report
+) -> None:
+    reference = _reference_twin(blocks[DOWN], orders[DOWN])
+    x = _input(DOWN[0], seed=4)
+    with torch.no_grad():
+        gap = float((blocks[DOWN](x) - reference(x)).abs().max())
+    report.add(
+        "same as the reference",
+        gap < TOLERANCE,
+        "with the same weights it computes what the reference block computes"
+        if gap < TOLERANCE
+        else f"with the same weights its output differs from the reference block's by up to "
+        f"{gap:.3f}: check the order conv -> BN -> ReLU -> conv -> BN, add the shortcut, ReLU",
+    )
+
+
+def check_residual_block(cls: type) -> Report:
+    """Every check of the `residual_block` exercise on the student's class."""
+    report = Report("residual_block")
+    blocks = _build(cls, report)
+    orders = _shapes(blocks, report) if blocks else None
+    if blocks is None or orders is None:
+        return report
+    _biases(blocks, report)
+    _convs(orders, report)
+    _shortcut_parts(orders, report)
+    _relu(blocks, report)
+    _shortcut_added(blocks, orders, report)
+    if report.passed:  # the last word, once every part is where it belongs
+        _matches_reference(blocks, orders, report)
+    return report

@@ -1,0 +1,84 @@
+"""The exercises: each an id, a title, the class a student writes, a starter file in our own
+words (a skeleton with numbered TODOs), hints revealed one at a time, and its checks. A new
+exercise is one entry here plus its checks and their tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from resnet_core.exercises.block_checks import check_residual_block
+from resnet_core.exercises.report import Report
+
+__all__ = ["Exercise", "EXERCISES", "get_exercise", "check"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: what to write, how to start, how it is checked."""
+
+    id: str
+    title: str
+    class_name: str
+    starter: str
+    hints: tuple[str, ...]
+    checks: Callable[[type], Report]
+
+
+RESIDUAL_BLOCK_STARTER = '''"""Exercise residual_block: write the basic block of a CIFAR ResNet (He et al. 2016).
+
+Check it with:  python -m resnet_core exercise check residual_block THIS_FILE.py
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        # TODO 1: the main path: a 3x3 conv (carrying `stride`, padding 1, no bias), BatchNorm,
+        #         then a second 3x3 conv (stride 1) and BatchNorm.
+        # TODO 2: the shortcut: nothing at all when the shapes match (stride 1 and
+        #         in_channels == out_channels); otherwise a 1x1 conv with `stride` (no bias)
+        #         followed by BatchNorm, so that it has the main path's shape.
+
+    def forward(self, x):
+        # TODO 3: conv, BN, ReLU, conv, BN; add the shortcut of x; then ReLU.
+        raise NotImplementedError("write the forward pass")
+'''
+
+EXERCISES: dict[str, Exercise] = {
+    exercise.id: exercise
+    for exercise in (
+        Exercise(
+            id="residual_block",
+            title="The residual block",
+            class_name="ResidualBlock",
+            starter=RESIDUAL_BLOCK_STARTER,
+            hints=(
+                "Build the layers in __init__ and only call them in forward; F.relu is fine.",
+                "With bias=False on every conv: BatchNorm right after a conv cancels any bias.",
+                "The stride sits on the first 3x3 conv, and on the 1x1 conv of the shortcut.",
+                "Add the shortcut before the last ReLU: out = relu(bn2(conv2(...)) + shortcut).",
+            ),
+            checks=check_residual_block,
+        ),
+    )
+}
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    """The exercise of that id; ValueError naming the ones there are."""
+    if exercise_id not in EXERCISES:
+        raise ValueError(
+            f"exercise: {exercise_id!r} is not one; choose one of {', '.join(EXERCISES)}"
+        )
+    return EXERCISES[exercise_id]
+
+
+def check(exercise_id: str, cls: type) -> Report:
+    """Check a student's class (e.g. `check("residual_block", ResidualBlock)` in a notebook):
+    a report that prints as text and renders as HTML."""
+    return get_exercise(exercise_id).checks(cls)

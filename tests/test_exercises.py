@@ -1,0 +1,146 @@
+"""The residual-block exercise: correct solutions in several styles pass, and each mistake
+students make, planted into a correct solution, fails with its own explanation."""
+
+from __future__ import annotations
+
+import pytest
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_core.exercises import EXERCISES, check, get_exercise
+
+
+# Correct solutions, written the ways students write them -------------------------------------
+class Sequential(nn.Module):
+    """nn.ReLU modules, an empty nn.Sequential as the identity shortcut, defined first."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class Functional(nn.Module):
+    """F.relu, None for the identity, the shortcut computed first, its own names."""
+
+    def __init__(self, in_channels, out_channels, stride=1, **mistakes):
+        super().__init__()
+        self.m = {"bias": False, "stride_second": False, "bn_on_projection": True,
+                  "relu_before_add": False, "add": True, "always_project": False,
+                  "never_project": False, **mistakes}  # fmt: skip
+        changes = stride != 1 or in_channels != out_channels
+        project = (changes or self.m["always_project"]) and not self.m["never_project"]
+        first, second = (1, stride) if self.m["stride_second"] else (stride, 1)
+        self.a = nn.Conv2d(in_channels, out_channels, 3, first, 1, bias=self.m["bias"])
+        self.a_bn = nn.BatchNorm2d(out_channels)
+        self.b = nn.Conv2d(out_channels, out_channels, 3, second, 1, bias=self.m["bias"])
+        self.b_bn = nn.BatchNorm2d(out_channels)
+        self.proj = None
+        if project:
+            parts = [nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)]
+            if self.m["bn_on_projection"]:
+                parts.append(nn.BatchNorm2d(out_channels))
+            self.proj = nn.Sequential(*parts)
+
+    def forward(self, x):
+        skip = x if self.proj is None else self.proj(x)
+        out = F.relu(self.a_bn(self.a(x)))
+        out = self.b_bn(self.b(out))
+        if self.m["relu_before_add"]:
+            return F.relu(out) + skip if self.m["add"] else F.relu(out)
+        return F.relu(out + skip) if self.m["add"] else F.relu(out)
+
+
+class Identity(nn.Module):
+    """nn.Identity for the shortcut, the shortcut defined after the convs."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        fits = stride == 1 and in_channels == out_channels
+        self.skip = (
+            nn.Identity()
+            if fits
+            else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )  # fmt: skip
+        )
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+@pytest.mark.parametrize("solution", [Sequential, Functional, Identity])
+def test_correct_solutions_in_every_style_pass(solution):
+    report = check("residual_block", solution)
+    assert report.passed, str(report)
+    assert report.findings[-1].check == "same as the reference"
+
+
+# Planted mistakes: each fails with its own explanation ---------------------------------------
+def _with(**mistakes):
+    class Planted(Functional):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__(in_channels, out_channels, stride, **mistakes)
+
+    return Planted
+
+
+MISTAKES = [
+    ({"relu_before_add": True}, "relu after the addition", "negative values"),
+    ({"never_project": True}, "runs", "the shortcut must change them too"),
+    ({"stride_second": True}, "stride", "on the second 3x3 conv"),
+    ({"bn_on_projection": False}, "projection", "no BatchNorm after its 1x1"),
+    ({"bias": True}, "conv bias", "use bias=False"),
+    ({"add": False}, "shortcut added", "never added"),
+    ({"always_project": True}, "identity", "a projection where the identity fits"),
+]
+
+
+@pytest.mark.parametrize("mistakes, check_name, phrase", MISTAKES, ids=[m[1] for m in MISTAKES])
+def test_each_planted_mistake_is_named(mistakes, check_name, phrase):
+    report = check("residual_block", _with(**mistakes))
+    assert not report.passed
+    failed = {f.check: f.message for f in report.failures}
+    assert check_name in failed, str(report)
+    assert phrase in failed[check_name], failed[check_name]
+    others = {name for name in failed if name != check_name}
+    assert not others - {"same as the reference"}, f"{mistakes} also failed {others}"
+
+
+def test_a_class_that_is_not_a_block_is_told_so():
+    class Broken(nn.Module):
+        def __init__(self, in_channels, out_channels):  # no stride argument
+            super().__init__()
+
+    report = check("residual_block", Broken)
+    assert [f.check for f in report.failures] == ["builds"]
+    assert "stride" in report.failures[0].message
+
+
+def test_the_report_reads_as_text_and_as_html():
+    report = check("residual_block", _with(bias=True))
+    assert "FAIL conv bias" in str(report) and "<table>" in report._repr_html_()
+    with pytest.raises(ValueError, match="residual_block"):
+        get_exercise("no_such_exercise")
+    assert EXERCISES["residual_block"].starter.count("TODO") == 3
