@@ -81,6 +81,13 @@ CASES: dict[str, list[list[str]]] = {
         ["lesion", "{good}", "--out", "{good}/lesion.csv"],
         ["lesion", "{good}", "{pickle_run}"],
     ],
+    "exercise": [
+        ["exercise", "check", "residual_block", "{fifo_json}"],
+        ["exercise", "check", "residual_block", "{missing}/x.py"],
+        ["exercise", "start", "residual_block", "{existing}"],
+        ["exercise", "start", "residual_block", "{missing}/x.py"],
+        ["exercise", "check", "no_such_exercise", "{existing}"],
+    ],
     # `app` starts the server and hands it the flags; the pages it serves are driven one by
     # one in test_reliability.test_no_page_breaks_on_malformed_records.
     "app": [],

@@ -7,6 +7,7 @@ import pytest
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.cli.main import main
 from resnet_core.exercises import EXERCISES, check, get_exercise
 
 
@@ -144,3 +145,80 @@ def test_the_report_reads_as_text_and_as_html():
     with pytest.raises(ValueError, match="residual_block"):
         get_exercise("no_such_exercise")
     assert EXERCISES["residual_block"].starter.count("TODO") == 3
+
+
+# The command line: the student's file runs in a limited process of its own -----------------
+SOLUTION = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+"""
+
+
+def _check_file(tmp_path, capsys, name, text, *more):
+    path = tmp_path / name
+    path.write_text(text)
+    code = main(["exercise", "check", "residual_block", str(path), *more])
+    return code, capsys.readouterr()
+
+
+def test_start_writes_the_starter_and_never_over_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["exercise", "start", "residual_block"]) == 0
+    assert (tmp_path / "residual_block.py").read_text() == EXERCISES["residual_block"].starter
+    (tmp_path / "residual_block.py").write_text("# my work\n")
+    assert main(["exercise", "start", "residual_block"]) == 2
+    assert (tmp_path / "residual_block.py").read_text() == "# my work\n"
+    assert main(["exercise", "list"]) == 0 and "residual_block" in capsys.readouterr().out
+
+
+def test_a_correct_file_passes_and_a_mistake_is_explained(tmp_path, capsys):
+    code, out = _check_file(tmp_path, capsys, "good.py", SOLUTION)
+    assert code == 0, out
+    assert "every check passes" in out.out
+    wrong = SOLUTION.replace("return F.relu(out + (", "return F.relu(out) + ((")
+    code, out = _check_file(tmp_path, capsys, "wrong.py", wrong)
+    assert code == 1 and "FAIL relu after the addition" in out.out and "negative" in out.out
+
+
+@pytest.mark.parametrize(
+    "name, text, more, said",
+    [
+        ("loop.py", "while True:\n    pass\n", ["--seconds", "3"], "time limit"),
+        ("huge.py", "import torch\nx = torch.zeros(10**11)\n", [], "memory limit"),
+        ("syntax.py", "class ResidualBlock(:\n", [], "line 1: syntax error"),
+        ("missing.py", "class Other:\n    pass\n", [], "no class ResidualBlock"),
+        ("raises.py", "raise SystemExit(3)\n", [], "raised SystemExit"),
+    ],
+    ids=["endless loop", "huge allocation", "syntax error", "no class", "exits"],
+)
+def test_a_file_that_cannot_be_judged_is_one_line(tmp_path, capsys, name, text, more, said):
+    code, out = _check_file(tmp_path, capsys, name, text, *more)
+    assert code == 2, out
+    assert out.err.count("\n") == 1 and said in out.err and "Traceback" not in out.err, out.err
+
+
+def test_the_students_code_runs_in_an_empty_folder_of_its_own(tmp_path, capsys):
+    spy = "import os\nprint('cwd', os.getcwd(), sorted(os.listdir('.')))\n" + SOLUTION
+    code, out = _check_file(tmp_path, capsys, "spy.py", spy)
+    assert code == 0
+    assert f"cwd {tmp_path}" not in out.out and "['student.py']" in out.out

@@ -18,7 +18,16 @@ from resnet_core.common.files import pid_alive, read_json, write_atomic, write_j
 from resnet_core.common.modes import frozen_bn_stats, model_mode
 
 PACKAGE = Path(__file__).resolve().parents[1] / "resnet_core"
-LAYERS = ["common", "nets", "analysis", "exercises", "training", "studies", "views", "cli"]  # bottom to top
+LAYERS = [
+    "common",
+    "nets",
+    "analysis",
+    "exercises",
+    "training",
+    "studies",
+    "views",
+    "cli",
+]  # bottom to top
 
 
 def _layer(module: str) -> int | None:

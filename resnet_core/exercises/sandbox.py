@@ -1,0 +1,156 @@
+"""Running a student's file: in a process of its own, from an empty working folder, with a
+wall-time, a CPU-time and a memory limit, its output cut short. The app's own process and
+files are never touched by the student's code; what comes back is the report, as JSON.
+
+These limits stop an endless loop, a huge allocation or a flood of output from hurting the
+machine a check runs on. They are not a security boundary: the student's code runs as the
+same user and could read or write that user's files. Run checks for people you do not trust
+only where that does not matter (the app runs student code only when told to).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import runpy
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from resnet_core.common.errors import is_out_of_memory
+from resnet_core.common.files import parse_json, read_regular_text
+from resnet_core.exercises.catalog import get_exercise
+
+__all__ = ["Limits", "Verdict", "judge_file", "judge_source"]
+
+MAX_SOURCE_BYTES = 200_000  # a block is a page of code
+MARKER = "@@resnet-explorer-report@@"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one check may use: seconds of wall time and of CPU, bytes of memory beyond what
+    the checking process starts with, characters of the student's own output kept."""
+
+    wall_s: float = 60.0
+    cpu_s: int = 30
+    memory_bytes: int = 2 * 2**30
+    output_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a check ended: `code` 0 (every check passes), 1 (a check fails: `report` says
+    which and why) or 2 (the file could not be judged: `message` says why, in one line);
+    `output` is what the student's code printed, cut to the limit."""
+
+    code: int
+    message: str
+    report: dict | None = None
+    output: str = ""
+
+
+def judge_file(exercise_id: str, path: str | os.PathLike, limits: Limits = Limits()) -> Verdict:
+    """Check the student's file `path` against the exercise (see `judge_source`)."""
+    get_exercise(exercise_id)  # an unknown exercise: ValueError before anything runs
+    try:
+        source = read_regular_text(path, MAX_SOURCE_BYTES)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        return Verdict(2, f"{path}: cannot be read ({reason})")
+    return judge_source(exercise_id, source, Path(path).name, limits)
+
+
+def judge_source(
+    exercise_id: str, source: str, name: str = "student.py", limits: Limits = Limits()
+) -> Verdict:
+    """Check a student's source: compiled here (a syntax error is reported with its line,
+    nothing run), then run and checked in a limited process of its own."""
+    exercise = get_exercise(exercise_id)
+    try:
+        compile(source, name, "exec")
+    except SyntaxError as error:
+        return Verdict(2, f"{name}, line {error.lineno}: syntax error ({error.msg})")
+    with tempfile.TemporaryDirectory(prefix="resnet-exercise-") as work:
+        Path(work, "student.py").write_text(source, encoding="utf-8")
+        return _run_child(exercise.id, Path(work), limits, name)
+
+
+def _run_child(exercise_id: str, work: Path, limits: Limits, name: str) -> Verdict:
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env |= {"PYTHONPATH": package_root, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", __name__, exercise_id, "student.py", name]
+    command += [str(limits.cpu_s), str(limits.memory_bytes)]
+    try:
+        done = subprocess.run(
+            command, cwd=work, env=env, capture_output=True, text=True, timeout=limits.wall_s
+        )
+    except subprocess.TimeoutExpired:
+        return Verdict(2, f"{name}: stopped after {limits.wall_s:.0f} s (the time limit): an "
+                       "endless loop, or far too much work for a small block?")  # fmt: skip
+    return _verdict(done, limits, name)
+
+
+def _verdict(done: subprocess.CompletedProcess, limits: Limits, name: str) -> Verdict:
+    lines = done.stdout.splitlines()
+    reports = [line[len(MARKER) :] for line in lines if line.startswith(MARKER)]
+    output = "\n".join(line for line in lines if not line.startswith(MARKER))
+    output = (output + done.stderr)[: limits.output_chars]
+    if reports:
+        result = parse_json(reports[-1])
+        if "error" in result:
+            return Verdict(2, f"{name}: {result['error']}", output=output)
+        return Verdict(0 if result["passed"] else 1, "", result, output)
+    if done.returncode in (-24, 152):  # SIGXCPU
+        return Verdict(2, f"{name}: stopped after {limits.cpu_s} s of CPU time (the limit)")
+    if "MemoryError" in done.stderr or done.returncode in (-9, 137):
+        mb = limits.memory_bytes // 2**20
+        return Verdict(2, f"{name}: stopped at the memory limit ({mb:,} MB): a huge tensor?")
+    last = [line for line in done.stderr.splitlines() if line.strip()]
+    return Verdict(2, f"{name}: the check stopped ({last[-1][:200] if last else done.returncode})")
+
+
+def _limit(cpu_s: int, memory_bytes: int) -> None:
+    """In the child: cap CPU seconds, and the address space at what it uses now plus
+    `memory_bytes` (Linux /proc; elsewhere only the CPU cap holds)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    try:
+        pages = int(read_regular_text("/proc/self/statm").split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    limit = pages * os.sysconf("SC_PAGE_SIZE") + memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _child(exercise_id: str, file: str, name: str, cpu_s: int, memory_bytes: int) -> dict:
+    """Run the student's file and check its class; the report (or the error) as a dict."""
+    exercise = get_exercise(exercise_id)
+    _limit(cpu_s, memory_bytes)
+    try:
+        namespace = runpy.run_path(file, run_name="student")
+    except BaseException as error:  # noqa: BLE001 - the student's code: any error is told
+        text = f"{type(error).__name__}: {error}"
+        if isinstance(error, MemoryError) or "allocate" in text or is_out_of_memory(text):
+            return {"error": f"stopped at the memory limit ({memory_bytes // 2**20:,} MB): a "
+                    "huge tensor?"}  # fmt: skip
+        return {"error": f"running the file raised {text}"[:300]}
+    cls = namespace.get(exercise.class_name)
+    if not isinstance(cls, type):
+        return {"error": f"no class {exercise.class_name} in the file; the exercise asks for one"}
+    report = exercise.checks(cls)
+    return {
+        "exercise": report.exercise,
+        "passed": report.passed,
+        "findings": [vars(f) for f in report.findings],
+        "text": str(report),
+    }
+
+
+if __name__ == "__main__":  # the child of `judge_source`: EXERCISE FILE NAME CPU_S MEMORY
+    _exercise, _file, _name, _cpu, _memory = sys.argv[1:6]
+    _result = _child(_exercise, _file, _name, int(_cpu), int(_memory))
+    sys.stdout.write("\n" + MARKER + json.dumps(_result) + "\n")
