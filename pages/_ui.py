@@ -175,14 +175,12 @@ def default_side(spec: ArchSpec) -> int:
 @st.cache_data(max_entries=64, show_spinner=False)
 def blocks_of(spec_json: str, side: int) -> pd.DataFrame:
     spec = ArchSpec.from_json(spec_json)
-    check_server_work(spec, side)
     return trace_blocks(build_model(spec), (1, spec.in_channels, side, side))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def shapes_of(spec_json: str, side: int) -> pd.DataFrame:
     spec = ArchSpec.from_json(spec_json)
-    check_server_work(spec, side)
     return trace_shapes(build_model(spec), (1, spec.in_channels, side, side))
 
 

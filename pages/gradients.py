@@ -16,7 +16,7 @@ from resnet_core.analysis.measure import (
 from resnet_core.analysis.probes import grad_ratio
 from resnet_core.common.device import memory_budget
 from resnet_core.nets.pretrained import IMAGENET, WeightsError
-from resnet_core.nets.size import check_fits
+from resnet_core.nets.size import GRADIENT_MULT_ADDS, WorkTooBig, check_fits, check_server_work
 from resnet_core.nets.spec import resolve_spec, spec_label
 from resnet_core.training import runs
 from resnet_core.training.data import DatasetNotFound, cifar10_layout
@@ -63,6 +63,8 @@ def measure(
     else:
         inputs, targets = sample_batch(images, labels, batch, seed)
         state = _ui.run_model(run)[1] if run else None
+    # forward and backward (about twice the forward's work) on the whole batch
+    check_server_work(spec, inputs.shape[-1], 3 * len(inputs), GRADIENT_MULT_ADDS)
     return measure_net(spec, inputs, targets, seed, state)
 
 
@@ -231,6 +233,10 @@ for done, (name, (spec, run, weights)) in enumerate(nets.items()):
     args = (str(_ui.data_dir()), batch, seed, run, weights, stamp)
     try:
         result = measure(spec.to_json(), source, *args)
+    except WorkTooBig as error:
+        progress.empty()
+        _ui.error_box(error, "Pick a smaller batch size.")
+        st.stop()
     except DatasetNotFound as error:  # a damaged data folder: say which file, use noise
         _ui.error_box(error, "Measured on a random batch instead.")
         source = "random"

@@ -7,7 +7,6 @@ import streamlit as st
 
 from pages import _ui
 from resnet_core import SpecError
-from resnet_core.nets.size import WorkTooBig, largest_server_side
 from resnet_core.nets.spec import spec_label
 from resnet_core.views.charts import shape_profile_chart
 from resnet_core.views.diagram import fmt_shape, mark_shape_changes, shape_profile
@@ -52,9 +51,6 @@ try:
     with st.spinner("Tracing ..."):
         layers = mark_shape_changes(_ui.shapes_of(spec.to_json(), int(side)))
         blocks = _ui.blocks_of(spec.to_json(), int(side))
-except WorkTooBig as error:
-    _ui.error_box(error, f"Pick an input of at most {largest_server_side(spec)} pixels.")
-    st.stop()
 except SpecError as error:
     _ui.error_box(error, "Pick a larger input size.")
     st.stop()

@@ -374,16 +374,14 @@ def test_a_link_to_a_net_too_costly_for_the_server_is_not_built(monkeypatch, tmp
     assert next(m.value for m in at.metric if m.label == "Input").endswith("x32")  # the default net
 
 
-def test_the_largest_input_the_server_traces_is_within_its_budget():
-    from resnet_core.nets.size import SERVER_MULT_ADDS, estimate_mult_adds, largest_server_side
-    from resnet_core.nets.spec import ArchSpec, resolve_spec
+def test_a_gradient_measurement_too_costly_for_the_server_is_refused():
+    from resnet_core.nets.size import GRADIENT_MULT_ADDS, WorkTooBig, check_server_work
+    from resnet_core.nets.spec import resolve_spec
 
     big = resolve_spec("resnet152-imagenet")
-    side = largest_server_side(big)
-    assert 224 <= side < 1024 and estimate_mult_adds(big, side) <= SERVER_MULT_ADDS
-    assert estimate_mult_adds(big, side + 16) > SERVER_MULT_ADDS
-    assert 512 <= largest_server_side(resolve_spec("resnet20")) < 1024  # 41 G at 1024
-    assert 0 < largest_server_side(ArchSpec.from_dict(COSTLY)) < 32  # its own input is too big
+    check_server_work(big, 224, 3 * 16, GRADIENT_MULT_ADDS)  # the page's default batch: fine
+    with pytest.raises(WorkTooBig, match="192 image passes"):
+        check_server_work(big, 224, 3 * 64, GRADIENT_MULT_ADDS)
 
 
 @pytest.mark.parametrize(

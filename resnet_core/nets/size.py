@@ -169,38 +169,33 @@ def estimate_mult_adds(spec: ArchSpec, side: int) -> int:
     return total + channels * spec.num_classes
 
 
-# What one request may cost the app's server, shared by a class: ResNet-152 at 224x224 is
-# 11.5 G; a net far beyond it (the widest CIFAR nets the spec allows are 100 G and more) is
-# traced with the CLI on one's own machine instead.
+# What the app's server, shared by a class, does per request. A net is adopted (a ?net= link,
+# a custom net) only if one image through it is within SERVER_MULT_ADDS: ResNet-152 at
+# 224x224 is 11.5 G, the widest CIFAR nets the spec allows are 100 G and more. A measurement
+# on a batch (the gradient page) may do GRADIENT_MULT_ADDS: ResNet-152 at 224 on 16 images.
+# Traces run on the meta device and cost nothing of the kind.
 SERVER_MULT_ADDS = 16 * 10**9
+GRADIENT_MULT_ADDS = 10**12
 
 
 class WorkTooBig(SpecError):
     """A net (at an input size) that is more work than one request to the app may cost."""
 
 
-def largest_server_side(spec: ArchSpec, most: int = 1024) -> int:
-    """The largest input side (at most `most`) at which one pass of the net stays within
-    `SERVER_MULT_ADDS`; 0 if not even its smallest input does."""
-    low, high = spec.min_input_size(), most
-    if estimate_mult_adds(spec, low) > SERVER_MULT_ADDS:
-        return 0
-    while low < high:  # the work grows with the side
-        middle = (low + high + 1) // 2
-        if estimate_mult_adds(spec, middle) <= SERVER_MULT_ADDS:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def check_server_work(spec: ArchSpec, side: int) -> None:
-    """Raise SpecError if one pass of the net at `side` x `side` is more work than a request
-    to the shared app may cost (`SERVER_MULT_ADDS`); checked before the net is built."""
-    work = estimate_mult_adds(spec, side)
-    if work > SERVER_MULT_ADDS:
+def check_server_work(
+    spec: ArchSpec, side: int, passes: int = 1, budget: int = SERVER_MULT_ADDS
+) -> None:
+    """Raise WorkTooBig if `passes` images through the net at `side` x `side` (a backward
+    pass counts as two more) are more multiply-adds than `budget`, the work a request to the
+    shared app may cost; checked before the net is built."""
+    work = estimate_mult_adds(spec, side) * passes
+    if work > budget:
         raise WorkTooBig(
-            f"work: one image through this net at {side}x{side} is about {work / 1e9:,.0f} G "
-            f"multiply-adds, more than the app does per request ({SERVER_MULT_ADDS / 1e9:.0f} "
-            "G); use `python -m resnet_core trace` on your own machine"
+            f"work: {_passes(passes)} through this net at {side}x{side} is about "
+            f"{work / 1e9:,.0f} G multiply-adds, more than the app does per request "
+            f"({budget / 1e9:,.0f} G); use the command line on your own machine"
         )
+
+
+def _passes(passes: int) -> str:
+    return "one image" if passes == 1 else f"{passes:,} image passes"
