@@ -50,6 +50,12 @@ PAGES = {
         st.Page(
             "pages/lecture.py", title="Lecture", icon=":material/co_present:", url_path="lecture"
         ),
+        st.Page(
+            "pages/exercises.py",
+            title="Exercises",
+            icon=":material/edit_note:",
+            url_path="exercises",
+        ),
     ],
 }
 

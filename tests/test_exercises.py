@@ -222,3 +222,54 @@ def test_the_students_code_runs_in_an_empty_folder_of_its_own(tmp_path, capsys):
     code, out = _check_file(tmp_path, capsys, "spy.py", spy)
     assert code == 0
     assert f"cwd {tmp_path}" not in out.out and "['student.py']" in out.out
+
+
+# Who may run code on the app's server, and the Exercises page ---------------------------------
+def test_code_runs_for_a_visitor_on_this_machine_or_when_the_teacher_says():
+    from resnet_core.exercises.sandbox import may_run
+
+    assert may_run("127.0.0.1", None) == (True, "")
+    assert may_run("::1", "") == (True, "")
+    allowed, why = may_run("10.0.0.7", None)
+    assert not allowed and "RESNET_EXPLORER_EXERCISES=on" in why
+    assert may_run(None, None)[0] is False  # unknown visitor: as if over the network
+    assert may_run("10.0.0.7", "on") == (True, "")
+    assert may_run("127.0.0.1", "off")[0] is False
+
+
+def _page(tmp_path, monkeypatch, setting):
+    from app_helpers import app_test
+
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    if setting is None:
+        monkeypatch.delenv("RESNET_EXPLORER_EXERCISES", raising=False)
+    else:
+        monkeypatch.setenv("RESNET_EXPLORER_EXERCISES", setting)
+    at = app_test()
+    at.run()
+    at.switch_page("pages/exercises.py").run()
+    assert [e.value for e in at.exception] == []
+    return at
+
+
+def test_the_page_checks_a_students_block_and_says_what_is_wrong(tmp_path, monkeypatch):
+    at = _page(tmp_path, monkeypatch, "on")
+    assert at.text_area(key="ex_code_residual_block").value == EXERCISES["residual_block"].starter
+    wrong = SOLUTION.replace("return F.relu(out + (", "return F.relu(out) + ((")
+    at.text_area(key="ex_code_residual_block").set_value(wrong).run()
+    at.button(key="ex_check").click().run()
+    texts = " ".join(m.value for m in at.markdown)
+    assert any("checks fail" in e.value for e in at.error)
+    assert "relu after the addition" in texts and "negative values" in texts
+    at.text_area(key="ex_code_residual_block").set_value(SOLUTION).run()
+    at.button(key="ex_check").click().run()
+    assert any("Every check passes" in s.value for s in at.success)
+    at.button(key="ex_hint").click().run()
+    assert any(m.value.startswith("**Hint 1.**") for m in at.markdown)
+
+
+def test_over_the_network_the_page_runs_no_code_unless_turned_on(tmp_path, monkeypatch):
+    at = _page(tmp_path, monkeypatch, None)  # AppTest has no visitor address: the network case
+    assert at.button(key="ex_check").disabled
+    assert any("RESNET_EXPLORER_EXERCISES=on" in i.value for i in at.info)

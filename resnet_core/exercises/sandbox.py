@@ -24,7 +24,12 @@ from resnet_core.common.errors import is_out_of_memory
 from resnet_core.common.files import parse_json, read_regular_text
 from resnet_core.exercises.catalog import get_exercise
 
-__all__ = ["Limits", "Verdict", "judge_file", "judge_source"]
+__all__ = ["Limits", "Verdict", "judge_file", "judge_source", "may_run", "EXERCISES_ENV"]
+
+# "on": the app runs students' code for every visitor; "off": for none; unset: only for a
+# visitor on this machine (the app reached at localhost), never over the network.
+EXERCISES_ENV = "RESNET_EXPLORER_EXERCISES"
+LOCAL = ("127.0.0.1", "::1", "localhost")
 
 MAX_SOURCE_BYTES = 200_000  # a block is a page of code
 MARKER = "@@resnet-explorer-report@@"
@@ -51,6 +56,24 @@ class Verdict:
     message: str
     report: dict | None = None
     output: str = ""
+
+
+def may_run(visitor_ip: str | None, setting: str | None) -> tuple[bool, str]:
+    """Whether the app may run a student's code for this visitor, and if not, why (one
+    sentence for the page). The limits protect the machine from mistakes, not from a
+    visitor who means harm, so code from the network runs only when the teacher says so."""
+    setting = (setting or "").strip().lower()
+    if setting == "on":
+        return True, ""
+    if setting == "off":
+        return False, f"Running code is turned off on this server ({EXERCISES_ENV}=off)."
+    if visitor_ip in LOCAL:
+        return True, ""
+    return False, (
+        "This app is reached over the network, and a student's code runs on the server only "
+        f"when the teacher starts it with {EXERCISES_ENV}=on. Download your file and check "
+        "it on your own machine: python -m resnet_core exercise check."
+    )
 
 
 def judge_file(exercise_id: str, path: str | os.PathLike, limits: Limits = Limits()) -> Verdict:
