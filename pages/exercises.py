@@ -26,9 +26,12 @@ st.caption(
 code_key, hints_key = f"ex_code_{exercise.id}", f"ex_hints_{exercise.id}"
 st.session_state.setdefault(code_key, exercise.starter)
 st.session_state.setdefault(hints_key, 0)
+st.html(  # code reads as code: a fixed-width font in the editor
+    "<style>[data-testid=stTextArea] textarea {font-family: 'Source Code Pro', monospace;}</style>"
+)
 code = st.text_area("Your code", key=code_key, height=560)
 
-allowed, why = may_run(st.context.ip_address, os.environ.get(EXERCISES_ENV))
+allowed, why = may_run(st.get_option("server.address"), os.environ.get(EXERCISES_ENV))
 row = st.container(horizontal=True, gap="small")
 checked = row.button(
     "Check", type="primary", disabled=not allowed, key="ex_check", help=why or None

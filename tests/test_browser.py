@@ -37,6 +37,7 @@ PAGES = {
     "lesion": "lesion",
     "landscape": "landscape",
     "lecture": "lecture",
+    "exercises": "exercises",
 }
 HANG_S = 30.0  # render times are measured and reported, not asserted; this only catches a hang
 
@@ -212,6 +213,7 @@ def test_every_page_renders_and_is_timed(page, server):
         "Runs",
         "Inspect",
         "Lecture",
+        "Exercises",
     ], titles
     for path in PAGES.values():  # warm-up: imports, first traces, first measurements
         _open(page, server, path)
@@ -488,3 +490,25 @@ def test_the_load_benchmarks_in_app_client_moves_by_the_sidebar_links(server):
     (times,) = _in_own_thread(measure)
     assert list(times) == ["build (first load)", "gradients", "build"]
     assert all(0 < seconds < HANG_S for seconds in times.values())
+
+
+def test_the_exercises_page_survives_bad_code_and_passes_good_code(server, page):
+    """A student's syntax error and huge tensor each end in one line, the app stays up, and a
+    correct block then passes every check (the file runs in a limited process of its own)."""
+    from test_exercises import SOLUTION
+
+    page.goto(server["url"] + "/exercises")
+    editor = page.get_by_label("Your code")
+    editor.wait_for(timeout=60_000)
+    cases = [
+        ("class ResidualBlock(:\n", "line 1: syntax error"),
+        ("import torch\nx = torch.zeros(10**11)\n", "memory limit"),
+        (SOLUTION, "Every check passes"),
+    ]
+    for code, expected in cases:
+        editor.fill(code)
+        editor.press("Control+Enter")  # commits the text before the click
+        page.get_by_role("button", name="Check").click()
+        page.get_by_text(expected).first.wait_for(timeout=120_000)
+    _shot(page, "exercises")
+    assert page.get_by_text("same as the reference").count() == 1

@@ -225,16 +225,16 @@ def test_the_students_code_runs_in_an_empty_folder_of_its_own(tmp_path, capsys):
 
 
 # Who may run code on the app's server, and the Exercises page ---------------------------------
-def test_code_runs_for_a_visitor_on_this_machine_or_when_the_teacher_says():
+def test_code_runs_when_the_app_listens_on_this_machine_or_when_the_teacher_says():
     from resnet_core.exercises.sandbox import may_run
 
-    assert may_run("127.0.0.1", None) == (True, "")
-    assert may_run("::1", "") == (True, "")
-    allowed, why = may_run("10.0.0.7", None)
+    assert may_run("localhost", None) == (True, "")
+    assert may_run("127.0.0.1", "") == (True, "")
+    allowed, why = may_run("0.0.0.0", None)
     assert not allowed and "RESNET_EXPLORER_EXERCISES=on" in why
-    assert may_run(None, None)[0] is False  # unknown visitor: as if over the network
-    assert may_run("10.0.0.7", "on") == (True, "")
-    assert may_run("127.0.0.1", "off")[0] is False
+    assert may_run(None, None)[0] is False  # unset: every interface, others can reach it
+    assert may_run("0.0.0.0", "on") == (True, "")
+    assert may_run("localhost", "off")[0] is False
 
 
 def _page(tmp_path, monkeypatch, setting):
@@ -269,7 +269,7 @@ def test_the_page_checks_a_students_block_and_says_what_is_wrong(tmp_path, monke
     assert any(m.value.startswith("**Hint 1.**") for m in at.markdown)
 
 
-def test_over_the_network_the_page_runs_no_code_unless_turned_on(tmp_path, monkeypatch):
-    at = _page(tmp_path, monkeypatch, None)  # AppTest has no visitor address: the network case
+def test_turned_off_the_page_runs_no_code_and_says_why(tmp_path, monkeypatch):
+    at = _page(tmp_path, monkeypatch, "off")
     assert at.button(key="ex_check").disabled
-    assert any("RESNET_EXPLORER_EXERCISES=on" in i.value for i in at.info)
+    assert any("RESNET_EXPLORER_EXERCISES=off" in i.value for i in at.info)

@@ -62,6 +62,9 @@ def test_streamlit_settings():
     assert config["client"]["toolbarMode"] == "viewer"
     # what made ten sessions at once slow (benchmarks/concurrent_pages.py)
     assert config["server"]["fileWatcherType"] == "none"
+    # this machine only, unless a server names its address (and the Exercises page then runs
+    # no visitor's code unless told to)
+    assert config["server"]["address"] == "localhost"
     assert config["runner"]["postScriptGC"] is False
 
 

@@ -26,8 +26,8 @@ from resnet_core.exercises.catalog import get_exercise
 
 __all__ = ["Limits", "Verdict", "judge_file", "judge_source", "may_run", "EXERCISES_ENV"]
 
-# "on": the app runs students' code for every visitor; "off": for none; unset: only for a
-# visitor on this machine (the app reached at localhost), never over the network.
+# "on": the app runs students' code for every visitor; "off": for none; unset: only when the
+# app listens on this machine alone (server.address localhost), never over the network.
 EXERCISES_ENV = "RESNET_EXPLORER_EXERCISES"
 LOCAL = ("127.0.0.1", "::1", "localhost")
 
@@ -58,21 +58,25 @@ class Verdict:
     output: str = ""
 
 
-def may_run(visitor_ip: str | None, setting: str | None) -> tuple[bool, str]:
-    """Whether the app may run a student's code for this visitor, and if not, why (one
-    sentence for the page). The limits protect the machine from mistakes, not from a
-    visitor who means harm, so code from the network runs only when the teacher says so."""
+def may_run(listens_on: str | None, setting: str | None) -> tuple[bool, str]:
+    """Whether the app may run a student's code, and if not, why (one sentence for the page).
+
+    `listens_on` is the address the app's server binds (Streamlit's server.address; None or
+    "" means every network interface). The limits protect the machine from mistakes, not from
+    a visitor who means harm, so an app others can reach runs no visitor's code unless the
+    teacher says so with `EXERCISES_ENV`=on; `off` turns it off everywhere.
+    """
     setting = (setting or "").strip().lower()
     if setting == "on":
         return True, ""
     if setting == "off":
         return False, f"Running code is turned off on this server ({EXERCISES_ENV}=off)."
-    if visitor_ip in LOCAL:
+    if listens_on in LOCAL:
         return True, ""
     return False, (
-        "This app is reached over the network, and a student's code runs on the server only "
-        f"when the teacher starts it with {EXERCISES_ENV}=on. Download your file and check "
-        "it on your own machine: python -m resnet_core exercise check."
+        "This app listens beyond this machine, so it runs a visitor's code only when it was "
+        f"started with {EXERCISES_ENV}=on. Download your file and check it on your own "
+        "machine: python -m resnet_core exercise check residual_block FILE."
     )
 
 
