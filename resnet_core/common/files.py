@@ -1,6 +1,6 @@
 """The one place files are read and written: written whole or not at all, new outputs never
 over an existing file, only regular files read (a FIFO or device never blocks a reader), JSON
-numbers range-checked, and whether a recorded process lives.
+numbers range-checked; whether a recorded process lives, and a cap on this process's memory.
 
 Every module reads through `read_regular_bytes`, `read_regular_text` and `read_json` (or
 `parse_json` for text it already holds) and writes through `write_atomic` or `write_new`;
@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import resource
 import stat
 import tempfile
 from collections.abc import Callable
@@ -191,3 +192,14 @@ def pid_alive(pid: Any) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+def limit_address_space(extra_bytes: int) -> None:
+    """Cap this process's address space at what it uses now plus `extra_bytes`, so that an
+    allocation past it fails with MemoryError (Linux, through /proc; elsewhere nothing)."""
+    try:
+        pages = int(read_regular_text("/proc/self/statm").split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    limit = pages * os.sysconf("SC_PAGE_SIZE") + extra_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

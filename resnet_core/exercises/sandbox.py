@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resnet_core.common.errors import is_out_of_memory
-from resnet_core.common.files import parse_json, read_regular_text
+from resnet_core.common.files import limit_address_space, parse_json, read_regular_text
 from resnet_core.exercises.catalog import get_exercise
 
 __all__ = ["Limits", "Verdict", "judge_file", "judge_source", "may_run", "EXERCISES_ENV"]
@@ -142,15 +142,9 @@ def _verdict(done: subprocess.CompletedProcess, limits: Limits, name: str) -> Ve
 
 
 def _limit(cpu_s: int, memory_bytes: int) -> None:
-    """In the child: cap CPU seconds, and the address space at what it uses now plus
-    `memory_bytes` (Linux /proc; elsewhere only the CPU cap holds)."""
+    """In the child: cap CPU seconds, and memory at `memory_bytes` beyond what it uses now."""
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    try:
-        pages = int(read_regular_text("/proc/self/statm").split()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    limit = pages * os.sysconf("SC_PAGE_SIZE") + memory_bytes
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    limit_address_space(memory_bytes)
 
 
 def _child(exercise_id: str, file: str, name: str, cpu_s: int, memory_bytes: int) -> dict:

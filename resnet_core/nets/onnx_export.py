@@ -8,8 +8,6 @@ one file takes any number of images.
 
 from __future__ import annotations
 
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from resnet_core.common.device import memory_budget
-from resnet_core.common.files import read_regular_bytes, read_regular_text
+from resnet_core.common.files import limit_address_space, read_regular_bytes
 from resnet_core.nets.model import build_model, model_spec
 from resnet_core.nets.size import check_params, estimate_training_bytes, fmt_bytes
 from resnet_core.nets.spec import PRESET_INFO, ArchSpec, SpecError, resolve_spec, spec_label
@@ -162,18 +160,7 @@ def to_onnx_apart(spec: ArchSpec, side: int, budget: int, timeout: float = 600) 
         return read_regular_bytes(out)
 
 
-def _limit_this_process(budget: int) -> None:
-    """Cap this process's address space at what it uses now plus `budget` (Linux; elsewhere
-    the estimate checked before the start is the only bound)."""
-    try:
-        pages = int(read_regular_text("/proc/self/statm").split()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    limit = pages * os.sysconf("SC_PAGE_SIZE") + budget
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 if __name__ == "__main__":  # the process of `to_onnx_apart`: SPEC_JSON SIDE OUT BUDGET
     _spec, _side, _out, _budget = sys.argv[1:5]
-    _limit_this_process(int(_budget))
+    limit_address_space(int(_budget))
     Path(_out).write_bytes(to_onnx(ArchSpec.from_json(_spec), int(_side), int(_budget)))
