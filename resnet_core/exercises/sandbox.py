@@ -133,7 +133,9 @@ def _verdict(done: subprocess.CompletedProcess, limits: Limits, name: str) -> Ve
             return Verdict(2, f"{name}: {result['error']}", output=output)
         return Verdict(0 if result["passed"] else 1, "", result, output)
     if done.returncode in (-24, 152):  # SIGXCPU
-        return Verdict(2, f"{name}: stopped after {limits.cpu_s} s of CPU time (the CPU time limit)")
+        return Verdict(
+            2, f"{name}: stopped after {limits.cpu_s} s of CPU time (the CPU time limit)"
+        )
     if "MemoryError" in done.stderr or done.returncode in (-9, 137):
         mb = limits.memory_bytes // 2**20
         return Verdict(2, f"{name}: stopped at the memory limit ({mb:,} MB): a huge tensor?")
