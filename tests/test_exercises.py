@@ -273,3 +273,40 @@ def test_turned_off_the_page_runs_no_code_and_says_why(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch, "off")
     assert at.button(key="ex_check").disabled
     assert any("RESNET_EXPLORER_EXERCISES=off" in i.value for i in at.info)
+
+
+# A second exercise is one entry in the catalog: the plain block ------------------------------
+class Plain(nn.Module):
+    """The residual block's main path, nothing added."""
+
+    def __init__(self, in_channels, out_channels, stride=1, shortcut=False, relu_last=True):
+        super().__init__()
+        self.body = Functional(in_channels, out_channels, stride)
+        self.shortcut, self.relu_last = shortcut, relu_last
+
+    def forward(self, x):
+        body = self.body
+        out = body.b_bn(body.b(F.relu(body.a_bn(body.a(x)))))
+        if self.shortcut:
+            out = out + (x if body.proj is None else body.proj(x))
+        return F.relu(out) if self.relu_last else out
+
+
+def _plain(**changes):
+    class PlainBlock(Plain):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__(in_channels, out_channels, stride, **changes)
+
+    return PlainBlock
+
+
+def test_a_plain_block_passes_and_its_mistakes_are_named():
+    assert check("plain_block", _plain()).passed, str(check("plain_block", _plain()))
+    added = check("plain_block", _plain(shortcut=True))
+    assert [f.check for f in added.failures] == ["no shortcut"], str(added)
+    assert "runs 1 1x1 conv(s), a shortcut" in added.failures[0].message
+    no_relu = check("plain_block", _plain(relu_last=False))
+    assert [f.check for f in no_relu.failures] == ["relu last"], str(no_relu)
+    assert not check("residual_block", _plain()).passed  # the plain block is no residual block
+    assert EXERCISES["plain_block"].starter.count("TODO") == 3
+    assert "class PlainBlock" in EXERCISES["plain_block"].starter

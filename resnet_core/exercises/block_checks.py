@@ -19,7 +19,7 @@ from torch import nn
 from resnet_core.exercises.report import Report
 from resnet_core.nets.model import BasicBlock
 
-__all__ = ["check_residual_block", "SAME", "DOWN"]
+__all__ = ["check_residual_block", "check_plain_block", "SAME", "DOWN"]
 
 SAME = (16, 16, 1)  # (in_channels, out_channels, stride): the identity fits
 DOWN = (16, 32, 2)  # channels double, the image halves: a projection is needed
@@ -27,8 +27,8 @@ SIDE = 8
 TOLERANCE = 1e-4
 
 
-def _name(args: tuple[int, int, int]) -> str:
-    return f"ResidualBlock({args[0]}, {args[1]}, stride={args[2]})"
+def _name(args: tuple[int, int, int], cls: str = "ResidualBlock") -> str:
+    return f"{cls}({args[0]}, {args[1]}, stride={args[2]})"
 
 
 def _input(channels: int, seed: int = 0) -> torch.Tensor:
@@ -75,13 +75,17 @@ def _build(cls: type, report: Report) -> dict[tuple, nn.Module] | None:
         try:
             block = cls(args[0], args[1], stride=args[2])
         except Exception as error:  # noqa: BLE001 - the student's code: any error is a finding
-            report.add("builds", False, f"{_name(args)} raised {type(error).__name__}: {error}")
+            report.add(
+                "builds",
+                False,
+                f"{_name(args, cls.__name__)} raised {type(error).__name__}: {error}",
+            )
             return None
         if not isinstance(block, nn.Module):
-            report.add("builds", False, f"{_name(args)} is not an nn.Module")
+            report.add("builds", False, f"{_name(args, cls.__name__)} is not an nn.Module")
             return None
         blocks[args] = _settle(block, seed=1)
-    report.add("builds", True, f"{_name(SAME)} and {_name(DOWN)} build")
+    report.add("builds", True, f"{_name(SAME, cls.__name__)} and {_name(DOWN, cls.__name__)} build")
     return blocks
 
 
@@ -98,13 +102,13 @@ def _shapes(blocks: dict[tuple, nn.Module], report: Report) -> dict[tuple, list[
                 if args == DOWN
                 else ""
             )
-            report.add("runs", False, f"{_name(args)} failed on a {tuple(_input(args[0]).shape)} "
+            report.add("runs", False, f"{_name(args, type(block).__name__)} failed on a {tuple(_input(args[0]).shape)} "
                        f"input: {type(error).__name__}: {error}{hint}")  # fmt: skip
             return None
         if tuple(out.shape) != expected:
             halved = args == DOWN and tuple(out.shape[2:]) == (SIDE, SIDE)
             why = "; the image is not halved: stride 2 goes on the first 3x3 conv" if halved else ""
-            report.add("shape", False, f"{_name(args)} gives {tuple(out.shape)} for a "
+            report.add("shape", False, f"{_name(args, type(block).__name__)} gives {tuple(out.shape)} for a "
                        f"{tuple(_input(args[0]).shape)} input, expected {expected}{why}")  # fmt: skip
             return None
     report.add("shape", True, "both blocks give the expected output shapes")
@@ -163,19 +167,24 @@ def _shortcut_parts(orders: dict[tuple, list[nn.Module]], report: Report) -> Non
                "conv; add nn.BatchNorm2d(out_channels) after it, as on the main path")  # fmt: skip
 
 
-def _relu(blocks: dict[tuple, nn.Module], report: Report) -> None:
+def _relu(blocks: dict[tuple, nn.Module], report: Report, plain: bool = False) -> None:
     lows = {}
     for args, block in blocks.items():
         with torch.no_grad():
             lows[args] = float(block(_input(args[0], seed=2)).min())
     low = min(lows.values())
+    if plain:
+        name, fix, ok = "relu last", "the block must end with a ReLU", "the block ends with a ReLU"
+    else:
+        name = "relu after the addition"
+        fix = "the last ReLU must come after adding the shortcut, not before it"
+        ok = "the last ReLU comes after the addition"
     report.add(
-        "relu after the addition",
+        name,
         low >= 0,
-        f"the output has negative values (as low as {low:.2f}): the last ReLU must come after "
-        "adding the shortcut, not before it"
+        f"the output has negative values (as low as {low:.2f}): {fix}"
         if low < 0
-        else "the output is never negative: the last ReLU comes after the addition",
+        else f"the output is never negative: {ok}",
     )
 
 
@@ -233,30 +242,35 @@ def _shortcut_added(
     )
 
 
-def _reference_twin(block: nn.Module, order: list[nn.Module]) -> nn.Module:
+def _reference_twin(block: nn.Module, order: list[nn.Module], residual: bool = True) -> nn.Module:
     """The reference block holding the student's weights: 3x3 convs in the order they ran,
     each BatchNorm after its conv, the 1x1 conv and its BatchNorm as the projection."""
-    reference = BasicBlock(DOWN[0], DOWN[1], DOWN[2])
+    reference = BasicBlock(DOWN[0], DOWN[1], DOWN[2], residual=residual)
+    projection = list(reference.downsample) if reference.downsample is not None else [None, None]
     slots = iter([reference.conv1, reference.conv2])
-    pairs = {}
+    norms = {id(reference.conv1): reference.bn1, id(reference.conv2): reference.bn2}
+    pairs: dict[int, nn.Module | None] = {}
     for index, module in enumerate(order):
         if isinstance(module, nn.Conv2d):
-            target = next(slots) if _is_three(module) else reference.downsample[0]
+            target = next(slots) if _is_three(module) else projection[0]
             pairs[id(module)] = target
-            target.load_state_dict(module.state_dict())
         elif index:
             conv = pairs.get(id(order[index - 1]))
-            bn = {id(reference.conv1): reference.bn1, id(reference.conv2): reference.bn2}.get(
-                id(conv), reference.downsample[1]
-            )
-            bn.load_state_dict(module.state_dict())
+            target = norms.get(id(conv), projection[1]) if conv is not None else None
+        else:
+            target = None
+        if target is not None:  # a part the reference lacks is told by its own check
+            target.load_state_dict(module.state_dict())
     return reference.eval()
 
 
 def _matches_reference(
-    blocks: dict[tuple, nn.Module], orders: dict[tuple, list[nn.Module]], report: Report
+    blocks: dict[tuple, nn.Module],
+    orders: dict[tuple, list[nn.Module]],
+    report: Report,
+    residual: bool = True,
 ) -> None:
-    reference = _reference_twin(blocks[DOWN], orders[DOWN])
+    reference = _reference_twin(blocks[DOWN], orders[DOWN], residual)
     x = _input(DOWN[0], seed=4)
     with torch.no_grad():
         gap = float((blocks[DOWN](x) - reference(x)).abs().max())
@@ -266,7 +280,8 @@ def _matches_reference(
         "with the same weights it computes what the reference block computes"
         if gap < TOLERANCE
         else f"with the same weights its output differs from the reference block's by up to "
-        f"{gap:.3f}: check the order conv -> BN -> ReLU -> conv -> BN, add the shortcut, ReLU",
+        f"{gap:.3f}: check the order conv -> BN -> ReLU -> conv -> BN"
+        + (", add the shortcut, ReLU" if residual else ", ReLU"),
     )
 
 
@@ -284,4 +299,42 @@ def check_residual_block(cls: type) -> Report:
     _shortcut_added(blocks, orders, report)
     if report.passed:  # the last word, once every part is where it belongs
         _matches_reference(blocks, orders, report)
+    return report
+
+
+def _no_shortcut(
+    blocks: dict[tuple, nn.Module], orders: dict[tuple, list[nn.Module]], report: Report
+) -> None:
+    ones = sum(len(_kind(order, 1)) for order in orders.values())
+    with torch.no_grad():
+        left = max(
+            float(_zero_branch(blocks[args], orders[args])(_input(args[0], seed=3)).abs().max())
+            for args in blocks
+        )
+    if ones or left > TOLERANCE:
+        found = (
+            f"runs {ones} 1x1 conv(s), a shortcut"
+            if ones
+            else f"still outputs up to {left:.3f} with its 3x3 convs at zero"
+        )
+        report.add("no shortcut", False, f"the block {found}: a plain block adds nothing to its "
+                   "main path; leave the shortcut out")  # fmt: skip
+
+    else:
+        report.add("no shortcut", True, "with its 3x3 convs at zero it outputs zeros: no shortcut")
+
+
+def check_plain_block(cls: type) -> Report:
+    """Every check of the `plain_block` exercise: the residual block without its shortcut."""
+    report = Report("plain_block")
+    blocks = _build(cls, report)
+    orders = _shapes(blocks, report) if blocks else None
+    if blocks is None or orders is None:
+        return report
+    _biases(blocks, report)
+    _convs(orders, report)
+    _no_shortcut(blocks, orders, report)
+    _relu(blocks, report, plain=True)
+    if report.passed:
+        _matches_reference(blocks, orders, report, residual=False)
     return report

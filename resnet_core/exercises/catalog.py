@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resnet_core.exercises.block_checks import check_residual_block
+from resnet_core.exercises.block_checks import check_plain_block, check_residual_block
 from resnet_core.exercises.report import Report
 
 __all__ = ["Exercise", "EXERCISES", "get_exercise", "check"]
@@ -49,6 +49,29 @@ class ResidualBlock(nn.Module):
         raise NotImplementedError("write the forward pass")
 '''
 
+PLAIN_BLOCK_STARTER = '''"""Exercise plain_block: the residual block without its shortcut, to compare (He et al.'s
+"plain" nets, which get worse as they get deeper).
+
+Check it with:  python -m resnet_core exercise check plain_block THIS_FILE.py
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PlainBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        # TODO 1: a 3x3 conv (carrying `stride`, padding 1, no bias), BatchNorm, then a second
+        #         3x3 conv (stride 1) and BatchNorm: the same main path as the residual block.
+        # TODO 2: nothing else: a plain block has no shortcut.
+
+    def forward(self, x):
+        # TODO 3: conv, BN, ReLU, conv, BN, ReLU. Nothing is added.
+        raise NotImplementedError("write the forward pass")
+'''
+
 EXERCISES: dict[str, Exercise] = {
     exercise.id: exercise
     for exercise in (
@@ -64,6 +87,18 @@ EXERCISES: dict[str, Exercise] = {
                 "Add the shortcut before the last ReLU: out = relu(bn2(conv2(...)) + shortcut).",
             ),
             checks=check_residual_block,
+        ),
+        Exercise(
+            id="plain_block",
+            title="The plain block (no shortcut)",
+            class_name="PlainBlock",
+            starter=PLAIN_BLOCK_STARTER,
+            hints=(
+                "It is the residual block's main path and nothing more: no 1x1 conv, no add.",
+                "The stride sits on the first 3x3 conv, where the image is halved.",
+                "End with a ReLU, as the residual block does after its addition.",
+            ),
+            checks=check_plain_block,
         ),
     )
 }
