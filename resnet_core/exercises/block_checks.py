@@ -285,15 +285,29 @@ def _matches_reference(
     )
 
 
-def check_residual_block(cls: type) -> Report:
-    """Every check of the `residual_block` exercise on the student's class."""
-    report = Report("residual_block")
+Blocks = dict[tuple, nn.Module]
+Orders = dict[tuple, list[nn.Module]]
+
+
+def _main_path(cls: type, report: Report) -> tuple[Blocks, Orders] | None:
+    """The checks every block shares (it builds, runs, has the right shapes, two 3x3 convs
+    without bias, the stride on the first); None when the block cannot be probed further."""
     blocks = _build(cls, report)
     orders = _shapes(blocks, report) if blocks else None
     if blocks is None or orders is None:
-        return report
+        return None
     _biases(blocks, report)
     _convs(orders, report)
+    return blocks, orders
+
+
+def check_residual_block(cls: type) -> Report:
+    """Every check of the `residual_block` exercise on the student's class."""
+    report = Report("residual_block")
+    probed = _main_path(cls, report)
+    if probed is None:
+        return report
+    blocks, orders = probed
     _shortcut_parts(orders, report)
     _relu(blocks, report)
     _shortcut_added(blocks, orders, report)
@@ -327,12 +341,10 @@ def _no_shortcut(
 def check_plain_block(cls: type) -> Report:
     """Every check of the `plain_block` exercise: the residual block without its shortcut."""
     report = Report("plain_block")
-    blocks = _build(cls, report)
-    orders = _shapes(blocks, report) if blocks else None
-    if blocks is None or orders is None:
+    probed = _main_path(cls, report)
+    if probed is None:
         return report
-    _biases(blocks, report)
-    _convs(orders, report)
+    blocks, orders = probed
     _no_shortcut(blocks, orders, report)
     _relu(blocks, report, plain=True)
     if report.passed:
