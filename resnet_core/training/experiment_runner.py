@@ -164,6 +164,22 @@ def _train(
     return members
 
 
+def _train_all(
+    experiment: Experiment,
+    folder: Path,
+    configs: list[tuple[RunPlan, dict[str, Any]]],
+    jobs: int,
+    on_event: Callable[[dict[str, Any]], None] | None,
+    states: dict[str, str],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train the experiment's runs and write its sample.json: (recipe, members)."""
+    # where the data lay on this machine is no part of the recipe
+    recipe = {k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")}
+    members = _train(configs, folder, jobs, on_event, experiment.ship_weights, states)
+    write_sample(folder / SAMPLE_FILE, training_sample(configs[0][1]))
+    return recipe, members
+
+
 def _analyse(
     experiment: Experiment, folder: Path, source: Path, data_dir: str | None, device: str
 ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
@@ -276,26 +292,14 @@ def run_experiment(
     started = time.time()
     if experiment.analysis_of:
         source = Path(out_dir) / experiment.analysis_of
-        if not (source / "experiment.json").is_file():
+        if not (source / "experiment.json").is_file():  # the runs it measures come first
             run_experiment(
-                experiment.analysis_of,
-                out_dir,
-                epochs,
-                device,
-                data_dir,
-                jobs,
-                on_event,
-                command,
-                overrides,
-            )
+                experiment.analysis_of, out_dir, epochs, device, data_dir, jobs, on_event,
+                command, overrides,
+            )  # fmt: skip
         recipe_name, recipe, members = _analyse(experiment, folder, source, data_dir, device)
     else:
-        # where the data lay on this machine is no part of the recipe
-        recipe = {
-            k: v for k, v in configs[0][1].items() if k not in ("model", "device", "data_dir")
-        }
-        members = _train(configs, folder, jobs, on_event, experiment.ship_weights, states)
-        write_sample(folder / SAMPLE_FILE, training_sample(configs[0][1]))
+        recipe, members = _train_all(experiment, folder, configs, jobs, on_event, states)
     record = _record(experiment, command, device, started, recipe_name, recipe, members)
     write_json_atomic(folder / "experiment.json", record)
     return folder
