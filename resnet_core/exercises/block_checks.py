@@ -19,7 +19,15 @@ from torch import nn
 from resnet_core.exercises.report import Report
 from resnet_core.nets.model import BasicBlock
 
-__all__ = ["check_residual_block", "check_plain_block", "SAME", "DOWN"]
+__all__ = [
+    "check_residual_block",
+    "check_plain_block",
+    "load_into_reference",
+    "settle",
+    "traced",
+    "SAME",
+    "DOWN",
+]
 
 SAME = (16, 16, 1)  # (in_channels, out_channels, stride): the identity fits
 DOWN = (16, 32, 2)  # channels double, the image halves: a projection is needed
@@ -35,7 +43,7 @@ def _input(channels: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(2, channels, SIDE, SIDE, generator=torch.Generator().manual_seed(seed))
 
 
-def _traced(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[nn.Module]]:
+def traced(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[nn.Module]]:
     """The block's output and the convolutions and BatchNorms it ran, in order."""
     order: list[nn.Module] = []
     watched = [m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
@@ -49,7 +57,7 @@ def _traced(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[nn.Mo
     return out, order
 
 
-def _settle(block: nn.Module, seed: int) -> nn.Module:
+def settle(block: nn.Module, seed: int) -> nn.Module:
     """Eval mode, with BatchNorm statistics and affine parameters set from `seed`, so that
     every BatchNorm does something visible and the block is deterministic."""
     generator = torch.Generator().manual_seed(seed)
@@ -84,7 +92,7 @@ def _build(cls: type, report: Report) -> dict[tuple, nn.Module] | None:
         if not isinstance(block, nn.Module):
             report.add("builds", False, f"{_name(args, cls.__name__)} is not an nn.Module")
             return None
-        blocks[args] = _settle(block, seed=1)
+        blocks[args] = settle(block, seed=1)
     report.add("builds", True, f"{_name(SAME, cls.__name__)} and {_name(DOWN, cls.__name__)} build")
     return blocks
 
@@ -94,7 +102,7 @@ def _shapes(blocks: dict[tuple, nn.Module], report: Report) -> dict[tuple, list[
     for args, block in blocks.items():
         expected = (2, args[1], SIDE // args[2], SIDE // args[2])
         try:
-            out, orders[args] = _traced(block, _input(args[0]))
+            out, orders[args] = traced(block, _input(args[0]))
         except Exception as error:  # noqa: BLE001
             hint = (
                 "; when channels or the stride change, the shortcut must change them too "
@@ -243,9 +251,15 @@ def _shortcut_added(
 
 
 def _reference_twin(block: nn.Module, order: list[nn.Module], residual: bool = True) -> nn.Module:
-    """The reference block holding the student's weights: 3x3 convs in the order they ran,
-    each BatchNorm after its conv, the 1x1 conv and its BatchNorm as the projection."""
+    """The reference block holding the student's weights (see `load_into_reference`)."""
     reference = BasicBlock(DOWN[0], DOWN[1], DOWN[2], residual=residual)
+    return load_into_reference(reference, order)
+
+
+def load_into_reference(reference: BasicBlock, order: list[nn.Module]) -> nn.Module:
+    """`reference` holding the weights of the student's modules that ran in `order`: 3x3 convs
+    in the order they ran, each BatchNorm after its conv, the 1x1 conv and its BatchNorm as
+    the projection."""
     projection = list(reference.downsample) if reference.downsample is not None else [None, None]
     slots = iter([reference.conv1, reference.conv2])
     norms = {id(reference.conv1): reference.bn1, id(reference.conv2): reference.bn2}

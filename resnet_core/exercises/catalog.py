@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from resnet_core.exercises.block_checks import check_plain_block, check_residual_block
+from resnet_core.exercises.net_checks import check_simple_resnet
 from resnet_core.exercises.report import Report
 
 __all__ = ["Exercise", "EXERCISES", "get_exercise", "check"]
@@ -72,6 +73,43 @@ class PlainBlock(nn.Module):
         raise NotImplementedError("write the forward pass")
 '''
 
+SIMPLE_RESNET_STARTER = '''"""Exercise simple_resnet: the 6n+2-layer CIFAR ResNet (He et al. 2016, section 4.2),
+built from your own ResidualBlock. n_blocks=3 gives ResNet-20.
+
+Check it with:  python -m resnet_core exercise check simple_resnet THIS_FILE.py
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    # TODO 0: your ResidualBlock from the exercise residual_block goes here (it is checked
+    #         first, with its own checks).
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+
+    def forward(self, x):
+        raise NotImplementedError("paste your block")
+
+
+class SimpleResNet(nn.Module):
+    def __init__(self, n_blocks=3, num_classes=10):
+        super().__init__()
+        # TODO 1: the stem: a 3x3 conv from 3 to 16 channels (stride 1, padding 1, no bias),
+        #         then BatchNorm.
+        # TODO 2: three stages of n_blocks ResidualBlocks each, with 16, 32 and 64 channels.
+        #         Stage 1 keeps the 32x32 image; the first block of stages 2 and 3 has
+        #         stride 2 and halves it (to 16x16, then 8x8). An nn.Sequential holds a stage.
+        # TODO 3: the head: average-pool each of the 64 channels to one number
+        #         (nn.AdaptiveAvgPool2d(1)), then nn.Linear(64, num_classes).
+
+    def forward(self, x):
+        # TODO 4: stem (conv, BN, ReLU), the three stages, pool, flatten, linear.
+        raise NotImplementedError("write the forward pass")
+'''
+
 EXERCISES: dict[str, Exercise] = {
     exercise.id: exercise
     for exercise in (
@@ -99,6 +137,22 @@ EXERCISES: dict[str, Exercise] = {
                 "End with a ReLU, as the residual block does after its addition.",
             ),
             checks=check_plain_block,
+        ),
+        Exercise(
+            id="simple_resnet",
+            title="The small ResNet, from your blocks",
+            class_name="SimpleResNet",
+            starter=SIMPLE_RESNET_STARTER,
+            hints=(
+                "Keep track of the channels: each block's in_channels is the last one's "
+                "out_channels, starting at 16 after the stem.",
+                "A stage is nn.Sequential(*blocks): the first block gets the stride (1 in stage "
+                "1, 2 in stages 2 and 3), the other n_blocks - 1 blocks stride 1.",
+                "Use n_blocks wherever a count of blocks goes; the checks build the net with "
+                "two different values.",
+                "torch.flatten(pool(x), 1) turns (N, 64, 1, 1) into (N, 64) for the linear layer.",
+            ),
+            checks=check_simple_resnet,
         ),
     )
 }
