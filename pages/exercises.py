@@ -8,7 +8,15 @@ import streamlit as st
 
 from pages import _ui
 from resnet_core.exercises import EXERCISES
-from resnet_core.exercises.sandbox import EXERCISES_ENV, Limits, judge_source, may_run
+from resnet_core.exercises.sandbox import (
+    EXERCISES_ENV,
+    Limits,
+    judge_source,
+    may_run,
+    save_for_training,
+)
+from resnet_core.exercises.student_nets import student_files, student_group
+from resnet_core.training.data import cifar10_layout
 
 _ui.require_router()
 
@@ -57,6 +65,7 @@ if checked:
         st.session_state[f"ex_verdict_{exercise.id}"] = judge_source(
             exercise.id, code, f"{exercise.id}.py", Limits()
         )
+    st.session_state[f"ex_checked_{exercise.id}"] = code
 verdict = st.session_state.get(f"ex_verdict_{exercise.id}")
 if verdict is not None:
     if verdict.report is None:
@@ -78,3 +87,47 @@ if verdict is not None:
     if verdict.output.strip():
         with st.expander("What your code printed"):
             st.code(verdict.output)
+
+
+def _train_form(source: str) -> None:
+    """Train the student's passing net beside the plain net and the reference, as a job."""
+    st.subheader("Train it beside the plain net and the reference ResNet")
+    st.caption(
+        "Three nets train in lockstep on the same batches: yours, the reference ResNet it "
+        "matched (yours starts from its weights) and the plain net of the same depth. Your "
+        "code runs in the training job's own process, under a memory limit on the CPU."
+    )
+    with st.form("ex_train"):
+        left, middle, right = st.columns(3)
+        n_blocks = left.selectbox("Depth", [1, 2, 3, 5, 9], index=2,
+                                  format_func=lambda n: f"{6 * n + 2} layers (n_blocks={n})")  # fmt: skip
+        epochs = middle.number_input("Epochs", 1, 30, 1)
+        subset = right.number_input("Training images", 500, 50_000, 5000, step=500)
+        go = st.form_submit_button(
+            "Train in lockstep", type="primary", icon=":material/play_arrow:"
+        )
+    if not go:
+        return
+    queue = _ui.job_queue()
+    found = cifar10_layout(_ui.data_dir()) is not None
+    settings = {"epochs": int(epochs), "subset": int(subset), "data_dir": str(_ui.data_dir()),
+                "dataset": "cifar10" if found else "synthetic"}  # fmt: skip
+    try:
+        path = save_for_training(source, student_files(queue.runs_dir))
+        job = queue.submit_group(student_group(path, n_blocks, settings))
+    except (ValueError, OSError) as error:
+        _ui.error_box(error, "Nothing was started.")
+        return
+    st.session_state["train_watch"] = job.job_id
+    st.success(f"Queued {job.label}" + ("" if found else " on the synthetic stand-in set "
+               "(CIFAR-10 was not found)") + ".", icon=":material/schedule:")  # fmt: skip
+    st.page_link("pages/train.py", label="Watch the three curves on the Train page", icon=":material/monitoring:")  # fmt: skip
+
+
+if exercise.trains and allowed and verdict is not None and verdict.code == 0:
+    if st.session_state.get(f"ex_checked_{exercise.id}") == code:
+        _train_form(code)
+    else:
+        st.info(
+            "Your code changed since it passed: Check it again to train it.", icon=":material/edit:"
+        )

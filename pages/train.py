@@ -48,7 +48,7 @@ MAIN_FIELDS = (
     "schedule",
     "device",
 )
-HIDDEN_FIELDS = ("data_dir",)
+HIDDEN_FIELDS = ("data_dir", "student")
 GPUS_HELP = (
     "More than 1 trains data-parallel through torchrun: each GPU takes its share of every "
     "batch (batch size is the total) and the run waits until that many GPUs are free"

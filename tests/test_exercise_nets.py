@@ -3,7 +3,11 @@ two styles pass; each mistake planted into a correct net fails with its own expl
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +17,9 @@ from torch import nn
 from resnet_core.cli.main import main
 from resnet_core.exercises import EXERCISES, check
 from resnet_core.nets.model import BasicBlock
+from resnet_core.training.config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class ResidualBlock(nn.Module):
@@ -202,3 +209,110 @@ def test_the_starter_names_the_block_and_the_net():
     report = check("simple_resnet", namespace["SimpleResNet"])  # the block comes first
     assert [f.check for f in report.failures] == ["ResidualBlock"], str(report)
     assert "fix the block first" in report.failures[0].message
+
+
+# Then train it: the student's net beside the plain net and the reference ResNet ---------------
+def _group_settings(**more):
+    return {"dataset": "synthetic", "subset": 100, "epochs": 1, "batch_size": 50,
+            "precision": "fp32", "channels_last": False, "device": "cpu", "log_every": 1,
+            **more}  # fmt: skip
+
+
+def test_a_passing_net_trains_in_a_job_as_the_reference_does(tmp_path):
+    from resnet_core.exercises.sandbox import save_for_training
+    from resnet_core.exercises.student_nets import student_files, student_group
+    from resnet_core.nets.model import build_model
+    from resnet_core.training.jobs import JobQueue
+    from resnet_core.training.runs import load_checkpoint, read_events, run_info
+
+    queue = JobQueue(tmp_path)
+    path = save_for_training(NET_FILE, student_files(queue.runs_dir))
+    again = save_for_training(NET_FILE, student_files(queue.runs_dir))
+    assert again == path  # the same code, the same file
+    job = queue.submit_group(student_group(path, 1, _group_settings()))
+    assert job.label == "your SimpleResNet-8 vs plain-8 vs reference ResNet-8"
+    deadline = time.time() + 180
+    while queue.get(job.job_id).active and time.time() < deadline:
+        queue.pump()
+        time.sleep(0.2)
+    assert queue.get(job.job_id).state == "done", queue.get(job.job_id)
+    folders = [queue.runs_dir / run_id for run_id in job.run_ids]
+    assert [run_info(folder).state for folder in folders] == ["done"] * 3
+    losses = [
+        [e.loss for e in read_events(folder) if type(e).__name__ == "Step"] for folder in folders
+    ]
+    assert len(losses[0]) == 2 and losses[0] == pytest.approx(losses[2], abs=1e-4)
+    assert losses[1] != pytest.approx(losses[2], abs=1e-3)  # the plain net is another net
+    saved = load_checkpoint(folders[0] / "best.pt")  # saved under the reference's names
+    assert saved["config"]["student"] == str(path)
+    build_model(saved["spec"]).load_state_dict(saved["model"])
+
+
+def test_a_file_that_fails_its_checks_is_never_trained(tmp_path):
+    from resnet_core.common.errors import ConfigError
+    from resnet_core.exercises.student_nets import student_group
+    from resnet_core.training.lockstep import fit_group
+
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text(NET_FILE.replace("for i in range(n_blocks)", "for i in range(2)"))
+    with pytest.raises(ConfigError, match="does not pass its checks .blocks per stage"):
+        fit_group(student_group(wrong, 1, _group_settings()))
+    with pytest.raises(ConfigError, match="student: a SimpleResNet computes"):
+        TrainConfig(model="resnet20", student=str(wrong))
+
+
+def test_the_command_line_checks_then_trains_and_compares(tmp_path, cifar_root, capsys):
+    good, wrong = tmp_path / "net.py", tmp_path / "wrong.py"
+    good.write_text(NET_FILE)
+    wrong.write_text(NET_FILE.replace("F.relu(self.stem(x))", "self.stem(x)"))
+    assert main(["exercise", "train", "simple_resnet", str(wrong)]) == 1  # checked, not trained
+    assert "only a file that passes every check is trained" in capsys.readouterr().err
+    args = ["--n-blocks", "1", "--subset", "128", "--batch-size", "64", "--device", "cpu"]
+    done = subprocess.run(  # a process of its own: training sets the exercise's memory limit
+        [sys.executable, "-m", "resnet_core", "exercise", "train", "simple_resnet", str(good),
+         *args, "--data-dir", str(cifar_root), "--runs-root", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count(": done, recorded in") == 3, done.stdout
+    assert "at each of 2 logged steps their training losses agree to within" in done.stdout
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+
+
+def test_the_page_trains_a_net_that_passed_and_only_that_code(tmp_path, monkeypatch):
+    from app_helpers import app_test
+
+    from resnet_core.training.jobs import JobQueue
+
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("RESNET_EXPLORER_EXERCISES", "on")
+    at = app_test()
+    at.run()
+    at.switch_page("pages/exercises.py").run()
+    at.selectbox(key="ex_id").set_value("simple_resnet").run()
+    at.text_area(key="ex_code_simple_resnet").set_value(NET_FILE).run()
+    assert not any(b.label == "Train in lockstep" for b in at.button)  # not checked yet
+    at.button(key="ex_check").click().run()
+    assert any("Every check passes" in s.value for s in at.success), [e.value for e in at.error]
+    at.text_area(key="ex_code_simple_resnet").set_value(NET_FILE + "\n# edited\n").run()
+    assert any("changed since it passed" in i.value for i in at.info)
+    at.text_area(key="ex_code_simple_resnet").set_value(NET_FILE).run()
+    at.number_input[-1].set_value(500)
+    [train] = [b for b in at.button if b.label == "Train in lockstep"]
+    train.click().run()
+    assert [e.value for e in at.exception] == []
+    queued = [s.value for s in at.success if s.value.startswith("Queued")]
+    assert queued == [
+        "Queued your SimpleResNet-20 vs plain-20 vs reference ResNet-20 on the synthetic "
+        "stand-in set (CIFAR-10 was not found)."
+    ]
+    queue = JobQueue(tmp_path)
+    [job] = queue.jobs()
+    assert Path(job.members[0]["config"]["student"]).read_text() == NET_FILE
+    queue.cancel(job.job_id)
+    deadline = time.time() + 120
+    while queue.get(job.job_id).active and time.time() < deadline:
+        queue.pump()
+        time.sleep(0.2)
+    assert not queue.get(job.job_id).active

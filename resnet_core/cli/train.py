@@ -64,6 +64,11 @@ def _flag_type(name: str, annotation: Any) -> type:
     raise TypeError(f"TrainConfig.{name}: no command-line flag for type {annotation!r}")
 
 
+# A student's exercise file is trained by `exercise train`, which checks it first and runs it
+# under the exercise's memory limit.
+NOT_FLAGS = ("student",)
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, all defaulting to None (= keep the config's default)."""
     group = parser.add_argument_group(
@@ -71,6 +76,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     hints = get_type_hints(TrainConfig)
     for item in dataclasses.fields(TrainConfig):
+        if item.name in NOT_FLAGS:
+            continue
         kind = _flag_type(item.name, hints[item.name])
         names = (*_ALIASES.get(item.name, ()), "--" + item.name.replace("_", "-"))
         # argparse %-formats help texts, so a literal % is written %%.
@@ -154,7 +161,7 @@ def _read_arch(value: str) -> str | dict:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the train flags given; the others keep the field defaults."""
-    values = {item.name: getattr(args, item.name) for item in dataclasses.fields(TrainConfig)}
+    values = {item.name: getattr(args, item.name, None) for item in dataclasses.fields(TrainConfig)}
     if values["compile_mode"] is not None and values["compile"] is None:
         values["compile"] = True
     if values["milestones"] is not None and values["schedule"] is None:

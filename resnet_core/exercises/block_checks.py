@@ -257,25 +257,36 @@ def _reference_twin(block: nn.Module, order: list[nn.Module], residual: bool = T
 
 
 def load_into_reference(reference: BasicBlock, order: list[nn.Module]) -> nn.Module:
-    """`reference` holding the weights of the student's modules that ran in `order`: 3x3 convs
-    in the order they ran, each BatchNorm after its conv, the 1x1 conv and its BatchNorm as
-    the projection."""
+    """`reference` holding the weights of the student's modules that ran in `order`
+    (paired by `reference_pairs`)."""
+    for module, target in reference_pairs(reference, order):
+        target.load_state_dict(module.state_dict())
+    return reference.eval()
+
+
+def reference_pairs(
+    reference: BasicBlock, order: list[nn.Module]
+) -> list[tuple[nn.Module, nn.Module]]:
+    """Each of the student's modules that ran in `order` with its part of `reference`: 3x3
+    convs in the order they ran, each BatchNorm after its conv, the 1x1 conv and its
+    BatchNorm as the projection. A part the reference lacks is left out (its own check says so)."""
     projection = list(reference.downsample) if reference.downsample is not None else [None, None]
     slots = iter([reference.conv1, reference.conv2])
     norms = {id(reference.conv1): reference.bn1, id(reference.conv2): reference.bn2}
-    pairs: dict[int, nn.Module | None] = {}
+    convs: dict[int, nn.Module | None] = {}
+    pairs = []
     for index, module in enumerate(order):
         if isinstance(module, nn.Conv2d):
-            target = next(slots) if _is_three(module) else projection[0]
-            pairs[id(module)] = target
+            target = next(slots, None) if _is_three(module) else projection[0]
+            convs[id(module)] = target
         elif index:
-            conv = pairs.get(id(order[index - 1]))
+            conv = convs.get(id(order[index - 1]))
             target = norms.get(id(conv), projection[1]) if conv is not None else None
         else:
             target = None
-        if target is not None:  # a part the reference lacks is told by its own check
-            target.load_state_dict(module.state_dict())
-    return reference.eval()
+        if target is not None:
+            pairs.append((module, target))
+    return pairs
 
 
 def _matches_reference(

@@ -24,6 +24,7 @@ class Exercise:
     starter: str
     hints: tuple[str, ...]
     checks: Callable[[type], Report]
+    trains: bool = False  # its answer is a net that can be trained (`student_nets`)
 
 
 RESIDUAL_BLOCK_STARTER = '''"""Exercise residual_block: write the basic block of a CIFAR ResNet (He et al. 2016).
@@ -153,6 +154,7 @@ EXERCISES: dict[str, Exercise] = {
                 "torch.flatten(pool(x), 1) turns (N, 64, 1, 1) into (N, 64) for the linear layer.",
             ),
             checks=check_simple_resnet,
+            trains=True,
         ),
     )
 }

@@ -19,15 +19,23 @@ from torch import nn
 
 from resnet_core.exercises.block_checks import (
     check_residual_block,
-    load_into_reference,
+    reference_pairs,
     settle,
     traced,
 )
 from resnet_core.exercises.report import Report
-from resnet_core.nets.model import ResNet
+from resnet_core.nets.model import ResNet, build_model
 from resnet_core.nets.spec import ArchSpec
 
-__all__ = ["check_simple_resnet", "BLOCK_CLASS", "COUNTS"]
+__all__ = [
+    "check_simple_resnet",
+    "reference_pairs_of_net",
+    "student_spec",
+    "watched_run",
+    "student_block",
+    "BLOCK_CLASS",
+    "COUNTS",
+]
 
 BLOCK_CLASS = "ResidualBlock"
 COUNTS = (3, 2)  # two values of n_blocks, so that a count written in as a number shows
@@ -47,7 +55,7 @@ class _Run:
     head: list[nn.Module] = field(default_factory=list)
 
 
-def _student_block(cls: type) -> type | None:
+def student_block(cls: type) -> type | None:
     """The `ResidualBlock` class defined beside the student's net (in its file or notebook)."""
     found = getattr(cls.__init__, "__globals__", {}).get(BLOCK_CLASS)
     return found if isinstance(found, type) and issubclass(found, nn.Module) else None
@@ -57,7 +65,7 @@ def _images(seed: int = 0) -> torch.Tensor:
     return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
-def _watched_run(net: nn.Module, block_cls: type, x: torch.Tensor) -> _Run:
+def watched_run(net: nn.Module, block_cls: type, x: torch.Tensor) -> _Run:
     blocks = [m for m in net.modules() if isinstance(m, block_cls)]
     inside = {id(m) for block in blocks for m in block.modules()}
     layers = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
@@ -83,7 +91,7 @@ def _runs(cls: type, block_cls: type, report: Report) -> dict[int, _Run] | None:
     for n in COUNTS:
         try:
             net = settle(cls(n_blocks=n), seed=1)
-            runs[n] = _watched_run(net, block_cls, _images())
+            runs[n] = watched_run(net, block_cls, _images())
         except Exception as error:  # noqa: BLE001 - the student's code: any error is a finding
             report.add("runs", False, f"SimpleResNet(n_blocks={n}) on a (2, 3, 32, 32) batch "
                        f"raised {type(error).__name__}: {error}"[:400])  # fmt: skip
@@ -177,16 +185,26 @@ def _head(run: _Run, report: Report) -> None:
                f"linear layers are {shapes}; the head is one nn.Linear(64, 10) after the pool")  # fmt: skip
 
 
-def _reference_net(n: int, run: _Run) -> nn.Module:
-    spec = ArchSpec("cifar", "basic", (n, n, n), WIDTHS, shortcut="projection")
-    reference = ResNet(spec)
-    reference.conv1.load_state_dict(run.stem[0].state_dict())
-    reference.bn1.load_state_dict(run.stem[1].state_dict())
+def reference_pairs_of_net(run: _Run, reference: ResNet) -> list[tuple[nn.Module, nn.Module]]:
+    """Each of the student's layers seen in `run` with its part of the reference net: the
+    stem's conv and BatchNorm, each block's parts (`reference_pairs`), the head's linear."""
+    pairs = list(zip(run.stem[:2], (reference.conv1, reference.bn1)))
     blocks = [block for stage in reference.stages() for block in stage]
     for target, (block, x, _out) in zip(blocks, run.calls):
-        load_into_reference(target, traced(block, x)[1])
-    head = [m for m in run.head if isinstance(m, nn.Linear)][0]
-    reference.fc.load_state_dict(head.state_dict())
+        pairs += reference_pairs(target, traced(block, x)[1])
+    pairs += [(m, reference.fc) for m in run.head if isinstance(m, nn.Linear)][:1]
+    return pairs
+
+
+def student_spec(n_blocks: int) -> ArchSpec:
+    """The reference net a `SimpleResNet(n_blocks)` computes: ResNet-(6n+2), projections."""
+    return ArchSpec("cifar", "basic", (n_blocks,) * 3, WIDTHS, shortcut="projection")
+
+
+def _reference_net(n: int, run: _Run) -> nn.Module:
+    reference = build_model(student_spec(n))
+    for module, target in reference_pairs_of_net(run, reference):
+        target.load_state_dict(module.state_dict())
     return reference.eval()
 
 
@@ -207,7 +225,7 @@ def check_simple_resnet(cls: type) -> Report:
     """Every check of the `simple_resnet` exercise: the student's block passes its own checks,
     then the net is built from it with the right stem, stages and head."""
     report = Report("simple_resnet")
-    block_cls = _student_block(cls)
+    block_cls = student_block(cls)
     if block_cls is None:
         report.add(BLOCK_CLASS, False, f"no class {BLOCK_CLASS} beside SimpleResNet: write "
                    "the block (exercise residual_block) in the same file, then build from it")  # fmt: skip

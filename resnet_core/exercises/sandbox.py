@@ -10,6 +10,7 @@ only where that does not matter (the app runs student code only when told to).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -21,10 +22,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resnet_core.common.errors import is_out_of_memory
-from resnet_core.common.files import limit_address_space, parse_json, read_regular_text
+from resnet_core.common.files import (
+    limit_address_space,
+    parse_json,
+    read_regular_text,
+    write_new,
+)
 from resnet_core.exercises.catalog import get_exercise
 
-__all__ = ["Limits", "Verdict", "judge_file", "judge_source", "may_run", "EXERCISES_ENV"]
+__all__ = [
+    "Limits",
+    "Verdict",
+    "judge_file",
+    "judge_source",
+    "may_run",
+    "limit_training",
+    "save_for_training",
+    "EXERCISES_ENV",
+]
 
 # "on": the app runs students' code for every visitor; "off": for none; unset: only when the
 # app listens on this machine alone (server.address localhost), never over the network.
@@ -56,6 +71,33 @@ class Verdict:
     message: str
     report: dict | None = None
     output: str = ""
+
+
+TRAINING_MEMORY_BYTES = 4 * 2**30  # training holds a batch's activations: more than a check
+
+
+def limit_training(configs: list[dict], device_type: str) -> bool:
+    """In a process about to train a student's net (a job worker, `exercise train`): cap its
+    memory at `TRAINING_MEMORY_BYTES` beyond what it uses now, when any of `configs` names a
+    student's file. Only on the CPU: an address-space limit stops CUDA from starting, so on a
+    GPU the run's own size checks are the only bound. True when a limit was set."""
+    if device_type != "cpu" or not any(config.get("student") for config in configs):
+        return False
+    limit_address_space(TRAINING_MEMORY_BYTES)
+    return True
+
+
+def save_for_training(source: str, folder: str | os.PathLike) -> Path:
+    """The student's source saved as `folder`/student-<hash>.py for a training job (the same
+    code, the same file; an existing file is never replaced). Its path goes in the config."""
+    name = f"student-{hashlib.sha256(source.encode()).hexdigest()[:16]}.py"
+    path = Path(folder) / name
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        write_new(path, lambda stream: stream.write(source.encode("utf-8")))
+    except FileExistsError:
+        pass  # written before, by this function: the name is the content's hash
+    return path
 
 
 def may_run(listens_on: str | None, setting: str | None) -> tuple[bool, str]:

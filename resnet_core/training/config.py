@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_core.common.errors import ConfigError
+from resnet_core.exercises.student_nets import student_n_blocks
 from resnet_core.nets.spec import (
     ArchSpec,
     SpecError,
@@ -215,6 +216,11 @@ class TrainConfig:
         "values avoid a device sync per step on GPUs)",
     )
     eval_batch_size: int = option(EVAL_BATCH_SIZE, "images per evaluation batch")
+    student: str | None = option(
+        None,
+        "a simple_resnet exercise file: its SimpleResNet is trained, from the weights `model` "
+        "(its reference spec) starts from",
+    )
 
     def __post_init__(self) -> None:
         # frozen: every check below normalises its fields once, at construction
@@ -232,6 +238,17 @@ class TrainConfig:
             raise ConfigError(f"model: {error}") from None
         if isinstance(self.model, dict):
             set_(self, "model", resolve_spec(self.model).to_dict())
+        if self.student is not None:
+            self._check_student()
+
+    def _check_student(self) -> None:
+        if not isinstance(self.student, str) or not self.student.endswith(".py"):
+            raise ConfigError(f"student: {self.student!r} is not a Python file (FILE.py)")
+        if student_n_blocks(self.spec()) is None:
+            raise ConfigError(
+                "student: a SimpleResNet computes the CIFAR ResNet of 16/32/64 channels with "
+                "projection shortcuts; set model to that spec (exercises.student_spec)"
+            )
 
     def _check_optimisation(self) -> None:
         """Optimizer, learning-rate schedule and loss settings."""
@@ -302,6 +319,15 @@ class TrainConfig:
 
     def label(self) -> str:
         """Short model name for tables: the preset name or a custom description."""
+        spec = self.spec()
+        n_blocks = student_n_blocks(spec.replace(residual=True))
+        if (
+            n_blocks is not None
+        ):  # a student's net, the reference it is checked against, its plain twin
+            layers = 6 * n_blocks + 2
+            if self.student is not None:
+                return f"your SimpleResNet-{layers}"
+            return f"reference ResNet-{layers}" if spec.residual else f"plain-{layers}"
         return self.model if isinstance(self.model, str) else spec_label(self.spec())
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from resnet_core.common.device import resolve_device
 from resnet_core.common.errors import failure_advice, first_line
+from resnet_core.exercises.sandbox import limit_training
 from resnet_core.training.callbacks import Callback
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.distributed import ranks_from_env, torchrun_command
@@ -84,6 +86,7 @@ def run_job(job_path: str | os.PathLike) -> int:
     if job is None:
         return 2
     try:
+        _limit_student_code(job)
         if len(job.placed) > 1:
             return _run_data_parallel(queue, job, job_path)
         if job.members:
@@ -150,6 +153,13 @@ def run_rank(job_path: str | os.PathLike) -> int:
     except BaseException as error:  # noqa: BLE001 - every failure becomes a message for the UI
         return _fail(queue, job.job_id, first_line(error)) if main else 1
     return 0
+
+
+def _limit_student_code(job: Job) -> None:
+    """A student's exercise file runs in this process: under the exercise's memory limit."""
+    configs = [member["config"] for member in job.members] or [job.config]
+    device = resolve_device(_on_placed_device(job, configs[0]).get("device") or "auto")
+    limit_training(configs, device.type)
 
 
 def _on_placed_device(job: Job, config: dict[str, Any]) -> dict[str, Any]:

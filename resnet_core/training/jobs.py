@@ -243,10 +243,12 @@ class JobQueue:
         check_group(configs)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         short = uuid.uuid4().hex[:6]
-        members = [
-            {"run_id": f"{stamp}-{_model_slug(config)}-{short}", "config": dict(config)}
-            for config in configs
-        ]
+        slugs = [_model_slug(config) for config in configs]
+        members = [  # two nets of one name (two custom specs, say) still get two folders
+            {"run_id": f"{stamp}-{slug}{f'-{i}' if slugs.count(slug) > 1 else ''}-{short}",
+             "config": dict(config)}
+            for i, (slug, config) in enumerate(zip(slugs, configs), 1)
+        ]  # fmt: skip
         for member in members:
             member["label"] = _model_label(member["config"])
         job = Job(
@@ -412,16 +414,21 @@ class JobRunner:
 
 
 def _model_slug(config: dict[str, Any]) -> str:
-    """The model's name for a run id: a preset name, or "custom" for a spec."""
+    """The model's name for a run id: a preset name, "yours" for a student's net, or "custom"
+    for a spec."""
     model = config.get("model", "run")
+    if config.get("student"):
+        return "yours"
     return (model if isinstance(model, str) else "custom").replace("/", "_")[:40]
 
 
 def _model_label(config: dict[str, Any]) -> str:
     """The model's name for people: a preset name or e.g. 'custom basic [1, 1] residual'."""
     try:
+        if isinstance(config.get("model"), dict):  # names a student's net and its twins too
+            return TrainConfig.from_dict(config).label()
         return spec_label(resolve_spec(config.get("model", "run")))
-    except (SpecError, TypeError):
+    except (SpecError, TypeError, ValueError):
         return _model_slug(config)
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from resnet_core.common.device import device_name, memory_budget
 from resnet_core.common.errors import ConfigError, first_line
+from resnet_core.exercises.student_nets import student_net
 from resnet_core.nets.model import build_model
 from resnet_core.nets.size import check_fits, fmt_bytes
 from resnet_core.training.averaging import WeightAverage
@@ -199,9 +200,27 @@ def _build(config: TrainConfig, data: Cifar10, device: torch.device) -> nn.Modul
         spec = spec.replace(num_classes=data.num_classes)
     torch.manual_seed(config.seed)
     model = build_model(spec).to(device)
+    if config.student is not None:  # the student's net, from the reference's first weights
+        model = _student(config.student, model)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def _student(path: str, reference: nn.Module) -> nn.Module:
+    """The student's SimpleResNet; ConfigError (one line) for anything their file does wrong."""
+    try:
+        return student_net(path, reference)
+    except ConfigError:
+        raise
+    except OSError as error:
+        raise ConfigError(
+            f"student: {os.path.basename(path)} cannot be read ({error.strerror})"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - the student's code: any error is told
+        raise ConfigError(
+            f"student: {os.path.basename(path)} raised {type(error).__name__}: {error}"[:300]
+        ) from None
 
 
 def _restore(

@@ -22,6 +22,7 @@ __all__ = [
     "lockstep_frames",
     "lockstep_sentence",
     "barely_trained_sentence",
+    "twin_sentence",
     "net_colours",
     "MetricChart",
     "METRIC_CHARTS",
@@ -188,6 +189,32 @@ def lockstep_sentence(frames: LockstepFrames, span: int = 20) -> str:
     return (
         f"Averaged over steps {first}-{common}, the training loss is {listed}: "
         f"{means.idxmin()} is lowest so far (one run each)."
+    )
+
+
+def twin_sentence(frames: LockstepFrames, student: str, reference: str, close: float = 0.05) -> str:
+    """How far the student's net's training loss strayed from the reference net's, step by
+    step. Both start from the same weights and see the same batches, so a correct net should
+    follow the reference to rounding ("" before both have logged a step)."""
+    steps = frames.steps.dropna(subset=["loss"])
+    pivot = steps.pivot_table(index="step", columns="net", values="loss", aggfunc="last")
+    if student not in pivot or reference not in pivot:
+        return ""
+    gaps = (pivot[student] - pivot[reference]).abs().dropna()
+    if gaps.empty:
+        return ""
+    worst, at = float(gaps.max()), int(gaps.idxmax())
+    if worst <= close:
+        return (
+            f"{student} and {reference} started from the same weights and saw the same batches: "
+            f"at each of {len(gaps)} logged steps their training losses agree to within "
+            f"{max(worst, 1e-4):.4f} (one run): your net trains as the reference does."
+        )
+    return (
+        f"{student} and {reference} started from the same weights and saw the same batches, "
+        f"yet their training losses differ by up to {worst:.3f} (at step {at}, one run): "
+        "in training mode your net computes something else (a BatchNorm setting, dropout, "
+        "or a module used twice?)."
     )
 
 
