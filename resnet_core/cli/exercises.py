@@ -33,7 +33,6 @@ from resnet_core.training.config import TrainConfig
 from resnet_core.training.lockstep import fit_group
 from resnet_core.training.runs import new_run_dir
 from resnet_core.training.state import check_resources
-from resnet_core.views.lockstep import lockstep_frames, lockstep_sentence, twin_sentence
 
 __all__ = ["register"]
 
@@ -98,6 +97,9 @@ class GroupProgress:
         self.out.flush()
 
     def summary(self, results: list, folders: list[Path]) -> str:
+        # the views draw charts too (altair): imported only once there is something to say
+        from resnet_core.views.lockstep import lockstep_frames, lockstep_sentence, twin_sentence
+
         lines = [f"{label}: {result.state}, recorded in {folder}"
                  for label, result, folder in zip(self.labels, results, folders)]  # fmt: skip
         frames = lockstep_frames(self.events)

@@ -158,6 +158,8 @@ def run_rank(job_path: str | os.PathLike) -> int:
 def _limit_student_code(job: Job) -> None:
     """A student's exercise file runs in this process: under the exercise's memory limit."""
     configs = [member["config"] for member in job.members] or [job.config]
+    if not any(config.get("student") for config in configs):
+        return
     device = resolve_device(_on_placed_device(job, configs[0]).get("device") or "auto")
     limit_training(configs, device.type)
 
