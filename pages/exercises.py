@@ -20,7 +20,7 @@ from resnet_core.training.data import cifar10_layout
 
 _ui.require_router()
 
-st.title("Your turn: write the block")
+st.title("Your turn: write it yourself")
 exercise = EXERCISES[
     st.selectbox(
         "Exercise", list(EXERCISES), format_func=lambda key: EXERCISES[key].title, key="ex_id"

@@ -302,6 +302,24 @@ def slide_he2016() -> None:
     st.caption(f"{lecture.HE_TABLE6_SOURCE} {recipe_line} {lecture.HE_RECIPE}")
 
 
+def slide_your_turn() -> None:
+    st.markdown(
+        "Write the residual block, then the small ResNet from your own blocks, in a file of "
+        "your own. The checker runs it in a process of its own and says what is wrong, with "
+        "the number it measured; a net that passes trains beside the plain net and the "
+        "reference ResNet."
+    )
+    st.code(lecture.your_turn_commands(), language="bash")
+    st.page_link("pages/exercises.py", label="Or write it on the Exercises page",
+                 icon=":material/edit_note:")  # fmt: skip
+    mistakes = lecture.your_turn_mistakes()
+    st.markdown("**The mistakes the checker names:**")
+    groups = list(mistakes.groupby("exercise", sort=False)["the checker names"])
+    for column, (title, caught) in zip(st.columns(len(groups)), groups):
+        column.markdown(f"*{title}*\n" + "\n".join(f"- {item}" for item in caught))
+    _ui.downloads("your_turn_mistakes", data=mistakes)
+
+
 SLIDE_VIEWS = {
     "problem": slide_problem,
     "block": slide_block,
@@ -314,6 +332,7 @@ SLIDE_VIEWS = {
     "cnn_vs_resnet": slide_cnn_vs_resnet,
     "weight_decay": slide_weight_decay,
     "he2016": slide_he2016,
+    "your_turn": slide_your_turn,
 }
 
 

@@ -23,6 +23,7 @@ from resnet_core.views.lockstep import (
     SMOOTH_STEPS,
     lockstep_frames,
     lockstep_sentence,
+    twin_sentence,
 )
 
 _ui.require_router()
@@ -272,6 +273,8 @@ def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
     frames = lockstep_frames(member_events)
     residual = {name: _is_residual(m["config"]) for name, m in zip(member_events, job.members)}
     st.caption(lockstep_sentence(frames))
+    if twin := _student_twin(job, list(member_events)):  # a student's net and its reference
+        st.caption(twin_sentence(frames, *twin))
     _ui.show_metric_charts(
         frames, GROUP_METRICS, residual, job.job_id, lambda value: _group_wait(value, job.config)
     )
@@ -280,6 +283,18 @@ def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
         "Every net sees the same batches in the same order, one step of each in turn."
     )
     _ui.show_grad_heatmap(member_events, f"{job.job_id}-layer-gradients", frames)
+
+
+def _student_twin(job: Job, names: list[str]) -> tuple[str, str] | None:
+    """The names of a student's net and of the reference net it started from, if the group
+    trains one (`exercises.student_nets.student_group`)."""
+    configs = [member["config"] for member in job.members]
+    for i, config in enumerate(configs):
+        if config.get("student"):
+            same = [j for j, other in enumerate(configs)
+                    if not other.get("student") and other.get("model") == config.get("model")]  # fmt: skip
+            return (names[i], names[same[0]]) if same else None
+    return None
 
 
 def _group_wait(value: str, config: dict) -> str:

@@ -122,7 +122,7 @@ NET_MISTAKES = [
 
 
 @pytest.mark.parametrize(
-    "mistakes, check_name, phrase", NET_MISTAKES, ids=[m[2][:30] for m in NET_MISTAKES]
+    "mistakes, check_name, phrase", NET_MISTAKES, ids=EXERCISES["simple_resnet"].catches
 )
 def test_each_planted_net_mistake_is_named(mistakes, check_name, phrase):
     report = check("simple_resnet", _net(**mistakes))
@@ -218,7 +218,7 @@ def _group_settings(**more):
             **more}  # fmt: skip
 
 
-def test_a_passing_net_trains_in_a_job_as_the_reference_does(tmp_path):
+def test_a_passing_net_trains_in_a_job_as_the_reference_does(tmp_path, monkeypatch):
     from resnet_core.exercises.sandbox import save_for_training
     from resnet_core.exercises.student_nets import student_files, student_group
     from resnet_core.nets.model import build_model
@@ -246,6 +246,15 @@ def test_a_passing_net_trains_in_a_job_as_the_reference_does(tmp_path):
     saved = load_checkpoint(folders[0] / "best.pt")  # saved under the reference's names
     assert saved["config"]["student"] == str(path)
     build_model(saved["spec"]).load_state_dict(saved["model"])
+
+    from app_helpers import app_test  # the Train page says how closely the curves agree
+
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = app_test()
+    at.switch_page("pages/train.py").run()
+    said = " ".join(c.value for c in at.caption)
+    assert "your SimpleResNet-8 and reference ResNet-8 started from the same weights" in said
+    assert "at each of 2 logged steps their training losses agree to within" in said
 
 
 def test_a_file_that_fails_its_checks_is_never_trained(tmp_path):

@@ -118,7 +118,19 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("mistakes, check_name, phrase", MISTAKES, ids=[m[1] for m in MISTAKES])
+def test_the_catalog_names_the_mistakes_these_tests_plant():
+    """The catalog's `catches` (shown on the lecture's last slide) are the planted mistakes
+    below, in order: each test is named by the mistake it plants."""
+    from test_exercise_nets import NET_MISTAKES
+
+    assert len(EXERCISES["residual_block"].catches) == len(MISTAKES)
+    assert len(EXERCISES["simple_resnet"].catches) == len(NET_MISTAKES)
+    assert len(EXERCISES["plain_block"].catches) == 2  # see the plain block's test
+
+
+@pytest.mark.parametrize(
+    "mistakes, check_name, phrase", MISTAKES, ids=EXERCISES["residual_block"].catches
+)
 def test_each_planted_mistake_is_named(mistakes, check_name, phrase):
     report = check("residual_block", _with(**mistakes))
     assert not report.passed
@@ -302,6 +314,8 @@ def _plain(**changes):
 
 def test_a_plain_block_passes_and_its_mistakes_are_named():
     assert check("plain_block", _plain()).passed, str(check("plain_block", _plain()))
+    shortcut_added, no_last_relu = EXERCISES["plain_block"].catches
+    assert "shortcut" in shortcut_added and "ReLU" in no_last_relu
     added = check("plain_block", _plain(shortcut=True))
     assert [f.check for f in added.failures] == ["no shortcut"], str(added)
     assert "runs 1 1x1 conv(s), a shortcut" in added.failures[0].message

@@ -60,14 +60,14 @@ def test_block_dot_draws_the_skip_only_when_residual():
     assert "identity" not in lecture.residual_block_dot(False)
 
 
-@pytest.mark.parametrize("number", range(1, len(lecture.SLIDES) + 1))
+@pytest.mark.parametrize("number", range(1, len(lecture.lecture_slides()) + 1))
 def test_every_slide_renders(number):
     at = app_test()
     at.query_params["slide"] = str(number)
     at.switch_page("pages/lecture.py")
     at.run()
     assert not no_exceptions(at)
-    assert at.title[0].value == lecture.SLIDES[number - 1].title
+    assert at.title[0].value == lecture.lecture_slides()[number - 1].title
     assert not at.error
 
 
@@ -220,7 +220,7 @@ def test_the_reproduction_slide_renders_from_shipped_files(shipped_here):
     assert at.title[0].value == lecture.HE2016_SLIDE.title
     text = " ".join(m.value for m in at.markdown)
     assert "plain nets rises with every step in depth" in text
-    assert f"Slide {number} of {number}" in text
+    assert f"Slide {number} of {number + 1}" in text  # Your turn comes last
     shown = at.dataframe[0].value.set_index("network")
     assert shown.loc["resnet56", "He et al. Table 6 (%)"] == "6.97"
 
@@ -234,3 +234,20 @@ def test_gradient_slide_states_the_spread_over_three_seeds():
     captions = " ".join(c.value for c in at.caption)
     assert "Over seeds 0-2 the first/last ratio is" in captions
     assert "in plain56 and" in captions and "the ranges" in captions
+
+
+def test_the_last_slide_is_your_turn_from_the_catalog():
+    from resnet_core.exercises import EXERCISES
+
+    slides = lecture.lecture_slides()
+    assert slides[-1].key == "your_turn" and slides[-1].title.startswith(f"{len(slides)}. ")
+    at = _render(len(slides))
+    assert not no_exceptions(at) and not at.error
+    commands = at.code[0].value
+    for exercise in EXERCISES.values():
+        assert f"exercise check {exercise.id} {exercise.id}.py" in commands
+    assert "exercise train simple_resnet simple_resnet.py" in commands
+    shown = " ".join(m.value for m in at.markdown)
+    caught = [catch for exercise in EXERCISES.values() for catch in exercise.catches]
+    assert "a ReLU before the addition" in caught
+    assert all(f"- {catch}" in shown for catch in caught), shown

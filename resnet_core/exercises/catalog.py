@@ -25,6 +25,7 @@ class Exercise:
     hints: tuple[str, ...]
     checks: Callable[[type], Report]
     trains: bool = False  # its answer is a net that can be trained (`student_nets`)
+    catches: tuple[str, ...] = ()  # the mistakes its checks name (each planted in a test)
 
 
 RESIDUAL_BLOCK_STARTER = '''"""Exercise residual_block: write the basic block of a CIFAR ResNet (He et al. 2016).
@@ -126,6 +127,15 @@ EXERCISES: dict[str, Exercise] = {
                 "Add the shortcut before the last ReLU: out = relu(bn2(conv2(...)) + shortcut).",
             ),
             checks=check_residual_block,
+            catches=(
+                "a ReLU before the addition",
+                "no projection where channels or the stride change",
+                "the stride on the second conv",
+                "a projection without BatchNorm",
+                "convs with a bias before BatchNorm",
+                "a shortcut that is never added",
+                "a projection where the identity fits",
+            ),
         ),
         Exercise(
             id="plain_block",
@@ -138,6 +148,7 @@ EXERCISES: dict[str, Exercise] = {
                 "End with a ReLU, as the residual block does after its addition.",
             ),
             checks=check_plain_block,
+            catches=("a shortcut added", "no ReLU at the end"),
         ),
         Exercise(
             id="simple_resnet",
@@ -155,6 +166,16 @@ EXERCISES: dict[str, Exercise] = {
             ),
             checks=check_simple_resnet,
             trains=True,
+            catches=(
+                "a count written where n_blocks belongs",
+                "a stage that does not halve the image",
+                "a stage that halves it too soon",
+                "stage widths other than 16, 32, 64",
+                "no ReLU after the stem",
+                "a conv bias in the stem",
+                "a head without the average pool",
+                "a net not built from your own blocks",
+            ),
         ),
     )
 }

@@ -208,7 +208,8 @@ def twin_sentence(frames: LockstepFrames, student: str, reference: str, close: f
         return (
             f"{student} and {reference} started from the same weights and saw the same batches: "
             f"at each of {len(gaps)} logged steps their training losses agree to within "
-            f"{max(worst, 1e-4):.4f} (one run): your net trains as the reference does."
+            f"{max(worst, 1e-4):.4f} (one run): your net trains as the reference does, so "
+            "its curve lies under the reference's."
         )
     return (
         f"{student} and {reference} started from the same weights and saw the same batches, "
