@@ -19,6 +19,7 @@ from resnet_core.studies import lesion as lesion_study
 from resnet_core.training.experiment_results import load_experiment
 from resnet_core.training.experiments import ExperimentError, shipped_root
 from resnet_core.views import charts, lecture, lecture_charts
+from resnet_core.views import exercises as exercise_views
 from resnet_core.views import landscape as landscape_views
 from resnet_core.views import lesion as lesion_views
 from resnet_core.views.diagram import block_diagram
@@ -309,10 +310,10 @@ def slide_your_turn() -> None:
         "the number it measured; a net that passes trains beside the plain net and the "
         "reference ResNet."
     )
-    st.code(lecture.your_turn_commands(), language="bash")
+    st.code(exercise_views.your_turn_commands(), language="bash")
     st.page_link("pages/exercises.py", label="Or write it on the Exercises page",
                  icon=":material/edit_note:")  # fmt: skip
-    mistakes = lecture.your_turn_mistakes()
+    mistakes = exercise_views.your_turn_mistakes()
     st.markdown("**The mistakes the checker names:**")
     groups = list(mistakes.groupby("exercise", sort=False)["the checker names"])
     for column, (title, caught) in zip(st.columns(len(groups)), groups):

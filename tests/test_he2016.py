@@ -183,14 +183,16 @@ PAPER_LIKE = {
 
 
 def test_the_slide_is_shown_only_when_a_reproduction_is_shipped(tmp_path):
-    assert lecture.lecture_slides(tmp_path) == lecture.SLIDES
+    *shipped, last = lecture.lecture_slides(tmp_path)
+    assert tuple(shipped) == lecture.SLIDES and last.key == "your_turn"
     assert lecture.he2016_name(tmp_path) is None
     write_experiment(tmp_path, "he2016_b512", PAPER_LIKE)
     assert lecture.he2016_name(tmp_path) == "he2016_b512"
     write_experiment(tmp_path, "he2016", PAPER_LIKE)
     assert lecture.he2016_name(tmp_path) == "he2016"
     slides = lecture.lecture_slides(tmp_path)
-    assert slides[:-1] == lecture.SLIDES and slides[-1] == lecture.HE2016_SLIDE
+    assert slides[:-2] == lecture.SLIDES and slides[-2] == lecture.HE2016_SLIDE
+    assert slides[-1].key == "your_turn" and slides[-1].title.startswith(f"{len(slides)}. ")
     assert lecture.slide_index("99", len(slides)) == len(slides) - 1
     assert lecture.HE2016_SLIDE not in lecture.lecture_slides()  # nothing shipped yet
 

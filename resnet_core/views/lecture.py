@@ -18,7 +18,6 @@ import pandas as pd
 
 from resnet_core.analysis.sampling import SAMPLE_FILE
 from resnet_core.common.files import read_json
-from resnet_core.exercises import EXERCISES
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
 from resnet_core.training.experiment_results import load_experiment
@@ -46,8 +45,6 @@ __all__ = [
     "HE2016_SLIDE",
     "HE_TABLE6_SOURCE",
     "lecture_slides",
-    "your_turn_commands",
-    "your_turn_mistakes",
     "he2016_name",
     "he2016_curves",
     "he2016_table",
@@ -133,23 +130,6 @@ def lecture_slides(root: str | os.PathLike | None = None) -> tuple[Slide, ...]:
 
 
 YOUR_TURN = ("your_turn", "Your turn: write it, check it, train it")
-
-
-def your_turn_commands() -> str:
-    """The commands of the exercises, in the order a student meets them (from the catalog)."""
-    lines = []
-    for exercise in EXERCISES.values():
-        lines += [f"python -m resnet_core exercise start {exercise.id}",
-                  f"python -m resnet_core exercise check {exercise.id} {exercise.id}.py"]  # fmt: skip
-        if exercise.trains:
-            lines.append(f"python -m resnet_core exercise train {exercise.id} {exercise.id}.py")
-    return "\n".join(lines)
-
-
-def your_turn_mistakes() -> pd.DataFrame:
-    """Every mistake the checks name, by exercise (the catalog's `catches`)."""
-    rows = [(e.title, catch) for e in EXERCISES.values() for catch in e.catches]
-    return pd.DataFrame(rows, columns=["exercise", "the checker names"])
 
 
 def _folder(name: str, root: str | os.PathLike | None) -> Path:
