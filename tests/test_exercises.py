@@ -126,6 +126,7 @@ def test_the_catalog_names_the_mistakes_these_tests_plant():
     assert len(EXERCISES["residual_block"].catches) == len(MISTAKES)
     assert len(EXERCISES["simple_resnet"].catches) == len(NET_MISTAKES)
     assert len(EXERCISES["plain_block"].catches) == 2  # see the plain block's test
+    assert len(EXERCISES["bottleneck"].catches) == len(BNECK_MISTAKES)
 
 
 @pytest.mark.parametrize(
@@ -324,3 +325,86 @@ def test_a_plain_block_passes_and_its_mistakes_are_named():
     assert not check("residual_block", _plain()).passed  # the plain block is no residual block
     assert EXERCISES["plain_block"].starter.count("TODO") == 3
     assert "class PlainBlock" in EXERCISES["plain_block"].starter
+
+
+# The bottleneck block: 1x1, 3x3, 1x1, expansion 4 ----------------------------------------------
+class Bneck(nn.Module):
+    """A correct bottleneck (nn.Sequential main path, None for the identity), or one with a
+    mistake planted by keyword."""
+
+    def __init__(self, in_channels, channels, stride=1, **mistakes):
+        super().__init__()
+        m = {"bias": False, "stride_first": False, "bn_on_projection": True, "expansion": 4,
+             "relu_before_add": False, "add": True, "always_project": False,
+             "never_project": False, **mistakes}  # fmt: skip
+        self.m = m
+        out = channels * m["expansion"]
+        first, middle = (stride, 1) if m["stride_first"] else (1, stride)
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 1, first, bias=m["bias"]),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, middle, 1, bias=m["bias"]),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, out, 1, bias=m["bias"]),
+            nn.BatchNorm2d(out),
+        )
+        changes = stride != 1 or in_channels != out
+        self.proj = None
+        if (changes or m["always_project"]) and not m["never_project"]:
+            parts = [nn.Conv2d(in_channels, out, 1, stride, bias=False)]
+            parts += [nn.BatchNorm2d(out)] if m["bn_on_projection"] else []
+            self.proj = nn.Sequential(*parts)
+
+    def forward(self, x):
+        out = self.body(x)
+        skip = x if self.proj is None else self.proj(x)
+        if not self.m["add"]:
+            return F.relu(out)
+        return F.relu(out) + skip if self.m["relu_before_add"] else F.relu(out + skip)
+
+
+def _bneck(**mistakes):
+    class Bottleneck(Bneck):
+        def __init__(self, in_channels, channels, stride=1):
+            super().__init__(in_channels, channels, stride, **mistakes)
+
+    return Bottleneck
+
+
+BNECK_MISTAKES = [
+    ({"relu_before_add": True}, "relu after the addition", "negative values"),
+    ({"never_project": True}, "runs", "the shortcut must change them too"),
+    ({"stride_first": True}, "stride", "on the first 1x1 conv"),
+    ({"bn_on_projection": False}, "projection", "no BatchNorm after its 1x1"),
+    ({"bias": True}, "conv bias", "use bias=False"),
+    ({"add": False}, "shortcut added", "never added"),
+    ({"always_project": True}, "identity", "a projection where the identity fits"),
+    ({"expansion": 1}, "shape", "widens the channels to 4 x channels"),
+]
+
+
+def test_a_correct_bottleneck_passes():
+    report = check("bottleneck", _bneck())
+    assert report.passed, str(report)
+    assert report.findings[-1].check == "same as the reference"
+
+
+@pytest.mark.parametrize(
+    "mistakes, check_name, phrase", BNECK_MISTAKES, ids=EXERCISES["bottleneck"].catches
+)
+def test_each_planted_bottleneck_mistake_is_named(mistakes, check_name, phrase):
+    report = check("bottleneck", _bneck(**mistakes))
+    failed = {f.check: f.message for f in report.failures}
+    assert check_name in failed, str(report)
+    assert phrase in failed[check_name], failed[check_name]
+    assert not set(failed) - {check_name, "same as the reference"}, str(report)
+
+
+def test_the_bottleneck_starter_compiles_and_is_not_yet_a_block():
+    namespace: dict = {}
+    exec(compile(EXERCISES["bottleneck"].starter, "bottleneck.py", "exec"), namespace)
+    report = check("bottleneck", namespace["Bottleneck"])
+    assert [f.check for f in report.failures] == ["runs"], str(report)
+    assert EXERCISES["bottleneck"].starter.count("TODO") == 3

@@ -12,6 +12,7 @@ names the likely mistake with the number it measured.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ def _name(args: tuple[int, int, int], cls: str = "ResidualBlock") -> str:
     return f"{cls}({args[0]}, {args[1]}, stride={args[2]})"
 
 
-def _input(channels: int, seed: int = 0) -> torch.Tensor:
+def probe_input(channels: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(2, channels, SIDE, SIDE, generator=torch.Generator().manual_seed(seed))
 
 
@@ -73,13 +74,16 @@ def settle(block: nn.Module, seed: int) -> nn.Module:
     return block
 
 
-def _kind(order: list[nn.Module], kernel: int) -> list[nn.Conv2d]:
+def convs_of_kind(order: list[nn.Module], kernel: int) -> list[nn.Conv2d]:
     return [m for m in order if isinstance(m, nn.Conv2d) and m.kernel_size == (kernel, kernel)]
 
 
-def _build(cls: type, report: Report) -> dict[tuple, nn.Module] | None:
+def build_blocks(
+    cls: type, report: Report, cases: tuple[tuple, tuple] = (SAME, DOWN)
+) -> dict[tuple, nn.Module] | None:
+    """The student's class built for each of `cases` (in_channels, width, stride), settled."""
     blocks = {}
-    for args in (SAME, DOWN):
+    for args in cases:
         try:
             block = cls(args[0], args[1], stride=args[2])
         except Exception as error:  # noqa: BLE001 - the student's code: any error is a finding
@@ -93,40 +97,47 @@ def _build(cls: type, report: Report) -> dict[tuple, nn.Module] | None:
             report.add("builds", False, f"{_name(args, cls.__name__)} is not an nn.Module")
             return None
         blocks[args] = settle(block, seed=1)
-    report.add("builds", True, f"{_name(SAME, cls.__name__)} and {_name(DOWN, cls.__name__)} build")
+    names = " and ".join(_name(args, cls.__name__) for args in cases)
+    report.add("builds", True, f"{names} build")
     return blocks
 
 
-def _shapes(blocks: dict[tuple, nn.Module], report: Report) -> dict[tuple, list[nn.Module]] | None:
+def check_shapes(
+    blocks: dict[tuple, nn.Module], report: Report, expansion: int = 1
+) -> dict[tuple, list[nn.Module]] | None:
+    """Each block's output shape (`expansion` x width channels); the modules each ran."""
     orders = {}
     for args, block in blocks.items():
-        expected = (2, args[1], SIDE // args[2], SIDE // args[2])
+        expected = (2, args[1] * expansion, SIDE // args[2], SIDE // args[2])
         try:
-            out, orders[args] = traced(block, _input(args[0]))
+            out, orders[args] = traced(block, probe_input(args[0]))
         except Exception as error:  # noqa: BLE001
             hint = (
                 "; when channels or the stride change, the shortcut must change them too "
                 "(a 1x1 conv with the stride, then BatchNorm)"
-                if args == DOWN
+                if args[2] != 1
                 else ""
             )
-            report.add("runs", False, f"{_name(args, type(block).__name__)} failed on a {tuple(_input(args[0]).shape)} "
+            report.add("runs", False, f"{_name(args, type(block).__name__)} failed on a {tuple(probe_input(args[0]).shape)} "
                        f"input: {type(error).__name__}: {error}{hint}")  # fmt: skip
             return None
         if tuple(out.shape) != expected:
-            halved = args == DOWN and tuple(out.shape[2:]) == (SIDE, SIDE)
+            halved = args[2] != 1 and tuple(out.shape[2:]) == (SIDE, SIDE)
             why = "; the image is not halved: stride 2 goes on the first 3x3 conv" if halved else ""
+            if expansion > 1 and out.shape[1] == args[1]:
+                why = f"; the last 1x1 conv widens the channels to {expansion} x channels"
             report.add("shape", False, f"{_name(args, type(block).__name__)} gives {tuple(out.shape)} for a "
-                       f"{tuple(_input(args[0]).shape)} input, expected {expected}{why}")  # fmt: skip
+                       f"{tuple(probe_input(args[0]).shape)} input, expected {expected}{why}")  # fmt: skip
             return None
     report.add("shape", True, "both blocks give the expected output shapes")
     return orders
 
 
-def _biases(blocks: dict[tuple, nn.Module], report: Report) -> None:
+def check_biases(blocks: dict[tuple, nn.Module], report: Report) -> None:
+    """No conv of the last (projecting) block has a bias: BatchNorm follows each."""
     biased = [
         f"{m.in_channels}->{m.out_channels} {m.kernel_size[0]}x{m.kernel_size[0]}"
-        for m in blocks[DOWN].modules()
+        for m in list(blocks.values())[-1].modules()
         if isinstance(m, nn.Conv2d) and m.bias is not None
     ]
     report.add(
@@ -140,7 +151,7 @@ def _biases(blocks: dict[tuple, nn.Module], report: Report) -> None:
 
 
 def _convs(orders: dict[tuple, list[nn.Module]], report: Report) -> None:
-    threes = _kind(orders[DOWN], 3)
+    threes = convs_of_kind(orders[DOWN], 3)
     if len(threes) != 2:
         report.add("two 3x3 convs", False, f"{len(threes)} 3x3 convs ran; a basic block has two")
         return
@@ -156,13 +167,13 @@ def _convs(orders: dict[tuple, list[nn.Module]], report: Report) -> None:
 
 
 def _shortcut_parts(orders: dict[tuple, list[nn.Module]], report: Report) -> None:
-    if _kind(orders[SAME], 1):
+    if convs_of_kind(orders[SAME], 1):
         report.add("identity", False, f"{_name(SAME)} runs a 1x1 conv: a projection where the "
                    "identity fits; when the shapes match the shortcut is x itself")  # fmt: skip
     else:
         report.add("identity", True, "where the shapes match, the shortcut is the identity")
     order = orders[DOWN]
-    ones = _kind(order, 1)
+    ones = convs_of_kind(order, 1)
     if len(ones) != 1 or ones[0].stride[0] != 2:
         found = f"{len(ones)} 1x1 conv(s)" + (f" with stride {ones[0].stride[0]}" if ones else "")
         report.add("projection", False, f"{_name(DOWN)} runs {found}; when channels or the "
@@ -175,11 +186,12 @@ def _shortcut_parts(orders: dict[tuple, list[nn.Module]], report: Report) -> Non
                "conv; add nn.BatchNorm2d(out_channels) after it, as on the main path")  # fmt: skip
 
 
-def _relu(blocks: dict[tuple, nn.Module], report: Report, plain: bool = False) -> None:
+def check_relu(blocks: dict[tuple, nn.Module], report: Report, plain: bool = False) -> None:
+    """The output is never negative: the last ReLU comes last (after the addition)."""
     lows = {}
     for args, block in blocks.items():
         with torch.no_grad():
-            lows[args] = float(block(_input(args[0], seed=2)).min())
+            lows[args] = float(block(probe_input(args[0], seed=2)).min())
     low = min(lows.values())
     if plain:
         name, fix, ok = "relu last", "the block must end with a ReLU", "the block ends with a ReLU"
@@ -196,19 +208,22 @@ def _relu(blocks: dict[tuple, nn.Module], report: Report, plain: bool = False) -
     )
 
 
-def _zero_branch(block: nn.Module, order: list[nn.Module]) -> nn.Module:
-    """A copy with the 3x3 convs zeroed and every BatchNorm right after one giving exactly 0:
-    what is left of the output is the shortcut alone."""
+def zero_branch(
+    block: nn.Module, order: list[nn.Module], branch: Callable[[nn.Module], bool] | None = None
+) -> nn.Module:
+    """A copy with the `branch` convs (default: the 3x3 ones) zeroed and every BatchNorm right
+    after one giving exactly 0: what is left of the output is the shortcut alone."""
+    branch = branch or _is_three
     paths = {id(module): name for name, module in block.named_modules()}
     after_three = [
         paths[id(module)]
         for index, module in enumerate(order)
-        if isinstance(module, nn.BatchNorm2d) and index and _is_three(order[index - 1])
+        if isinstance(module, nn.BatchNorm2d) and index and branch(order[index - 1])
     ]
     block = copy.deepcopy(block)
     with torch.no_grad():
         for module in block.modules():
-            if _is_three(module):
+            if branch(module):
                 module.weight.zero_()
                 if module.bias is not None:
                     module.bias.zero_()
@@ -227,10 +242,10 @@ def _is_three(module: nn.Module) -> bool:
 def _shortcut_added(
     blocks: dict[tuple, nn.Module], orders: dict[tuple, list[nn.Module]], report: Report
 ) -> None:
-    x = _input(SAME[0], seed=3)
+    x = probe_input(SAME[0], seed=3)
     with torch.no_grad():
-        out = _zero_branch(blocks[SAME], orders[SAME])(x)
-        down = _zero_branch(blocks[DOWN], orders[DOWN])(_input(DOWN[0], seed=3))
+        out = zero_branch(blocks[SAME], orders[SAME])(x)
+        down = zero_branch(blocks[DOWN], orders[DOWN])(probe_input(DOWN[0], seed=3))
     if float(out.abs().max()) < TOLERANCE or float(down.abs().max()) < TOLERANCE:
         report.add("shortcut added", False, "with the 3x3 convs' weights at zero the block "
                    "outputs only zeros: the shortcut is never added to the main path")  # fmt: skip
@@ -238,7 +253,7 @@ def _shortcut_added(
     # x itself means the shortcut is added but the last ReLU is misplaced, and a projection
     # where the identity fits changes x: their own checks say so
     gap = min(float((out - torch.relu(x)).abs().max()), float((out - x).abs().max()))
-    gap = 0.0 if _kind(orders[SAME], 1) else gap
+    gap = 0.0 if convs_of_kind(orders[SAME], 1) else gap
     report.add(
         "shortcut added",
         gap < TOLERANCE,
@@ -296,7 +311,7 @@ def _matches_reference(
     residual: bool = True,
 ) -> None:
     reference = _reference_twin(blocks[DOWN], orders[DOWN], residual)
-    x = _input(DOWN[0], seed=4)
+    x = probe_input(DOWN[0], seed=4)
     with torch.no_grad():
         gap = float((blocks[DOWN](x) - reference(x)).abs().max())
     report.add(
@@ -317,11 +332,11 @@ Orders = dict[tuple, list[nn.Module]]
 def _main_path(cls: type, report: Report) -> tuple[Blocks, Orders] | None:
     """The checks every block shares (it builds, runs, has the right shapes, two 3x3 convs
     without bias, the stride on the first); None when the block cannot be probed further."""
-    blocks = _build(cls, report)
-    orders = _shapes(blocks, report) if blocks else None
+    blocks = build_blocks(cls, report)
+    orders = check_shapes(blocks, report) if blocks else None
     if blocks is None or orders is None:
         return None
-    _biases(blocks, report)
+    check_biases(blocks, report)
     _convs(orders, report)
     return blocks, orders
 
@@ -334,7 +349,7 @@ def check_residual_block(cls: type) -> Report:
         return report
     blocks, orders = probed
     _shortcut_parts(orders, report)
-    _relu(blocks, report)
+    check_relu(blocks, report)
     _shortcut_added(blocks, orders, report)
     if report.passed:  # the last word, once every part is where it belongs
         _matches_reference(blocks, orders, report)
@@ -344,10 +359,10 @@ def check_residual_block(cls: type) -> Report:
 def _no_shortcut(
     blocks: dict[tuple, nn.Module], orders: dict[tuple, list[nn.Module]], report: Report
 ) -> None:
-    ones = sum(len(_kind(order, 1)) for order in orders.values())
+    ones = sum(len(convs_of_kind(order, 1)) for order in orders.values())
     with torch.no_grad():
         left = max(
-            float(_zero_branch(blocks[args], orders[args])(_input(args[0], seed=3)).abs().max())
+            float(zero_branch(blocks[args], orders[args])(probe_input(args[0], seed=3)).abs().max())
             for args in blocks
         )
     if ones or left > TOLERANCE:
@@ -371,7 +386,7 @@ def check_plain_block(cls: type) -> Report:
         return report
     blocks, orders = probed
     _no_shortcut(blocks, orders, report)
-    _relu(blocks, report, plain=True)
+    check_relu(blocks, report, plain=True)
     if report.passed:
         _matches_reference(blocks, orders, report, residual=False)
     return report

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from resnet_core.exercises.block_checks import check_plain_block, check_residual_block
+from resnet_core.exercises.bottleneck_checks import check_bottleneck
 from resnet_core.exercises.net_checks import check_simple_resnet
 from resnet_core.exercises.report import Report
 
@@ -112,6 +113,35 @@ class SimpleResNet(nn.Module):
         raise NotImplementedError("write the forward pass")
 '''
 
+BOTTLENECK_STARTER = '''"""Exercise bottleneck: the block of ResNet-50 and deeper (He et al. 2016, Fig. 5 right):
+a 1x1 conv narrows the channels, a 3x3 conv works on the narrow tensor, a 1x1 conv widens it
+to 4 x channels, so a deep net stays affordable.
+
+Check it with:  python -m resnet_core exercise check bottleneck THIS_FILE.py
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_channels, channels, stride=1):
+        super().__init__()
+        out_channels = channels * self.expansion
+        # TODO 1: the main path: a 1x1 conv from in_channels to channels, BatchNorm; a 3x3
+        #         conv (channels to channels, carrying `stride`, padding 1), BatchNorm; a 1x1
+        #         conv from channels to out_channels, BatchNorm. No conv has a bias.
+        # TODO 2: the shortcut: nothing when stride is 1 and in_channels == out_channels;
+        #         otherwise a 1x1 conv to out_channels with `stride`, then BatchNorm.
+
+    def forward(self, x):
+        # TODO 3: conv, BN, ReLU, conv, BN, ReLU, conv, BN; add the shortcut of x; then ReLU.
+        raise NotImplementedError("write the forward pass")
+'''
+
 EXERCISES: dict[str, Exercise] = {
     exercise.id: exercise
     for exercise in (
@@ -175,6 +205,31 @@ EXERCISES: dict[str, Exercise] = {
                 "a conv bias in the stem",
                 "a head without the average pool",
                 "a net not built from your own blocks",
+            ),
+        ),
+        Exercise(
+            id="bottleneck",
+            title="The bottleneck block (1x1, 3x3, 1x1)",
+            class_name="Bottleneck",
+            starter=BOTTLENECK_STARTER,
+            hints=(
+                "Three convs, each followed by BatchNorm; a ReLU after the first two BatchNorms "
+                "and one more after the addition.",
+                "The widths: in_channels -> channels (1x1), channels -> channels (3x3), "
+                "channels -> 4 * channels (1x1).",
+                "The stride goes on the 3x3 conv (and on the shortcut's 1x1 conv), as in "
+                "torchvision's ResNet-50.",
+            ),
+            checks=check_bottleneck,
+            catches=(
+                "a ReLU before the addition",
+                "no projection where channels or the stride change",
+                "the stride on the first 1x1 conv",
+                "a projection without BatchNorm",
+                "convs with a bias before BatchNorm",
+                "a shortcut that is never added",
+                "a projection where the identity fits",
+                "no expansion to 4 x channels",
             ),
         ),
     )
