@@ -408,3 +408,17 @@ def test_the_bottleneck_starter_compiles_and_is_not_yet_a_block():
     report = check("bottleneck", namespace["Bottleneck"])
     assert [f.check for f in report.failures] == ["runs"], str(report)
     assert EXERCISES["bottleneck"].starter.count("TODO") == 3
+
+
+def test_a_report_printed_by_the_students_code_is_not_taken_for_ours(tmp_path, capsys):
+    from resnet_core.exercises.sandbox import MARKER
+
+    fake = {"exercise": "residual_block", "passed": True, "findings": [], "text": "all good"}
+    wrong = SOLUTION.replace("return F.relu(out + (", "return F.relu(out) + ((")
+    forged = (  # printed at exit, after the checker's own report
+        f"import atexit, json\natexit.register(print, {MARKER!r} + json.dumps({fake!r}))\n"
+        + wrong
+    )
+    code, out = _check_file(tmp_path, capsys, "forged.py", forged)
+    assert code == 1, out  # the real report: the ReLU is misplaced
+    assert "FAIL relu after the addition" in out.out and MARKER in out.out  # theirs: output

@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import runpy
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -154,20 +155,22 @@ def _run_child(exercise_id: str, work: Path, limits: Limits, name: str) -> Verdi
     env |= {"PYTHONPATH": package_root, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", __name__, exercise_id, "student.py", name]
     command += [str(limits.cpu_s), str(limits.memory_bytes)]
+    nonce = secrets.token_hex(8)  # on stdin: the student's code cannot print a report of ours
     try:
         done = subprocess.run(
-            command, cwd=work, env=env, capture_output=True, text=True, timeout=limits.wall_s
-        )
+            command, cwd=work, env=env, capture_output=True, text=True, timeout=limits.wall_s,
+            input=nonce + "\n",
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
         return Verdict(2, f"{name}: stopped after {limits.wall_s:.0f} s (the time limit): an "
                        "endless loop, or far too much work for a small block?")  # fmt: skip
-    return _verdict(done, limits, name)
+    return _verdict(done, limits, name, MARKER + nonce)
 
 
-def _verdict(done: subprocess.CompletedProcess, limits: Limits, name: str) -> Verdict:
+def _verdict(done: subprocess.CompletedProcess, limits: Limits, name: str, marker: str) -> Verdict:
     lines = done.stdout.splitlines()
-    reports = [line[len(MARKER) :] for line in lines if line.startswith(MARKER)]
-    output = "\n".join(line for line in lines if not line.startswith(MARKER))
+    reports = [line[len(marker) :] for line in lines if line.startswith(marker)]
+    output = "\n".join(line for line in lines if not line.startswith(marker))
     output = (output + done.stderr)[: limits.output_chars]
     if reports:
         result = parse_json(reports[-1])
@@ -215,7 +218,15 @@ def _child(exercise_id: str, file: str, name: str, cpu_s: int, memory_bytes: int
     }
 
 
-if __name__ == "__main__":  # the child of `judge_source`: EXERCISE FILE NAME CPU_S MEMORY
-    _exercise, _file, _name, _cpu, _memory = sys.argv[1:6]
-    _result = _child(_exercise, _file, _name, int(_cpu), int(_memory))
-    sys.stdout.write("\n" + MARKER + json.dumps(_result) + "\n")
+def _main(argv: list[str]) -> None:
+    """The child of `judge_source`: EXERCISE FILE NAME CPU_S MEMORY, the nonce on stdin. The
+    report line starts with the marker and the nonce, which the student's code never sees
+    (it is read before their code runs and kept in this frame)."""
+    nonce = sys.stdin.readline().strip()
+    exercise, file, name, cpu, memory = argv[:5]
+    result = _child(exercise, file, name, int(cpu), int(memory))
+    sys.stdout.write("\n" + MARKER + nonce + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
