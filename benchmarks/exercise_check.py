@@ -1,4 +1,4 @@
-"""How long checking a student's residual block takes: the checks alone (in this process),
+"""How long checking a student's residual block, bottleneck and small ResNet takes: the checks alone (in this process),
 and a whole `exercise check` of a file (a fresh limited process: Python, torch, the student's
 file, the checks). Goal (2-core CPU): a whole check within a few seconds (<= 5 s).
 
@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_exercises import SOLUTION, Identity  # noqa: E402
+from test_exercise_nets import NET_FILE, Stages  # noqa: E402
+from test_exercises import SOLUTION, Identity, _bneck  # noqa: E402
 
 from resnet_core.exercises import check  # noqa: E402
 from resnet_core.exercises.sandbox import judge_file  # noqa: E402
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "residual_block.py"
         path.write_text(SOLUTION)
+        net_path = Path(folder) / "simple_resnet.py"
+        net_path.write_text(NET_FILE)
         rows = [
             (
                 "checks in this process",
@@ -56,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "exercise check of a file",
                 timed(lambda: judge_file("residual_block", path), args.repeats),
+            ),
+            ("bottleneck checks", timed(lambda: check("bottleneck", _bneck()), args.repeats)),
+            (
+                "net checks in this process",
+                timed(lambda: check("simple_resnet", Stages), args.repeats),
+            ),
+            (
+                "exercise check of a net file",
+                timed(lambda: judge_file("simple_resnet", net_path), args.repeats),
             ),
         ]
     machine = f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads"
