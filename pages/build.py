@@ -52,7 +52,7 @@ def _choose_preset(spec: ArchSpec) -> None:
 
 # The form's choices: ArchSpec field -> (options, help).
 _CHOICES = {
-    "block": (BLOCKS, None),
+    "block": (tuple(BLOCKS), None),
     "stem": (STEMS, "cifar: 3x3 conv for 32x32 images; imagenet: 7x7 stride-2 conv + max-pool"),
     "shortcut": (
         SHORTCUTS,

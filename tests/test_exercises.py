@@ -416,8 +416,7 @@ def test_a_report_printed_by_the_students_code_is_not_taken_for_ours(tmp_path, c
     fake = {"exercise": "residual_block", "passed": True, "findings": [], "text": "all good"}
     wrong = SOLUTION.replace("return F.relu(out + (", "return F.relu(out) + ((")
     forged = (  # printed at exit, after the checker's own report
-        f"import atexit, json\natexit.register(print, {MARKER!r} + json.dumps({fake!r}))\n"
-        + wrong
+        f"import atexit, json\natexit.register(print, {MARKER!r} + json.dumps({fake!r}))\n" + wrong
     )
     code, out = _check_file(tmp_path, capsys, "forged.py", forged)
     assert code == 1, out  # the real report: the ReLU is misplaced

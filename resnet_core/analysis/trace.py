@@ -16,7 +16,8 @@ from torch import nn
 
 from resnet_core.common.errors import first_line
 from resnet_core.common.modes import model_mode
-from resnet_core.nets.model import CONV_UNITS, BasicBlock, Bottleneck, build_model, model_spec
+from resnet_core.nets.block_kinds import BLOCK_KINDS
+from resnet_core.nets.model import CONV_UNITS, ResidualBlock, build_model, model_spec
 from resnet_core.nets.spec import SpecError
 
 __all__ = ["trace_shapes", "trace_blocks", "normalize_input_size"]
@@ -149,10 +150,10 @@ def trace_shapes(
 
 
 def _block_kind(module: nn.Module) -> str:
-    if isinstance(module, Bottleneck):
-        return "bottleneck"
-    if isinstance(module, BasicBlock):
-        return "basic"
+    """The registered kind whose module built this block ("conv" for a baseline's unit)."""
+    for kind in BLOCK_KINDS.values():
+        if type(module) is kind.module_class():
+            return kind.name
     return "conv"
 
 
@@ -177,7 +178,7 @@ def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:
 def _shortcut(block: nn.Module) -> str:
     kind = getattr(block, "shortcut_kind", None)
     if kind is None or kind == "none":
-        return "none" if isinstance(block, (BasicBlock, Bottleneck)) else ""
+        return "none" if isinstance(block, ResidualBlock) else ""
     return kind if getattr(block, "downsample", None) is not None else "identity"
 
 

@@ -19,10 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.nets.block_kinds import block_kind
 from resnet_core.nets.size import check_buildable
 from resnet_core.nets.spec import ArchSpec, resolve_spec
 
 __all__ = [
+    "ResidualBlock",
     "BasicBlock",
     "Bottleneck",
     "ZeroPadShortcut",
@@ -157,9 +159,6 @@ class Bottleneck(ResidualBlock):
         return self._join(out, x)
 
 
-BLOCK_TYPES: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
-
-
 def _init_weights(model: nn.Module) -> None:
     """Kaiming-normal convs (He et al. 2015), BN scale 1 / shift 0, as torchvision does."""
     for module in model.modules():
@@ -188,7 +187,7 @@ class ResNet(nn.Module):
             self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU()
-        block = BLOCK_TYPES[spec.block]
+        block = block_kind(spec.block).module_class()
         in_channels = stem_channels
         self.stage_names: list[str] = []
         for index, (depth, width) in enumerate(zip(spec.depths, spec.widths)):

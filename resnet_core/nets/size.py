@@ -3,6 +3,7 @@ too big for this machine."""
 
 from __future__ import annotations
 
+from resnet_core.nets.block_kinds import block_kind
 from resnet_core.nets.spec import ArchSpec, SpecError
 
 MAX_PARAMS = 100_000_000  # ResNet-152 has 60 M; beyond this a page would stall or run out of memory
@@ -24,10 +25,8 @@ def estimate_params(spec: ArchSpec) -> int:
         for position in range(depth):
             if spec.is_cnn:
                 total += 9 * channels * width
-            elif spec.block == "bottleneck":
-                total += channels * width + 9 * width * width + width * out
             else:
-                total += 9 * channels * width + 9 * width * out
+                total += block_kind(spec.block).params(channels, width)
             reshapes = channels != out or (position == 0 and stage > 0)
             if spec.residual and spec.shortcut == "projection" and reshapes:
                 total += channels * out  # 1x1 projection shortcut
@@ -78,7 +77,7 @@ def estimate_activation_values(spec: ArchSpec, side: int) -> int:
             side = max(side // 2, 1)
         out = width * spec.expansion
         # conv outputs of the block, and the residual add once
-        kept, added = (2 * width if spec.block == "bottleneck" else width) + out, out
+        kept, added = block_kind(spec.block).kept_channels(width), out
         values += depth * (kept * KEPT_PER_OUTPUT + added) * side * side
     return values
 
@@ -158,11 +157,7 @@ def estimate_mult_adds(spec: ArchSpec, side: int) -> int:
             inner = side
             if position == 0 and stage > 0:
                 side = max(side // 2, 1)
-            if spec.block == "bottleneck":
-                total += _conv(channels, width, 1, inner) + _conv(width, width, 3, side)
-                total += _conv(width, out, 1, side)
-            else:
-                total += _conv(channels, width, 3, side) + _conv(width, out, 3, side)
+            total += block_kind(spec.block).mult_adds(channels, width, inner, side)
             if spec.residual and spec.shortcut == "projection" and channels != out:
                 total += _conv(channels, out, 1, side)
             channels = out

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet_core.common import files
+from resnet_core.nets.block_kinds import BLOCK_KINDS, block_kind
 
 __all__ = [
     "ArchSpec",
@@ -33,7 +34,7 @@ CNN_FAMILIES = ("small_cnn", "seed_cnn")  # conv-BN-ReLU stacks with max-pools, 
 # seed notebook's SimpleCNN took that preset name; their spec.json files still load.
 _FAMILY_ALIASES = {"simple_cnn": "small_cnn"}
 STEMS = ("cifar", "imagenet")
-BLOCKS = ("basic", "bottleneck")
+BLOCKS = BLOCK_KINDS  # the registered block kinds, by name (`resnet_core.nets.block_kinds`)
 SHORTCUTS = ("projection", "zero_pad")
 MAX_STAGES = 8
 MAX_BLOCKS_PER_STAGE = 256
@@ -216,7 +217,7 @@ class ArchSpec:
         )
         set_(self, "family", check_choice("family", family, FAMILIES))
         set_(self, "stem", check_choice("stem", self.stem, STEMS))
-        set_(self, "block", check_choice("block", self.block, BLOCKS))
+        set_(self, "block", check_choice("block", self.block, tuple(BLOCK_KINDS)))
         set_(self, "shortcut", check_choice("shortcut", self.shortcut, SHORTCUTS))
         set_(self, "depths", _check_int_list("depths", self.depths, 1, MAX_BLOCKS_PER_STAGE))
         set_(self, "widths", _check_int_list("widths", self.widths, 1, MAX_WIDTH))
@@ -246,7 +247,7 @@ class ArchSpec:
     @property
     def expansion(self) -> int:
         """Output channels of a block per unit of width (4 for bottleneck blocks)."""
-        return 4 if self.block == "bottleneck" and self.family == "resnet" else 1
+        return block_kind(self.block).expansion if self.family == "resnet" else 1
 
     def stem_channels(self) -> int:
         """Channels coming out of the stem."""
@@ -276,7 +277,7 @@ class ArchSpec:
 
     def num_layers(self) -> int:
         """Weighted layers in the main path (the N in ResNet-N): stem + block convs + fc."""
-        per_block = 1 if self.is_cnn else (3 if self.block == "bottleneck" else 2)
+        per_block = 1 if self.is_cnn else len(block_kind(self.block).convs)
         stem = 0 if self.is_cnn else 1
         return stem + per_block * sum(self.depths) + 1
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from resnet_core.nets.block_kinds import BLOCK_KINDS
+
 __all__ = [
     "block_diagram",
     "stage_summary",
@@ -47,8 +49,7 @@ def _quote(text: str) -> str:
 
 def _block_label(row: pd.Series) -> str:
     kind = {
-        "basic": "basic block",
-        "bottleneck": "bottleneck",
+        **{name: block.label for name, block in BLOCK_KINDS.items()},
         "conv": "conv-BN-ReLU",
         "pool": "max-pool",
         "stem": "stem",
@@ -128,7 +129,7 @@ def _block_body(
     layers: pd.DataFrame | None,
 ) -> str:
     """The block's node (expanded: its layers) with an edge from `previous`; returns its last node."""
-    if layers is not None and row["kind"] in ("basic", "bottleneck"):
+    if layers is not None and row["kind"] in BLOCK_KINDS:
         first, last = _layer_nodes(lines, node, row, layers)
         lines.append(f"{previous} -> {first}{wrap};")
         return last
@@ -242,7 +243,7 @@ def stage_summary(blocks: pd.DataFrame) -> pd.DataFrame:
             {
                 "stage": int(stage),
                 "part": part,
-                "blocks": int((group["kind"].isin(["basic", "bottleneck", "conv"])).sum()) or 1,
+                "blocks": int((group["kind"].isin([*BLOCK_KINDS, "conv"])).sum()) or 1,
                 "output": fmt_shape(group["output_shape"].iloc[-1]),
                 "shortcuts": ", ".join(shortcuts),
                 "params": int(group["params"].sum()),
