@@ -92,7 +92,9 @@ def test_estimate_params_matches_every_preset():
     for name in list_presets():
         model = build_model(name)
         real = sum(p.numel() for p in model.parameters())
-        assert 0.99 * real <= estimate_params(model.spec) <= real, name  # BN weights left out
+        # BN weights are left out: under 1 %, 1.4 % in preact-resnet164, whose thin
+        # bottlenecks normalise their four-times-wider inputs
+        assert 0.98 * real <= estimate_params(model.spec) <= real, name
 
 
 def test_too_big_nets_are_refused_before_building():

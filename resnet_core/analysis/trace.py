@@ -175,6 +175,14 @@ def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:
     return blocks
 
 
+def _add_text(block: nn.Module, shortcut: str) -> str:
+    """The sum a block computes, as text ("" where it adds nothing)."""
+    kind = _block_kind(block)
+    if shortcut == "projection" and kind in BLOCK_KINDS:
+        return BLOCK_KINDS[kind].projection
+    return _ADD_TEXT.get(shortcut, "")
+
+
 def _shortcut(block: nn.Module) -> str:
     kind = getattr(block, "shortcut_kind", None)
     if kind is None or kind == "none":
@@ -224,6 +232,7 @@ def _block_spans(
         part = _rows_under(layers, name)
         claimed |= layers.index.isin(part.index)
         summary = _summarise(name, stage, _block_kind(block), part, _shortcut(block))
+        summary["add"] = _add_text(block, summary["shortcut"])
         spans.append((part.index.min(), summary))
         ends.append(part.index.max())
     return spans, ends, claimed

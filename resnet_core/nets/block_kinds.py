@@ -39,7 +39,9 @@ class Conv:
 @dataclass(frozen=True)
 class BlockKind:
     """A block kind: its `name` in a spec, its `module` ("package.module:Class" or the class),
-    `expansion`, main-path `convs` in order, the diagram's `label` and a `description`."""
+    `expansion`, main-path `convs` in order, the diagram's `label`, a `description`, whether
+    it is a pre-activation block (the net around it changes too) and the sum it computes
+    where its shortcut projects."""
 
     name: str
     module: str | type
@@ -47,6 +49,8 @@ class BlockKind:
     convs: tuple[Conv, ...]
     label: str
     description: str
+    preactivation: bool = False  # BN-ReLU before each conv: bare conv stem, BN-ReLU before the pool
+    projection: str = "out + BN(conv1x1(x))"  # what the block adds where it projects
 
     def __post_init__(self) -> None:
         strided = [conv for conv in self.convs if conv.strided]
@@ -119,5 +123,30 @@ register_block(
         (Conv(1, "in", "width"), Conv(3, "width", "width", strided=True), Conv(1, "width", "out")),
         "bottleneck",
         "1x1, 3x3, 1x1; output is 4x width",
+    )
+)
+_PREACT = "out + conv1x1(relu(BN(x)))"
+register_block(
+    BlockKind(
+        "preact",
+        "resnet_core.nets.preact:PreActBlock",
+        1,
+        (Conv(3, "in", "width", strided=True), Conv(3, "width", "out")),
+        "pre-activation block",
+        "BN-ReLU-conv twice, nothing after the addition (He et al. 2016b)",
+        preactivation=True,
+        projection=_PREACT,
+    )
+)
+register_block(
+    BlockKind(
+        "preact_bottleneck",
+        "resnet_core.nets.preact:PreActBottleneck",
+        4,
+        (Conv(1, "in", "width"), Conv(3, "width", "width", strided=True), Conv(1, "width", "out")),
+        "pre-activation bottleneck",
+        "BN-ReLU before each of 1x1, 3x3, 1x1; output is 4x width (He et al. 2016b)",
+        preactivation=True,
+        projection=_PREACT,
     )
 )

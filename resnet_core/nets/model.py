@@ -67,12 +67,17 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
-    """The shortcut a block needs: None for identity, else projection or zero padding."""
+def make_shortcut(
+    kind: str, in_channels: int, out_channels: int, stride: int, norm: bool = True
+) -> nn.Module | None:
+    """The shortcut a block needs: None for identity, else projection (a 1x1 conv, then
+    BatchNorm unless `norm` is off, as in pre-activation blocks) or zero padding."""
     if stride == 1 and in_channels == out_channels:
         return None
     if kind == "zero_pad":
         return ZeroPadShortcut(in_channels, out_channels, stride)
+    if not norm:
+        return nn.Sequential(conv1x1(in_channels, out_channels, stride))
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
@@ -84,6 +89,7 @@ class ResidualBlock(nn.Module):
     """
 
     expansion = 1
+    shortcut_norm = True  # BatchNorm after a projection (pre-activation blocks have none)
 
     def __init__(
         self,
@@ -100,7 +106,9 @@ class ResidualBlock(nn.Module):
         self.stride = stride
         self.shortcut_kind = shortcut if residual else "none"
         self.downsample = (
-            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+            make_shortcut(shortcut, in_channels, out_channels, stride, self.shortcut_norm)
+            if residual
+            else None
         )
 
     def _build_main_path(
@@ -185,9 +193,11 @@ class ResNet(nn.Module):
         else:
             self.conv1 = conv3x3(spec.in_channels, stem_channels)
             self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(stem_channels)
-        self.relu = nn.ReLU()
-        block = block_kind(spec.block).module_class()
+        kind = block_kind(spec.block)
+        preact = kind.preactivation  # the first block normalises the stem's output itself
+        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_channels)
+        self.relu = nn.Identity() if preact else nn.ReLU()
+        block = kind.module_class()
         in_channels = stem_channels
         self.stage_names: list[str] = []
         for index, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
@@ -207,6 +217,8 @@ class ResNet(nn.Module):
             name = f"layer{index + 1}"
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)
+        if preact:  # the last block adds with nothing after: normalise before the pool
+            self.final_norm = nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU())
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_channels, spec.num_classes)
         _init_weights(self)
@@ -218,6 +230,8 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, C0, H', W')
         for stage in self.stages():
             x = stage(x)  # each later stage halves H, W
+        if hasattr(self, "final_norm"):
+            x = self.final_norm(x)
         x = torch.flatten(self.avgpool(x), 1)  # (N, C_last)
         return self.fc(x)  # (N, num_classes)
 

@@ -179,7 +179,9 @@ class ArchSpec:
 
     Attributes:
         stem: "cifar" (3x3 conv, stride 1) or "imagenet" (7x7 conv, stride 2, then max-pool).
-        block: "basic" (two 3x3 convs) or "bottleneck" (1x1, 3x3, 1x1; output is 4x width).
+        block: a registered block kind (`resnet_core.nets.block_kinds`): "basic" (two 3x3
+            convs), "bottleneck" (1x1, 3x3, 1x1; output is 4x width), "preact" and
+            "preact_bottleneck" (the same with BN-ReLU before each conv, He et al. 2016b).
         depths: blocks per stage, each >= 1. The first stage keeps the spatial size, every
             later stage halves it.
         widths: channels per stage (for bottleneck blocks, the inner width), same length.
@@ -351,6 +353,20 @@ for _n in (3, 5, 7, 9, 18):
     _layers = 6 * _n + 2
     _register(f"resnet{_layers}", _cifar_thin(_n), 32, f"CIFAR ResNet-{_layers} (He et al. 4.2)")
     _register(f"plain{_layers}", _cifar_thin(_n, False), 32, f"plain twin of ResNet-{_layers}")
+for _n in (3, 9, 18):  # He et al. 2016b: BN-ReLU before each conv, nothing after the add
+    _layers = 6 * _n + 2
+    _register(
+        f"preact-resnet{_layers}",
+        ArchSpec("cifar", "preact", (_n, _n, _n), (16, 32, 64)),
+        32,
+        f"pre-activation ResNet-{_layers} (He et al. 2016b)",
+    )
+_register(
+    "preact-resnet164",
+    ArchSpec("cifar", "preact_bottleneck", (18, 18, 18), (16, 32, 64)),
+    32,
+    "pre-activation bottleneck ResNet-164 (He et al. 2016b)",
+)
 for _depth in (18, 34):
     _block, _depths = _TORCHVISION_DEPTHS[_depth]
     _register(

@@ -1,0 +1,74 @@
+"""Block variants after ResNet: pre-activation blocks (He et al. 2016b) build, trace, size,
+draw, train a step and export to ONNX, and compute what the paper describes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from app_helpers import QUICK_CPU_RUN
+from torch import nn
+
+from resnet_core.analysis.trace import trace_blocks
+from resnet_core.nets.model import build_model
+from resnet_core.nets.onnx_export import to_onnx
+from resnet_core.nets.preact import PreActBlock, PreActBottleneck
+from resnet_core.nets.size import estimate_params
+from resnet_core.nets.spec import get_preset
+from resnet_core.training.fitting import fit
+from resnet_core.views.diagram import block_diagram
+
+PREACT = {"preact-resnet20": 20, "preact-resnet56": 56, "preact-resnet110": 110, "preact-resnet164": 164}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PREACT)
+def test_preact_presets_build_with_their_depth_and_size(name):
+    spec = get_preset(name)
+    model = build_model(spec)
+    assert spec.num_layers() == PREACT[name]
+    assert estimate_params(spec) == sum(p.numel() for p in model.parameters() if p.dim() > 1)
+    assert isinstance(model.bn1, nn.Identity) and isinstance(model.final_norm[0], nn.BatchNorm2d)
+    blocks = trace_blocks(model)
+    kind = "preact" if spec.block == "preact" else "preact_bottleneck"
+    assert set(blocks.loc[blocks["stage"].between(1, 3), "kind"]) == {kind}
+    assert "out + conv1x1(relu(BN(x)))" in set(blocks["add"])
+    assert "pre-activation" in block_diagram(blocks)
+
+
+@pytest.mark.parametrize("cls", [PreActBlock, PreActBottleneck])
+def test_a_preact_block_adds_with_nothing_after(cls):
+    """Nothing follows the addition: the output goes negative, and with the branch's last conv
+    at zero an identity block passes x through unchanged (not relu(x))."""
+    torch.manual_seed(0)
+    width = 16 // cls.expansion
+    block = cls(16, width).eval()
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        assert float(block(x).min()) < 0
+        last = block.conv3 if cls is PreActBottleneck else block.conv2
+        last.weight.zero_()
+        assert torch.equal(block(x), x)
+
+
+def test_a_preact_projection_reads_the_activated_input_and_has_no_norm():
+    block = PreActBlock(16, 32, stride=2).eval()
+    assert [type(m) for m in block.downsample] == [nn.Conv2d]
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        block.conv2.weight.zero_()
+        expected = block.downsample(torch.relu(block.bn1(x)))
+        assert torch.allclose(block(x), expected)
+
+
+def test_a_preact_net_trains_a_step_and_exports(tmp_path):
+    result = fit(
+        {**QUICK_CPU_RUN, "model": "preact-resnet20", "subset": 100}, run_dir=tmp_path / "run"
+    )
+    assert result.state == "done"
+    model = build_model("preact-resnet20").eval()
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(to_onnx(model), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(images).numpy(), rtol=0, atol=1e-4)
