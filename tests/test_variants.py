@@ -72,3 +72,40 @@ def test_a_preact_net_trains_a_step_and_exports(tmp_path):
     (got,) = session.run(None, {"images": images.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(got, model(images).numpy(), rtol=0, atol=1e-4)
+
+
+# Zero-initialised residual branches (Goyal et al. 2017) -----------------------------------------
+@pytest.mark.parametrize("depth", [18, 50])
+def test_zero_init_equals_torchvisions_zero_init_residual(depth):
+    import torchvision
+
+    torch.manual_seed(0)
+    ours = build_model(get_preset(f"resnet{depth}-imagenet").replace(zero_init=True))
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, f"resnet{depth}")(zero_init_residual=True)
+    mine, tv = ours.state_dict(), theirs.state_dict()
+    assert set(mine) == set(tv) and all(torch.equal(mine[key], tv[key]) for key in mine)
+    last = "bn2" if depth == 18 else "bn3"
+    assert not ours.layer1[0].get_submodule(last).weight.any()
+
+
+@pytest.mark.parametrize("name", ["resnet20-zeroinit", "resnet56-zeroinit", "resnet110-zeroinit"])
+def test_a_zero_init_block_starts_as_the_identity(name):
+    model = build_model(name).eval()
+    block = model.layer2[1]  # an identity shortcut: the block passes relu(x) through
+    x = torch.randn(2, 32, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(x))
+        assert not torch.equal(
+            build_model(name.removesuffix("-zeroinit")).eval().layer2[1](x), torch.relu(x)
+        )
+    assert get_preset(name).num_layers() == int(name.split("-")[0].removeprefix("resnet"))
+
+
+def test_zero_init_is_refused_where_there_is_no_branch_norm_to_zero():
+    from resnet_core.nets.spec import SpecError
+
+    with pytest.raises(SpecError, match="ends with a conv"):
+        get_preset("preact-resnet20").replace(zero_init=True)
+    with pytest.raises(SpecError, match="only a residual net"):
+        get_preset("plain20").replace(zero_init=True)

@@ -51,6 +51,7 @@ class BlockKind:
     description: str
     preactivation: bool = False  # BN-ReLU before each conv: bare conv stem, BN-ReLU before the pool
     projection: str = "out + BN(conv1x1(x))"  # what the block adds where it projects
+    last_norm: str | None = None  # the branch's last BatchNorm (zero_init sets its scale to 0)
 
     def __post_init__(self) -> None:
         strided = [conv for conv in self.convs if conv.strided]
@@ -113,6 +114,7 @@ register_block(
         (Conv(3, "in", "width", strided=True), Conv(3, "width", "out")),
         "basic block",
         "two 3x3 convs",
+        last_norm="bn2",
     )
 )
 register_block(
@@ -123,6 +125,7 @@ register_block(
         (Conv(1, "in", "width"), Conv(3, "width", "width", strided=True), Conv(1, "width", "out")),
         "bottleneck",
         "1x1, 3x3, 1x1; output is 4x width",
+        last_norm="bn3",
     )
 )
 _PREACT = "out + conv1x1(relu(BN(x)))"

@@ -222,6 +222,10 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_channels, spec.num_classes)
         _init_weights(self)
+        if spec.zero_init:  # each residual branch starts at 0: the block is the identity
+            for stage in self.stages():
+                for block_module in stage:
+                    nn.init.zeros_(getattr(block_module, kind.last_norm).weight)
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]

@@ -191,6 +191,8 @@ class ArchSpec:
         num_classes: outputs of the final linear layer.
         in_channels: channels of the input image.
         stem_width: channels after the stem; None means widths[0].
+        zero_init: start the last BatchNorm of every residual branch at scale 0 (Goyal et al.
+            2017; torchvision's zero_init_residual): each block begins as the identity.
         family: "resnet" for everything above; two plain conv stacks ignore the block,
             stem and shortcut fields:
             "small_cnn": per stage, `depths` conv-BN-ReLU layers (biasless convs), then a
@@ -209,6 +211,7 @@ class ArchSpec:
     in_channels: int = 3
     stem_width: int | None = None
     family: str = "resnet"
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise once, at construction
@@ -234,6 +237,7 @@ class ArchSpec:
         set_(self, "in_channels", _check_int("in_channels", self.in_channels, 1, 64))
         if self.stem_width is not None:
             set_(self, "stem_width", _check_int("stem_width", self.stem_width, 1, MAX_WIDTH))
+        self._check_zero_init()
         if self.residual and self.shortcut == "zero_pad" and self.family == "resnet":
             channels = self.stage_out_channels()
             previous = self.stem_channels()
@@ -244,6 +248,17 @@ class ArchSpec:
                         f"stage {stage + 1}); use 'projection' or non-decreasing widths"
                     )
                 previous = out
+
+    def _check_zero_init(self) -> None:
+        if not isinstance(self.zero_init, bool):
+            raise SpecError(f"zero_init: {self.zero_init!r} is not allowed; use true or false")
+        if self.zero_init and not (self.residual and self.family == "resnet"):
+            raise SpecError("zero_init: only a residual net has branches to start at zero")
+        if self.zero_init and block_kind(self.block).last_norm is None:
+            raise SpecError(
+                f"zero_init: a {self.block} block ends with a conv, not a BatchNorm; "
+                "use block basic or bottleneck"
+            )
 
     # Derived sizes -------------------------------------------------------------------------
     @property
@@ -367,6 +382,14 @@ _register(
     32,
     "pre-activation bottleneck ResNet-164 (He et al. 2016b)",
 )
+for _n in (3, 9, 18):  # Goyal et al. 2017: every residual branch starts at zero
+    _layers = 6 * _n + 2
+    _register(
+        f"resnet{_layers}-zeroinit",
+        _cifar_thin(_n).replace(zero_init=True),
+        32,
+        f"ResNet-{_layers}, last BatchNorm of each branch starting at 0 (Goyal et al. 2017)",
+    )
 for _depth in (18, 34):
     _block, _depths = _TORCHVISION_DEPTHS[_depth]
     _register(
@@ -431,4 +454,5 @@ def spec_label(name_or_spec: str | ArchSpec) -> str:
             return name
     spec = name_or_spec
     kind = "residual" if spec.residual else "plain"
-    return f"custom {spec.block} {list(spec.depths)} {kind}"
+    zero = " zero-init" if spec.zero_init else ""
+    return f"custom {spec.block} {list(spec.depths)} {kind}{zero}"
