@@ -11,6 +11,7 @@ from app_helpers import QUICK_CPU_RUN
 from torch import nn
 
 from resnet_core.analysis.trace import trace_blocks
+from resnet_core.nets.block_kinds import block_kind
 from resnet_core.nets.model import build_model
 from resnet_core.nets.onnx_export import to_onnx
 from resnet_core.nets.preact import PreActBlock, PreActBottleneck
@@ -109,3 +110,56 @@ def test_zero_init_is_refused_where_there_is_no_branch_norm_to_zero():
         get_preset("preact-resnet20").replace(zero_init=True)
     with pytest.raises(SpecError, match="only a residual net"):
         get_preset("plain20").replace(zero_init=True)
+
+
+# Without normalisation: SkipInit, Fixup, and the nets that need them ------------------------------
+NO_NORM = ["resnet20-skipinit", "resnet56-fixup", "resnet110-nonorm", "plain56-nonorm"]
+
+
+@pytest.mark.parametrize("name", NO_NORM)
+def test_no_norm_presets_have_no_batchnorm_and_build_trace_and_size(name):
+    spec = get_preset(name)
+    model = build_model(spec)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert spec.num_layers() == int(name.split("-")[0].removeprefix("resnet").removeprefix("plain"))
+    assert estimate_params(spec) == sum(p.numel() for p in model.parameters() if p.dim() > 1)
+    blocks = trace_blocks(model)
+    assert set(blocks.loc[blocks["stage"].between(1, 3), "kind"]) == {spec.block}
+    assert block_kind(spec.block).label in block_diagram(blocks)
+
+
+def test_skipinit_blocks_start_as_the_identity():
+    model = build_model("resnet56-skipinit").eval()
+    block = model.layer2[3]
+    x = torch.randn(2, 32, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(x)) and float(block.alpha) == 0.0
+
+
+def test_fixup_initialises_as_the_paper_says():
+    model = build_model("resnet110-fixup")
+    blocks = [m for stage in model.stages() for m in stage]
+    assert len(blocks) == 54 and not model.fc.weight.any() and not model.fc.bias.any()
+    assert all(not block.conv2.weight.any() for block in blocks)
+    conv = blocks[10].conv1  # He-normal for its fan-out, times 54 ** -0.5
+    expected = (2 / (conv.out_channels * 9)) ** 0.5 * 54**-0.5
+    assert float(conv.weight.detach().std()) == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["resnet20-skipinit", "resnet20-fixup", "plain20-nonorm"])
+def test_a_no_norm_net_trains_a_step_and_exports(tmp_path, name):
+    result = fit({**QUICK_CPU_RUN, "model": name, "subset": 100}, run_dir=tmp_path / "run")
+    assert result.state == "done"
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    with torch.no_grad():  # weights away from their zero start, so the export shows them
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(to_onnx(model), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected = model(images).numpy()
+    np.testing.assert_allclose(
+        got, expected, rtol=0, atol=1e-4 * max(1.0, float(np.abs(expected).max()))
+    )

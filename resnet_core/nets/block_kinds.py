@@ -52,6 +52,14 @@ class BlockKind:
     preactivation: bool = False  # BN-ReLU before each conv: bare conv stem, BN-ReLU before the pool
     projection: str = "out + BN(conv1x1(x))"  # what the block adds where it projects
     last_norm: str | None = None  # the branch's last BatchNorm (zero_init sets its scale to 0)
+    normalised: bool = True  # False: no BatchNorm anywhere, the stem's included
+    finish: str | None = None  # "package.module:function" run on the built net (its init)
+
+    def finish_net(self, model: object) -> None:
+        """Run the kind's net-level initialisation on a freshly built net, if it has one."""
+        if self.finish is not None:
+            path, _, name = self.finish.partition(":")
+            getattr(importlib.import_module(path), name)(model)
 
     def __post_init__(self) -> None:
         strided = [conv for conv in self.convs if conv.strided]
@@ -151,5 +159,43 @@ register_block(
         "BN-ReLU before each of 1x1, 3x3, 1x1; output is 4x width (He et al. 2016b)",
         preactivation=True,
         projection=_PREACT,
+    )
+)
+_NO_NORM = (Conv(3, "in", "width", strided=True), Conv(3, "width", "out"))
+register_block(
+    BlockKind(
+        "nonorm",
+        "resnet_core.nets.nonorm:NoNormBlock",
+        1,
+        _NO_NORM,
+        "block, no BatchNorm",
+        "two 3x3 convs with biases, no normalisation, He initialisation",
+        projection="out + conv1x1(x)",
+        normalised=False,
+    )
+)
+register_block(
+    BlockKind(
+        "skipinit",
+        "resnet_core.nets.nonorm:SkipInitBlock",
+        1,
+        _NO_NORM,
+        "SkipInit block",
+        "no normalisation; the branch times a scalar that starts at 0 (De & Smith 2020)",
+        projection="alpha * out + conv1x1(x)",
+        normalised=False,
+    )
+)
+register_block(
+    BlockKind(
+        "fixup",
+        "resnet_core.nets.nonorm:FixupBlock",
+        1,
+        _NO_NORM,
+        "Fixup block",
+        "no normalisation; scalar biases and multiplier, rescaled init (Zhang et al. 2019)",
+        projection="out + conv1x1(x + b)",
+        normalised=False,
+        finish="resnet_core.nets.nonorm:fixup_init",
     )
 )

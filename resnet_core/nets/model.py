@@ -195,7 +195,8 @@ class ResNet(nn.Module):
             self.maxpool = nn.Identity()
         kind = block_kind(spec.block)
         preact = kind.preactivation  # the first block normalises the stem's output itself
-        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_channels)
+        bare = preact or not kind.normalised
+        self.bn1 = nn.Identity() if bare else nn.BatchNorm2d(stem_channels)
         self.relu = nn.Identity() if preact else nn.ReLU()
         block = kind.module_class()
         in_channels = stem_channels
@@ -222,6 +223,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_channels, spec.num_classes)
         _init_weights(self)
+        kind.finish_net(self)  # e.g. Fixup's rescaled initialisation
         if spec.zero_init:  # each residual branch starts at 0: the block is the identity
             for stage in self.stages():
                 for block_module in stage:

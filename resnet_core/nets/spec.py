@@ -390,6 +390,27 @@ for _n in (3, 9, 18):  # Goyal et al. 2017: every residual branch starts at zero
         32,
         f"ResNet-{_layers}, last BatchNorm of each branch starting at 0 (Goyal et al. 2017)",
     )
+for _n in (3, 9, 18):  # without normalisation, and the inits that train deep nets without it
+    _layers = 6 * _n + 2
+    for _kind, _who in (("skipinit", "De & Smith 2020"), ("fixup", "Zhang et al. 2019")):
+        _register(
+            f"resnet{_layers}-{_kind}",
+            _cifar_thin(_n).replace(block=_kind),
+            32,
+            f"ResNet-{_layers} without BatchNorm, {_kind} ({_who})",
+        )
+    _register(
+        f"resnet{_layers}-nonorm",
+        _cifar_thin(_n).replace(block="nonorm"),
+        32,
+        f"ResNet-{_layers} without BatchNorm, He initialisation",
+    )
+    _register(
+        f"plain{_layers}-nonorm",
+        _cifar_thin(_n, False).replace(block="nonorm"),
+        32,
+        f"plain twin of ResNet-{_layers} without BatchNorm",
+    )
 for _depth in (18, 34):
     _block, _depths = _TORCHVISION_DEPTHS[_depth]
     _register(
