@@ -168,7 +168,7 @@ def test_a_queued_data_parallel_job_trains_through_torchrun(tmp_path, monkeypatc
     job.state = "starting"
     with queue._locked():
         queue._save(job)
-    assert run_job(queue.queue_dir / "job-1.json") == 0
+    assert run_job(queue.queue_dir / "job-1.json") == 0, queue.get("job-1")  # its message
     assert queue.get("job-1").state == "done", queue.get("job-1").message
     info = run_info(queue.run_dir(job))
     assert info.state == "done" and info.epoch == 1

@@ -133,7 +133,7 @@ def test_skipinit_blocks_start_as_the_identity():
     block = model.layer2[3]
     x = torch.randn(2, 32, 16, 16)
     with torch.no_grad():
-        assert torch.equal(block(x), torch.relu(x)) and float(block.alpha) == 0.0
+        assert torch.equal(block(x), torch.relu(x)) and float(block.alpha.weight) == 0.0
 
 
 def test_fixup_initialises_as_the_paper_says():

@@ -24,7 +24,23 @@ from torch import nn
 
 from resnet_core.nets.model import ResidualBlock
 
-__all__ = ["NoNormBlock", "SkipInitBlock", "FixupBlock", "fixup_init"]
+__all__ = ["NoNormBlock", "SkipInitBlock", "FixupBlock", "Scalar", "fixup_init"]
+
+
+class Scalar(nn.Module):
+    """One learnable number that multiplies (or, with `add`, is added to) its input: a layer
+    of its own, so traces and parameter counts see it."""
+
+    def __init__(self, value: float, add: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(float(value)))
+        self.add = add
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight if self.add else x * self.weight
+
+    def extra_repr(self) -> str:
+        return f"{'add' if self.add else 'multiply'}, {float(self.weight.detach()):g}"
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
@@ -58,10 +74,10 @@ class SkipInitBlock(NoNormBlock):
         self, in_channels: int, width: int, out_channels: int, stride: int
     ) -> None:
         super()._build_main_path(in_channels, width, out_channels, stride)
-        self.alpha = nn.Parameter(torch.zeros(()))
+        self.alpha = Scalar(0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._join(self.alpha * self._branch(x), x)
+        return self._join(self.alpha(self._branch(x)), x)
 
 
 class FixupBlock(ResidualBlock):
@@ -75,17 +91,17 @@ class FixupBlock(ResidualBlock):
         self, in_channels: int, width: int, out_channels: int, stride: int
     ) -> None:
         self.bias1a, self.bias1b, self.bias2a, self.bias2b = (
-            nn.Parameter(torch.zeros(())) for _ in range(4)
+            Scalar(0.0, add=True) for _ in range(4)
         )
         self.conv1 = _conv(in_channels, width, stride, bias=False)
         self.relu = nn.ReLU()
         self.conv2 = _conv(width, out_channels, bias=False)
-        self.scale = nn.Parameter(torch.ones(()))
+        self.scale = Scalar(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shifted = x + self.bias1a
-        out = self.relu(self.conv1(shifted) + self.bias1b)
-        out = self.conv2(out + self.bias2a) * self.scale + self.bias2b
+        shifted = self.bias1a(x)
+        out = self.relu(self.bias1b(self.conv1(shifted)))
+        out = self.bias2b(self.scale(self.conv2(self.bias2a(out))))
         if not self.residual:
             return self.relu(out)
         identity = shifted if self.downsample is None else self.downsample(shifted)
