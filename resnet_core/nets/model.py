@@ -13,6 +13,7 @@ block1.bn.weight, ..., fc.weight.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -90,6 +91,11 @@ class ResidualBlock(nn.Module):
 
     expansion = 1
     shortcut_norm = True  # BatchNorm after a projection (pre-activation blocks have none)
+    # Set on an instance by a measurement (`resnet_core.analysis.mechanisms`), None otherwise:
+    # `route` "branch" or "skip" lets the gradient through that summand only (the forward is
+    # unchanged); `probe(block, branch, skip)` reads the two summands before they are added.
+    route: str | None = None
+    probe: Callable[..., None] | None = None
 
     def __init__(
         self,
@@ -119,9 +125,18 @@ class ResidualBlock(nn.Module):
     def _join(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """out + shortcut(x) for residual blocks (not in place: probes read BN outputs), then ReLU."""
         if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)
-            out = out + identity
+            out = self._add(out, x if self.downsample is None else self.downsample(x))
         return self.relu(out)
+
+    def _add(self, branch: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """branch + skip, as `route` and `probe` ask (every block adds through here)."""
+        if self.probe is not None:
+            self.probe(self, branch, skip)
+        if self.route == "branch":
+            skip = skip.detach()
+        elif self.route == "skip":
+            branch = branch.detach()
+        return branch + skip
 
 
 class BasicBlock(ResidualBlock):

@@ -105,7 +105,7 @@ class FixupBlock(ResidualBlock):
         if not self.residual:
             return self.relu(out)
         identity = shifted if self.downsample is None else self.downsample(shifted)
-        return self.relu(out + identity)
+        return self.relu(self._add(out, identity))
 
 
 def fixup_init(model: nn.Module) -> None:

@@ -33,7 +33,7 @@ class _PreAct(ResidualBlock):
         out = self._branch(activated)
         if not self.residual:
             return out
-        return out + (x if self.downsample is None else self.downsample(activated))
+        return self._add(out, x if self.downsample is None else self.downsample(activated))
 
 
 class PreActBlock(_PreAct):
