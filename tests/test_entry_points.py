@@ -87,6 +87,14 @@ CASES: dict[str, list[list[str]]] = {
         ["exercise", "start", "residual_block", "{existing}"],
         ["exercise", "start", "residual_block", "{missing}/x.py"],
         ["exercise", "check", "no_such_exercise", "{existing}"],
+        ["exercise", "train", "simple_resnet", "{missing}/x.py"],
+    ],
+    "mechanisms": [
+        ["mechanisms", "shatter", "{huge_spec}"],
+        ["mechanisms", "variance", "resnet20", "--out", "{existing}"],
+        ["mechanisms", "variance", "resnet20", "--out", "{missing}/x.csv"],
+        ["mechanisms", "paths", "plain20", "--images", "2", "--samples", "1"],
+        ["mechanisms", "variance", "resnet20", "--out", "{new}.txt"],
     ],
     # `app` starts the server and hands it the flags; the pages it serves are driven one by
     # one in test_reliability.test_no_page_breaks_on_malformed_records.

@@ -4,8 +4,10 @@ identity (De & Smith 2020)."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -75,3 +77,19 @@ def test_batchnorm_pulls_blocks_toward_the_identity_and_zero_init_starts_there(s
     bare = branch_variance(build_model("resnet56-nonorm"), images)
     assert bare["skip"].iloc[-1] > 1e3 * bare["skip"].iloc[0]  # the signal explodes
     assert bare["ratio"].min() > 0.1  # no block is pulled toward the identity
+
+
+def test_the_command_line_prints_and_writes_each_mechanism(tmp_path, capsys):
+    from resnet_core.cli.main import main
+
+    out = tmp_path / "shatter.csv"
+    argv = ["mechanisms", "shatter", "plain20", "resnet20", "--seeds", "2", "--points", "16"]
+    assert main([*argv, "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert list(written["net"]) == ["plain20", "plain20", "resnet20", "resnet20"]
+    assert "correlation" in capsys.readouterr().out
+    assert main(["mechanisms", "variance", "resnet20-zeroinit", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 9 and all(row["ratio"] == 0 for row in rows)
+    assert main(["mechanisms", "paths", "resnet20", "--images", "4", "--samples", "1"]) == 0
+    assert "paths" in capsys.readouterr().out

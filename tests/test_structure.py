@@ -27,7 +27,7 @@ _SUBPARSERS = "argparse has no public name for the type of add_subparsers()'s re
 ALLOWED: dict[tuple[str, str], str] = {
     **{
         (f"resnet_core/cli/{name}.py", "argparse._SubParsersAction"): _SUBPARSERS
-        for name in ("app", "exercises", "experiments", "landscape", "lesion")
+        for name in ("app", "exercises", "experiments", "landscape", "lesion", "mechanisms")
     },
     ("resnet_core/training/averaging.py", "torch._foreach_lerp_"): (
         "torch offers no public fused lerp over a list of tensors; one kernel per step "

@@ -39,8 +39,9 @@ __all__ = ["shattered_gradients", "path_gradients", "branch_variance", "residual
 
 
 def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
-    """The net's residual (or plain) blocks, in the order they run."""
-    return [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    """The net's blocks that add a skip to their branch, in the order they run (none in a
+    plain net)."""
+    return [m for m in model.modules() if isinstance(m, ResidualBlock) and m.residual]
 
 
 def _calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
@@ -121,6 +122,8 @@ def path_gradients(
     net = _calibrated(model, images)
     blocks = residual_blocks(net)
     n = len(blocks)
+    if n == 0:  # a plain net has one path, through every layer
+        return pd.DataFrame(columns=["k", "paths", "gradient", "total"])
     lengths = lengths if lengths is not None else list(range(0, n + 1, 3))
     generator = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()

@@ -110,8 +110,9 @@ class GroupProgress:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     code = _cmd_check(args)  # the checks first, in their limited process
-    if code != 0:
-        sys.stderr.write("error: only a file that passes every check is trained\n")
+    if code != 0:  # 2: its one line is said already
+        if code == 1:
+            sys.stderr.write("error: only a file that passes every check is trained\n")
         return code
     root = Path(args.runs_root) if args.runs_root else runs_root()
     source = read_regular_text(args.file, MAX_SOURCE_BYTES)

@@ -2,7 +2,7 @@
 
 Subcommands: presets, trace, gradients (here); train, eval, runs (cli.train); export
 (cli.export); experiment (cli.experiments); landscape (cli.landscape); lesion (cli.lesion);
-exercise (cli.exercises); app (cli.app).
+exercise (cli.exercises); mechanisms (cli.mechanisms); app (cli.app).
 
 Bad arguments print one line on stderr and exit with code 2; tables go to stdout.
 """
@@ -40,6 +40,7 @@ PLUGIN_MODULES = (
     "resnet_core.cli.landscape",
     "resnet_core.cli.lesion",
     "resnet_core.cli.exercises",
+    "resnet_core.cli.mechanisms",
     "resnet_core.cli.app",
 )
 
