@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_exercises import SOLUTION
 from torch import nn
 
 from resnet_core.cli.main import main
@@ -144,29 +145,8 @@ def test_the_net_needs_the_students_own_block_beside_it():
     assert "no class ResidualBlock beside SimpleResNet" in report.failures[0].message
 
 
-NET_FILE = textwrap.dedent(
+NET_FILE = SOLUTION + textwrap.dedent(  # the block of test_exercises, then the net
     """
-    import torch.nn.functional as F
-    from torch import nn
-
-
-    class ResidualBlock(nn.Module):
-        def __init__(self, in_channels, out_channels, stride=1):
-            super().__init__()
-            self.a = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-            self.a_bn = nn.BatchNorm2d(out_channels)
-            self.b = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-            self.b_bn = nn.BatchNorm2d(out_channels)
-            self.skip = None
-            if stride != 1 or in_channels != out_channels:
-                self.skip = nn.Sequential(
-                    nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                    nn.BatchNorm2d(out_channels),
-                )
-
-        def forward(self, x):
-            out = self.b_bn(self.b(F.relu(self.a_bn(self.a(x)))))
-            return F.relu(out + (x if self.skip is None else self.skip(x)))
 
 
     class SimpleResNet(nn.Module):
