@@ -86,6 +86,12 @@ def _custom_form(spec: ArchSpec) -> dict | None:
             help="channels per stage (bottleneck: inner width, output is 4x)",
         )
         residual = right.toggle("Skip connections (residual)", spec.residual)
+        zero_init = right.toggle(
+            "Branches start at zero (zero-init)",
+            spec.zero_init,
+            help="the last BatchNorm of each residual branch starts at scale 0 (Goyal et al. "
+            "2017): every block begins as the identity",
+        )
         shortcut = _select(right, "Shortcut where the shape changes", spec, "shortcut")
         classes = right.number_input(
             "Classes", min_value=1, max_value=100_000, value=spec.num_classes
@@ -99,6 +105,7 @@ def _custom_form(spec: ArchSpec) -> dict | None:
         "depths": depths,
         "widths": widths,
         "residual": residual,
+        "zero_init": zero_init,
         "shortcut": shortcut,
         "num_classes": int(classes),
         "in_channels": spec.in_channels,

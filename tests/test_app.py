@@ -89,6 +89,21 @@ def test_custom_spec_builds_and_lands_in_url(app):
     assert any("custom basic [2, 2]" in c.value for c in app.caption)
 
 
+def test_custom_zero_init_builds_and_is_refused_where_no_branch_norm_ends(app):
+    app.segmented_control(key="build_mode").set_value("Custom").run()
+    [zero] = [t for t in app.toggle if t.label.startswith("Branches start at zero")]
+    zero.set_value(True)
+    [block] = [s for s in app.selectbox if s.label == "Block"]
+    block.set_value("preact")
+    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    assert no_exceptions(app) == []
+    assert "ends with a conv, not a BatchNorm" in " ".join(e.value for e in app.error)
+    [block] = [s for s in app.selectbox if s.label == "Block"]
+    block.set_value("basic")
+    [b for b in app.button if b.label == "Build this net"][0].click().run()
+    assert _param(app, "net") == "resnet20-zeroinit"  # the form's ResNet-20, known by name
+
+
 def test_link_reopens_the_net(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
     at = app_test()
