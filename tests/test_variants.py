@@ -163,3 +163,17 @@ def test_a_no_norm_net_trains_a_step_and_exports(tmp_path, name):
     np.testing.assert_allclose(
         got, expected, rtol=0, atol=1e-4 * max(1.0, float(np.abs(expected).max()))
     )
+
+
+def test_the_diagram_names_each_kinds_projection():
+    from resnet_core.views.diagram_svg import block_diagram_svg
+
+    drawn = {name: block_diagram(trace_blocks(build_model(name))) for name in ("resnet18", "preact-resnet20", "resnet20-fixup")}  # fmt: skip
+    assert "1x1 conv + BN" in drawn["resnet18"]
+    assert (
+        "1x1 conv of BN-ReLU(x)" in drawn["preact-resnet20"]
+        and "1x1 conv + BN" not in drawn["preact-resnet20"]
+    )
+    assert "zero-pad" in drawn["resnet20-fixup"]  # option A: the CIFAR thin nets pad
+    svg = block_diagram_svg(trace_blocks(build_model("preact-resnet20")))
+    assert "1x1 conv of BN-ReLU(x)" in svg

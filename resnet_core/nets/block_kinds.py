@@ -51,6 +51,7 @@ class BlockKind:
     description: str
     preactivation: bool = False  # BN-ReLU before each conv: bare conv stem, BN-ReLU before the pool
     projection: str = "out + BN(conv1x1(x))"  # what the block adds where it projects
+    projection_label: str = "1x1 conv + BN"  # the diagram's words on a projecting skip
     last_norm: str | None = None  # the branch's last BatchNorm (zero_init sets its scale to 0)
     normalised: bool = True  # False: no BatchNorm anywhere, the stem's included
     finish: str | None = None  # "package.module:function" run on the built net (its init)
@@ -147,6 +148,7 @@ register_block(
         "BN-ReLU-conv twice, nothing after the addition (He et al. 2016b)",
         preactivation=True,
         projection=_PREACT,
+        projection_label="1x1 conv of BN-ReLU(x)",
     )
 )
 register_block(
@@ -159,6 +161,7 @@ register_block(
         "BN-ReLU before each of 1x1, 3x3, 1x1; output is 4x width (He et al. 2016b)",
         preactivation=True,
         projection=_PREACT,
+        projection_label="1x1 conv of BN-ReLU(x)",
     )
 )
 _NO_NORM = (Conv(3, "in", "width", strided=True), Conv(3, "width", "out"))
@@ -171,6 +174,7 @@ register_block(
         "block, no BatchNorm",
         "two 3x3 convs with biases, no normalisation, He initialisation",
         projection="out + conv1x1(x)",
+        projection_label="1x1 conv",
         normalised=False,
     )
 )
@@ -183,6 +187,7 @@ register_block(
         "SkipInit block",
         "no normalisation; the branch times a scalar that starts at 0 (De & Smith 2020)",
         projection="alpha * out + conv1x1(x)",
+        projection_label="1x1 conv",
         normalised=False,
     )
 )
@@ -195,6 +200,7 @@ register_block(
         "Fixup block",
         "no normalisation; scalar biases and multiplier, rescaled init (Zhang et al. 2019)",
         projection="out + conv1x1(x + b)",
+        projection_label="1x1 conv",
         normalised=False,
         finish="resnet_core.nets.nonorm:fixup_init",
     )

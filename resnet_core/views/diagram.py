@@ -36,6 +36,14 @@ STAGE_COLOURS = (
 SHORTCUT_TEXT = {"identity": "identity", "projection": "1x1 conv + BN", "zero_pad": "zero-pad"}
 
 
+def shortcut_text(row: pd.Series) -> str:
+    """The words on a block's skip edge: its shortcut, a projection as the block kind has it."""
+    kind = BLOCK_KINDS.get(row["kind"])
+    if row["shortcut"] == "projection" and kind is not None:
+        return kind.projection_label
+    return SHORTCUT_TEXT[row["shortcut"]]
+
+
 def fmt_shape(shape: list[int] | tuple[int, ...]) -> str:
     """(1, 16, 32, 32) -> '16x32x32' (batch dropped)."""
     dims = list(shape)[1:] if len(shape) > 1 else list(shape)
@@ -139,8 +147,9 @@ def _block_body(
     return node
 
 
-def _add_node(lines: list[str], node: str, previous: str, body_end: str, shortcut: str) -> str:
+def _add_node(lines: list[str], node: str, previous: str, body_end: str, row: pd.Series) -> str:
     """The "+" where the block's output meets its shortcut from `previous`; returns its id."""
+    shortcut = row["shortcut"]
     add = f"{node}_add"
     lines.append(
         f'{add} [label="+", shape=circle, style=filled, fillcolor="#1f77b4", '
@@ -151,7 +160,7 @@ def _add_node(lines: list[str], node: str, previous: str, body_end: str, shortcu
     width = "2.5" if shortcut == "identity" else "1.5"
     lines.append(
         f'{previous} -> {add} [color="#1f77b4", penwidth={width}, constraint=false, '
-        f'label={_quote(SHORTCUT_TEXT[shortcut])}, fontcolor="#1f77b4"];'
+        f'label={_quote(shortcut_text(row))}, fontcolor="#1f77b4"];'
     )
     return add
 
@@ -216,7 +225,7 @@ def block_diagram(
         row = item
         body_end = _block_body(lines, node, previous, wrap, row, layers)
         if row["shortcut"] in SHORTCUT_TEXT:
-            previous = _add_node(lines, node, previous, body_end, row["shortcut"])
+            previous = _add_node(lines, node, previous, body_end, row)
             stage_nodes[stage].append(previous)
         else:
             previous = body_end

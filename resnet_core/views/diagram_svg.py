@@ -19,6 +19,7 @@ from resnet_core.views.diagram import (
     _stage_colour,
     _visible_rows,
     fmt_shape,
+    shortcut_text,
 )
 
 __all__ = ["block_diagram_svg"]
@@ -111,9 +112,7 @@ def _item(parts: list[str], y: float, what: str, item: object) -> float:
     parts.append(_arrow(bottom, bottom + GAP - 8))
     parts.extend(_add_circle(bottom + GAP - 8))
     width = 2.5 if row["shortcut"] == "identity" else 1.5
-    parts.extend(
-        _skip_arc(entry, bottom + GAP - 8 + RADIUS, SHORTCUT_TEXT[row["shortcut"]], width, False)
-    )
+    parts.extend(_skip_arc(entry, bottom + GAP - 8 + RADIUS, shortcut_text(row), width, False))
     return bottom + GAP - 8 + 2 * RADIUS
 
 
