@@ -392,12 +392,15 @@ for _n in (3, 9, 18):  # Goyal et al. 2017: every residual branch starts at zero
     )
 for _n in (3, 9, 18):  # without normalisation, and the inits that train deep nets without it
     _layers = 6 * _n + 2
-    for _kind, _who in (("skipinit", "De & Smith 2020"), ("fixup", "Zhang et al. 2019")):
+    for _kind, _name, _who in (
+        ("skipinit", "SkipInit", "De & Smith 2020"),
+        ("fixup", "Fixup", "Zhang et al. 2019"),
+    ):
         _register(
             f"resnet{_layers}-{_kind}",
             _cifar_thin(_n).replace(block=_kind),
             32,
-            f"ResNet-{_layers} without BatchNorm, {_kind} ({_who})",
+            f"ResNet-{_layers} without BatchNorm, {_name} ({_who})",
         )
     _register(
         f"resnet{_layers}-nonorm",
