@@ -9,16 +9,15 @@ the machine and versions).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import report, timed  # noqa: E402
 
 from resnet_core.analysis.mechanisms import (  # noqa: E402
     branch_variance,
@@ -32,16 +31,6 @@ GOAL_S = 5.0
 
 def _images(count: int) -> torch.Tensor:
     return torch.randn(count, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-
-def timed(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,21 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         (f"variance resnet{args.depth}", lambda: branch_variance(residual, many)),
     ]
     results = [(what, timed(fn, args.repeats)) for what, fn in rows]
-    machine = f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"# {machine}, {time.strftime('%Y-%m-%d')}")
-    print(f"{'what':22s} {'median s':>9s} {'max s':>7s} {'goal':>5s}  ok")
-    for what, times in results:
-        median, worst = statistics.median(times), max(times)
-        ok = "yes" if worst <= GOAL_S else "no"
-        print(f"{what:22s} {median:9.2f} {worst:7.2f} {GOAL_S:5.1f}  {ok}")
-    if args.out:
-        record = {
-            "machine": machine,
-            "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "rows": [{"what": w, "seconds": t} for w, t in results],
-        }
-        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    report(results, GOAL_S, args.out, width=22)
     return 0
 
 

@@ -175,9 +175,8 @@ def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:
     return blocks
 
 
-def _add_text(block: nn.Module, shortcut: str) -> str:
-    """The sum a block computes, as text ("" where it adds nothing)."""
-    kind = _block_kind(block)
+def _add_text(kind: str, shortcut: str) -> str:
+    """The sum a block of `kind` computes, as text ("" where it adds nothing)."""
     if shortcut == "projection" and kind in BLOCK_KINDS:
         return BLOCK_KINDS[kind].projection
     return _ADD_TEXT.get(shortcut, "")
@@ -214,7 +213,7 @@ def _summarise(name: str, stage: int, kind: str, part: pd.DataFrame, shortcut: s
         "input_shape": in_shape,
         "output_shape": out_shape,
         "shortcut": shortcut,
-        "add": _ADD_TEXT.get(shortcut, ""),
+        "add": _add_text(kind, shortcut),
         "downsamples": len(in_shape) == 4 and len(out_shape) == 4 and out_shape[2] < in_shape[2],
         "params": int(part["params"].sum()),
         "mult_adds": int(part["mult_adds"].sum()),
@@ -232,7 +231,6 @@ def _block_spans(
         part = _rows_under(layers, name)
         claimed |= layers.index.isin(part.index)
         summary = _summarise(name, stage, _block_kind(block), part, _shortcut(block))
-        summary["add"] = _add_text(block, summary["shortcut"])
         spans.append((part.index.min(), summary))
         ends.append(part.index.max())
     return spans, ends, claimed

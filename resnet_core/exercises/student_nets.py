@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import os
-import runpy
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from resnet_core.exercises.net_checks import (
     watched_run,
 )
 from resnet_core.exercises.sandbox import MAX_SOURCE_BYTES
-from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec
 
 __all__ = [
@@ -99,11 +97,10 @@ def _split(state: dict) -> list[tuple[str, str, Any]]:
     return [(*key.rpartition(".")[::2], value) for key, value in state.items()]
 
 
-def _names(net: nn.Module, block_cls: type, spec: ArchSpec) -> dict[str, str]:
+def _names(net: nn.Module, block_cls: type, reference: nn.Module) -> dict[str, str]:
     """The student's module paths and the reference's, paired on a traced copy in eval mode
     (so that tracing leaves the BatchNorm statistics of `net` alone)."""
     probe = copy.deepcopy(net).eval()
-    reference = build_model(spec)
     run = watched_run(probe, block_cls, torch.zeros(2, 3, 32, 32))
     theirs = {id(module): path for path, module in probe.named_modules()}
     ours = {id(module): path for path, module in reference.named_modules()}
@@ -122,8 +119,10 @@ def student_net(path: str | os.PathLike, reference: nn.Module) -> StudentNet:
     n_blocks = student_n_blocks(spec)
     if n_blocks is None:
         raise ConfigError(f"student: a SimpleResNet computes ResNet-(6n+2), not {spec}")
-    read_regular_text(path, MAX_SOURCE_BYTES)  # a regular file of a sensible size, or OSError
-    cls = runpy.run_path(str(path), run_name="student").get(STUDENT_CLASS)
+    source = read_regular_text(path, MAX_SOURCE_BYTES)  # a regular file of a sensible size
+    namespace = {"__name__": "student", "__file__": str(path)}
+    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the student's own file
+    cls = namespace.get(STUDENT_CLASS)
     if not isinstance(cls, type) or student_block(cls) is None:
         raise ConfigError(f"student: {os.path.basename(path)} has no {STUDENT_CLASS} beside a ResidualBlock")  # fmt: skip
     report = check_simple_resnet(cls)
@@ -131,7 +130,7 @@ def student_net(path: str | os.PathLike, reference: nn.Module) -> StudentNet:
         first = report.failures[0]
         raise ConfigError(f"student: the file does not pass its checks ({first.check}: {first.message})")  # fmt: skip
     model = cls(n_blocks=n_blocks)
-    net = StudentNet(model, _names(model, student_block(cls), spec), spec)
+    net = StudentNet(model, _names(model, student_block(cls), reference), spec)
     net.load_state_dict(reference.state_dict())
     return net.to(next(reference.parameters()).device)
 
