@@ -38,6 +38,12 @@ PAGES = {
             icon=":material/landscape:",
             url_path="landscape",
         ),
+        st.Page(
+            "pages/mechanisms.py",
+            title="Mechanisms",
+            icon=":material/account_tree:",
+            url_path="mechanisms",
+        ),
     ],
     "Train and inspect": [
         st.Page(

@@ -441,9 +441,11 @@ def show_metric_charts(
     residual: dict[str, bool],
     key: str,
     why_empty: Callable[[str], str],
+    marks: dict[str, list[tuple[int, str]]] | None = None,
 ) -> None:
     """Two columns of multi-net charts, one per metric (names in METRIC_CHARTS); a metric
-    with nothing logged yet gets a caption saying why (`why_empty(value)`) instead."""
+    with nothing logged yet gets a caption saying why (`why_empty(value)`) instead. `marks`:
+    labelled vertical lines per metric (lockstep_chart's)."""
     columns = st.columns(2)
     for index, name in enumerate(metrics):
         metric = METRIC_CHARTS[name]
@@ -458,6 +460,7 @@ def show_metric_charts(
                     metric.axis,
                     residual,
                     log=metric.log,
+                    marks=(marks or {}).get(name, ()),
                 )
                 show_chart(chart, f"{key}-{metric.value}", frame)
             else:

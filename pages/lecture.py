@@ -16,12 +16,14 @@ from resnet_core.analysis.probes import grad_ratio
 from resnet_core.nets.spec import get_preset
 from resnet_core.studies import landscape as landscape_study
 from resnet_core.studies import lesion as lesion_study
+from resnet_core.studies import mechanisms as mechanisms_study
 from resnet_core.training.experiment_results import load_experiment
 from resnet_core.training.experiments import ExperimentError, shipped_root
 from resnet_core.views import charts, lecture, lecture_charts
 from resnet_core.views import exercises as exercise_views
 from resnet_core.views import landscape as landscape_views
 from resnet_core.views import lesion as lesion_views
+from resnet_core.views import mechanisms as mechanism_views
 from resnet_core.views.diagram import block_diagram
 from resnet_core.views.explain import (
     fmt_ratio,
@@ -35,23 +37,46 @@ _ui.require_router()
 
 SPREAD_SEEDS = 3  # slide 4 states its ratios' spread over this many seeds
 
+# A slide fits a 1280x800 projector with the sidebar collapsed and large fonts on
+# (tests/test_lecture_browser.py): little padding, and the downloads in the top row.
 st.html(
     """<style>
     [data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li {font-size: 1.35rem;}
-    [data-testid="stMainBlockContainer"] h1 {font-size: 2.6rem;}
-    [data-testid="stMainBlockContainer"] {padding-top: 4rem;}
+    [data-testid="stMainBlockContainer"] h1 {font-size: 2.2rem; padding: 0.25rem 0 0 0;}
+    [data-testid="stMainBlockContainer"] {padding-top: 3.5rem; padding-bottom: 1rem;}
     </style>"""
 )
+CHART_HEIGHT = 250  # a slide's one chart, plot area (its axes, title and legend come on top)
+_figures: list = []  # this run's "Figures" popover in the top row, made by the first download
 
 
-def show(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None) -> None:
-    """A chart in projector-sized fonts, with PNG / SVG / CSV downloads."""
-    _ui.show_chart(chart, name, data, large=True)
+def _downloads(name: str, chart: alt.TopLevelMixin | None = None, data=None) -> None:
+    """The slide's downloads, in the "Figures" popover of the top row (not below the chart,
+    where they would push the slide past the projector's height)."""
+    if not _figures:
+        _figures.append(nav.popover("Figures", icon=":material/download:"))
+    with _figures[0]:
+        st.caption(name.replace("_", " "))
+        _ui.downloads(name, chart=chart, data=data)
+
+
+def show(
+    chart: alt.TopLevelMixin,
+    name: str,
+    data: pd.DataFrame | None = None,
+    height: int | None = CHART_HEIGHT,
+) -> None:
+    """A chart in projector-sized fonts, `height` tall (None: as made), downloads in the top row."""
+    if height is not None:
+        chart = chart.properties(height=height)
+    chart = charts.themed(chart, True)
+    st.altair_chart(chart, width="stretch", theme=None)  # distinct colours on a projector
+    _downloads(name, chart=chart, data=data)
 
 
 def table(frame: pd.DataFrame, name: str) -> None:
     st.dataframe(frame, width="stretch", hide_index=True)
-    _ui.downloads(name, data=frame)
+    _downloads(name, data=frame)
 
 
 @st.cache_data(show_spinner=False)
@@ -75,6 +100,11 @@ def _slide_data(key: str):
         if shipped is None:
             raise ExperimentError("checkpoints/demo/landscape/: the shipped results are missing")
         return shipped
+    if key == "mechanisms":
+        study = mechanisms_study.read_study()
+        if study is None:
+            raise ExperimentError("checkpoints/demo/mechanisms/: the shipped study is missing")
+        return study
     if key == "results":
         return lecture.results_table(), lecture.recipe_text("degradation")
     if key == "responses":
@@ -151,10 +181,10 @@ def slide_block() -> None:
         st.markdown(
             "**Residual block**: the layers learn only the *change* F(x); the input rides along."
         )
-        st.graphviz_chart(lecture.residual_block_dot(True))
+        st.graphviz_chart(lecture.residual_block_dot(True), height=430)
     with right:
         st.markdown("**Plain block**: the same layers must learn the whole mapping.")
-        st.graphviz_chart(lecture.residual_block_dot(False))
+        st.graphviz_chart(lecture.residual_block_dot(False), height=430)
     st.markdown(
         "If the best thing a block can do is nothing, the residual block only has to push F(x) to "
         "zero; a plain block has to learn the identity through two convolutions and a ReLU. "
@@ -169,7 +199,7 @@ def slide_shapes() -> None:
         "ResNet-18 on a 32x32 image: every stage after the first **halves the picture and doubles "
         "the channels**; the blue shortcuts carry the input around each block."
     )
-    st.graphviz_chart(block_diagram(blocks, "ResNet-18, 3x32x32 input"))
+    st.graphviz_chart(block_diagram(blocks, "ResNet-18, 3x32x32 input"), height=455)
     view = blocks[["name", "output_shape", "shortcut", "params"]].copy()
     view["output_shape"] = view["output_shape"].map(lambda s: " x ".join(map(str, s[1:])))
     with st.expander("Block table"):
@@ -177,7 +207,7 @@ def slide_shapes() -> None:
 
 
 def slide_gradients() -> None:
-    seed = int(st.number_input("Seed", 0, 999, 0, key="lecture_seed"))
+    seed = int(nav.number_input("Seed", 0, 999, 0, key="lecture_seed", width=140))
     frames = _probe(seed)
     plain, residual = grad_ratio(frames["plain56"]), grad_ratio(frames["resnet56"])
     st.markdown(gradient_story("plain56", plain, "resnet56", residual))
@@ -191,7 +221,7 @@ def slide_gradients() -> None:
         residual={"plain56": False, "resnet56": True},
         height=380,
     )
-    show(chart, "gradients_at_init", long)
+    show(chart, "gradients_at_init", long, height=220)
     seeds = list(range(seed, seed + SPREAD_SEEDS))
     ratios = {net: [grad_ratio(_probe(s)[net]) for s in seeds] for net in ("plain56", "resnet56")}
     st.caption(
@@ -229,7 +259,7 @@ def slide_responses() -> None:
 def slide_lesion() -> None:
     result = _slide_data("lesion")
     st.markdown(lesion_views.single_story(result.single))
-    show(lesion_views.single_chart(result.single, large=True), "lesion_single", result.single)
+    show(lesion_views.paired_chart(result.single), "lesion_single", result.single, height=None)
     with st.expander("k blocks deleted at random, and how this was measured"):
         st.markdown(lesion_views.random_story(result.random))
         show(lesion_views.random_chart(result.random, large=True), "lesion_random", result.random)
@@ -258,8 +288,39 @@ def slide_landscape() -> None:
             f"{landscape_views.roughness_sentence(surfaces)} "
             f"{landscape_views.roughness_verdict(surfaces)}"
         )
-        show(landscape_views.surface_chart(surfaces, side=380), "landscape_surfaces", surfaces)
+        chart = landscape_views.surface_chart(surfaces, side=380)
+        show(chart, "landscape_surfaces", surfaces, height=None)
         st.caption(f"Command: `{shipped.slices_record.get('command', '')}`")
+
+
+def slide_shatter() -> None:
+    study = _slide_data("mechanisms")
+    st.markdown(mechanism_views.along_sentence(study.shatter, 56))
+    chart = mechanism_views.along_chart(study.along, 56, height=120)
+    show(chart, "shatter_line", study.along, height=None)
+    with st.expander("Every variant from 20 to 110 layers, and how this was measured"):
+        st.markdown(mechanism_views.depth_sentence(study.shatter))
+        show(mechanism_views.correlation_chart(study.shatter), "shatter_depth", study.shatter)
+        st.caption(f"Command: `{study.record.get('command', '')}`")
+
+
+def slide_paths() -> None:
+    study = _slide_data("mechanisms")
+    net = list(dict.fromkeys(study.paths["net"]))[-1]
+    st.markdown(mechanism_views.paths_sentence(study.paths, net))
+    chart = mechanism_views.paths_chart(study.paths, net, height=CHART_HEIGHT)
+    show(chart, "short_paths", study.paths, height=None)
+    st.caption(f"Command: `{study.record.get('command', '')}`")
+
+
+def slide_identity() -> None:
+    study = _slide_data("mechanisms")
+    st.markdown(mechanism_views.variance_sentence(study.variance))
+    left, right = st.columns(2)
+    with left:
+        show(mechanism_views.variance_chart(study.variance), "identity_ratio", study.variance)
+    with right:
+        show(mechanism_views.skip_chart(study.variance), "identity_skip", study.variance)
 
 
 def slide_results() -> None:
@@ -314,11 +375,11 @@ def slide_your_turn() -> None:
     st.page_link("pages/exercises.py", label="Or write it on the Exercises page",
                  icon=":material/edit_note:")  # fmt: skip
     mistakes = exercise_views.your_turn_mistakes()
-    st.markdown("**The mistakes the checker names:**")
     groups = list(mistakes.groupby("exercise", sort=False)["the checker names"])
-    for column, (title, caught) in zip(st.columns(len(groups)), groups):
-        column.markdown(f"*{title}*\n" + "\n".join(f"- {item}" for item in caught))
-    _ui.downloads("your_turn_mistakes", data=mistakes)
+    with st.expander(f"The {len(mistakes)} mistakes the checker names"):
+        for column, (title, caught) in zip(st.columns(len(groups)), groups):
+            column.markdown(f"*{title}*\n" + "\n".join(f"- {item}" for item in caught))
+    _downloads("your_turn_mistakes", data=mistakes)
 
 
 SLIDE_VIEWS = {
@@ -329,6 +390,9 @@ SLIDE_VIEWS = {
     "responses": slide_responses,
     "lesion": slide_lesion,
     "landscape": slide_landscape,
+    "shatter": slide_shatter,
+    "paths": slide_paths,
+    "identity": slide_identity,
     "results": slide_results,
     "cnn_vs_resnet": slide_cnn_vs_resnet,
     "weight_decay": slide_weight_decay,

@@ -21,6 +21,8 @@ from resnet_core.views.explain import fmt_seconds, run_sentence
 from resnet_core.views.lockstep import (
     GROUP_METRICS,
     SMOOTH_STEPS,
+    demo_gaps,
+    gap_sentence,
     lockstep_frames,
     lockstep_sentence,
     twin_sentence,
@@ -262,6 +264,13 @@ def _member_names(job: Job) -> list[str]:
     ]
 
 
+def _layers(config: dict) -> int:
+    try:
+        return TrainConfig.from_dict(config).spec().num_layers
+    except ValueError:
+        return 0
+
+
 def _is_residual(config: dict) -> bool:
     try:
         return TrainConfig.from_dict(config).spec().residual
@@ -272,12 +281,18 @@ def _is_residual(config: dict) -> bool:
 def _group_charts(job: Job, member_events: dict[str, list[Event]]) -> None:
     frames = lockstep_frames(member_events)
     residual = {name: _is_residual(m["config"]) for name, m in zip(member_events, job.members)}
-    st.caption(lockstep_sentence(frames))
+    st.caption(lockstep_sentence(frames, residual=residual))
     if twin := _student_twin(job, list(member_events)):  # a student's net and its reference
         st.caption(twin_sentence(frames, *twin))
+    depth = {name: _layers(m["config"]) for name, m in zip(member_events, job.members)}
+    gaps = [] if twin else demo_gaps(frames, residual, depth)
+    for found in gaps:
+        st.markdown(gap_sentence(found))
+    marks = {"loss": [(g.step, f"gap opened at step {g.step}") for g in gaps if g.open]}
     _ui.show_metric_charts(
-        frames, GROUP_METRICS, residual, job.job_id, lambda value: _group_wait(value, job.config)
-    )
+        frames, GROUP_METRICS, residual, job.job_id, lambda value: _group_wait(value, job.config),
+        marks,
+    )  # fmt: skip
     st.caption(
         f"Training accuracy is the running mean of the last {SMOOTH_STEPS} logged batches. "
         "Every net sees the same batches in the same order, one step of each in turn."

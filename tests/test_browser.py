@@ -36,6 +36,7 @@ PAGES = {
     "inspect": "inspect",
     "lesion": "lesion",
     "landscape": "landscape",
+    "mechanisms": "mechanisms",
     "lecture": "lecture",
     "exercises": "exercises",
 }
@@ -209,6 +210,7 @@ def test_every_page_renders_and_is_timed(page, server):
         "Gradient flow",
         "Lesions",
         "Loss landscape",
+        "Mechanisms",
         "Train",
         "Runs",
         "Inspect",

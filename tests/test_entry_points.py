@@ -95,6 +95,11 @@ CASES: dict[str, list[list[str]]] = {
         ["mechanisms", "variance", "resnet20", "--out", "{missing}/x.csv"],
         ["mechanisms", "paths", "plain20", "--images", "2", "--samples", "1"],
         ["mechanisms", "variance", "resnet20", "--out", "{new}.txt"],
+        ["mechanisms", "study", "resnet20"],
+        ["mechanisms", "study", "--depths", "21", "--out", "{new}"],
+        ["mechanisms", "study", "{existing}", "--out", "{new}"],
+        ["mechanisms", "study", "{cifar_pickle}", "--out", "{new}"],
+        ["mechanisms", "study", "--out", "{existing}"],
     ],
     # `app` starts the server and hands it the flags; the pages it serves are driven one by
     # one in test_reliability.test_no_page_breaks_on_malformed_records.

@@ -148,9 +148,9 @@ def test_shipped_degradation_shows_the_effect():
 
 def test_shipped_folder_is_small():
     size = sum(path.stat().st_size for path in Path(SHIPPED).rglob("*") if path.is_file())
-    # 12.1 MiB now: the weights, plus about 0.3 MiB of sample.json naming every test image
-    # the experiments' accuracies count
-    assert size < 13 * 2**20, f"checkpoints/demo is {size / 2**20:.1f} MiB"
+    # 12.7 MiB now: the weights, about 0.3 MiB of sample.json naming every test image the
+    # experiments' accuracies count, 0.6 MiB of variants56's step-by-step losses
+    assert size < 14 * 2**20, f"checkpoints/demo is {size / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("name", ["weight_decay", "cnn_vs_resnet"])

@@ -63,8 +63,10 @@ def test_walk_every_slide_and_download_figures(page, server):  # noqa: F811
         ("PNG", lambda b: b.startswith(PNG_MAGIC)),
         ("SVG", lambda b: b"<svg" in b[:2000]),
     ):
+        page.get_by_role("button", name="Figures").click()  # the downloads sit in the top row
         with page.expect_download(timeout=60_000) as info:
             page.locator("[data-testid=stDownloadButton] button", has_text=label).first.click()
+        page.keyboard.press("Escape")
         path = info.value.path()
         data = open(path, "rb").read()
         assert check(data), f"{label} download is not a valid image: {data[:80]!r}"
@@ -92,3 +94,44 @@ def test_arrow_keys_and_a_clicker_move_between_slides(page, server):  # noqa: F8
         assert f"slide={number}" in page.url, (key, page.url)
         current = number
     _no_exception(page)
+
+
+# Every element on screen that scrolls (the collapsed sidebar lies off screen, to the left).
+OVERFLOWING = """() => [...document.querySelectorAll('*')]
+    .filter(e => e.getBoundingClientRect().right > 0
+                 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY)
+                 && e.scrollHeight > e.clientHeight + 2)
+    .map(e => `${e.getAttribute('data-testid') || e.tagName} ${e.scrollHeight} > ${e.clientHeight}`)"""
+
+
+def test_every_slide_fits_a_projector_without_scrolling(browser, server):  # noqa: F811
+    """1280x800, the sidebar collapsed, large fonts on: no slide needs a scroll."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    try:
+        tab.goto(f"{server['url']}/lecture?slide=1")
+        _settled(tab)
+        tab.get_by_text("Large fonts (projector)").click()
+        tab.wait_for_function(  # the switch's rerun has applied the projector fonts
+            """() => getComputedStyle(document.querySelector('[data-testid=stMain] p'))
+                     .fontSize === '20.8px'""",
+            timeout=90_000,
+        )
+        tab.locator("[data-testid=stSidebar]").hover()  # its collapse button shows on hover
+        tab.get_by_role("button", name="Collapse sidebar").click()
+        tab.wait_for_function(  # collapsed, and slid off screen
+            """() => document.querySelector('[data-testid=stSidebar]')
+                     .getBoundingClientRect().right <= 0""",
+            timeout=30_000,
+        )
+        for number, slide in enumerate(SLIDES, start=1):
+            tab.get_by_role("heading", name=slide.title).wait_for(timeout=90_000)
+            _settled(tab)
+            _charts_drawn(tab)
+            _no_exception(tab)
+            tab.screenshot(path=str(ARTIFACTS / f"projector-{number}-{slide.key}.png"))
+            assert tab.evaluate(OVERFLOWING) == [], (number, slide.key)
+            if number < len(SLIDES):
+                tab.get_by_role("button", name="Next").click()
+    finally:
+        context.close()

@@ -177,3 +177,53 @@ def test_the_diagram_names_each_kinds_projection():
     assert "zero-pad" in drawn["resnet20-fixup"]  # option A: the CIFAR thin nets pad
     svg = block_diagram_svg(trace_blocks(build_model("preact-resnet20")))
     assert "1x1 conv of BN-ReLU(x)" in svg
+
+
+# Lesions, landscapes and gradient flow accept every kind ------------------------------------
+# The parameters that end each kind's branch: zeroed, the branch adds exactly 0.
+BRANCH_END = {
+    "resnet20": ("bn2.weight", "bn2.bias"),
+    "preact-resnet20": ("conv2.weight",),
+    "resnet20-nonorm": ("conv2.weight", "conv2.bias"),
+    "resnet20-skipinit": ("alpha.weight",),
+    "resnet20-fixup": ("scale.weight", "bias2b.weight"),
+}
+
+
+@pytest.mark.parametrize("name", list(BRANCH_END))
+def test_a_lesion_deletes_a_block_the_way_its_kind_adds(name):
+    from resnet_core.analysis.lesion import lesion_units, lesioned
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    images = torch.randn(4, 3, 32, 32)
+    intact = model(images)
+    for unit in lesion_units(model)[:5]:  # the first block of stage 2 projects or pads
+        block = dict(model.named_modules())[unit.path]
+        with lesioned(model, [unit.name]):
+            deleted = model(images)
+        zeroed = build_model(name).eval()
+        zeroed.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            for parameter in BRANCH_END[name]:
+                dict(zeroed.named_parameters())[f"{unit.path}.{parameter}"].zero_()
+        torch.testing.assert_close(deleted, zeroed(images), msg=f"{name} {unit.name}")
+        assert "dropped" not in block.__dict__
+    assert torch.equal(model(images), intact)  # every block put back
+
+
+@pytest.mark.parametrize("name", ["preact-resnet20", "resnet20-fixup", "resnet20-skipinit", "plain20-nonorm"])  # fmt: skip
+def test_gradient_flow_and_a_landscape_slice_of_each_kind(name):
+    from resnet_core.analysis.landscape import loss_slice, random_direction
+    from resnet_core.analysis.probes import gradient_norms
+
+    torch.manual_seed(0)
+    model = build_model(name)
+    images, labels = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    norms = gradient_norms(model, images, labels)
+    convs = norms[norms["kind"] == "conv"]
+    assert len(convs) >= 19 and np.isfinite(convs["grad_norm"]).all()  # 19 3x3, projections
+    model.eval()
+    direction = random_direction(model, torch.Generator().manual_seed(0))
+    frame = loss_slice(model, images, labels, direction, [-0.5, 0.0, 0.5], bn_inputs=images)
+    assert list(frame["alpha"]) == [-0.5, 0.0, 0.5] and np.isfinite(frame["loss"]).all()

@@ -124,23 +124,18 @@ def lesion_units(model: nn.Module) -> list[LesionUnit]:
     return units
 
 
-def _without_branch(block: ResidualBlock) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The block's forward with its residual branch removed: relu(shortcut(x))."""
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if block.downsample is None else block.downsample(x)  # (N, C_out, H', W')
-        return block.relu(shortcut)
-
-    return forward
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 @contextmanager
 def lesioned(model: nn.Module, names: Iterable[str]) -> Iterator[nn.Module]:
     """Delete the named blocks (e.g. ["1.2", "3.1"]) for the `with` block, then restore them.
 
-    The swap is an instance attribute `forward` that shadows the class's method; leaving
-    the block deletes it again (or puts back one that was there), so the model afterwards
-    is exactly the model before.
+    A residual block keeps its skip alone (`ResidualBlock.dropped`: its addition returns the
+    skip, so every block kind is deleted the way it adds); a plain block becomes the identity
+    (an instance attribute `forward` that shadows the class's method). Leaving the block
+    undoes both, so the model afterwards is exactly the model before.
 
     Raises:
         LesionError: an unknown block name, or a block that cannot be deleted.
@@ -158,12 +153,16 @@ def lesioned(model: nn.Module, names: Iterable[str]) -> Iterator[nn.Module]:
         for name in chosen:
             block = modules[units[name].path]
             saved.append((block, block.__dict__.get("forward")))
-            block.forward = _without_branch(block)
+            if block.residual:
+                block.dropped = True
+            else:
+                block.forward = _identity
         yield model
     finally:
         for block, previous in reversed(saved):
+            block.__dict__.pop("dropped", None)
             if previous is None:
-                del block.forward
+                block.__dict__.pop("forward", None)
             else:
                 block.forward = previous
 

@@ -2,7 +2,7 @@
 trained) in seconds on a CPU.
 
 - `shattered_gradients` (Balduzzi et al. 2017, https://arxiv.org/abs/1702.08591): the gradient
-  of the output with respect to the input along a line of inputs (one image blended into
+  of the net's features with respect to the input along a line of inputs (one image blended into
   another). In deep plain nets neighbouring gradients are nearly unrelated (white noise); in
   residual nets they stay correlated. Returned: the gradient's correlation between
   neighbouring points of the line, and the gradient along it.
@@ -67,14 +67,19 @@ def shattered_gradients(
     model: nn.Module, start: torch.Tensor, end: torch.Tensor, points: int = 64, seed: int = 0
 ) -> dict:
     """Along `points` images from `start` to `end` (each (C, H, W)), the gradient of a fixed
-    random projection of the logits with respect to the input.
+    random projection of the pooled features (what the classifier reads) with respect to
+    the input.
 
     Returns {"correlation": mean Pearson correlation of neighbouring gradients,
     "along": DataFrame (t, gradient at one input pixel, gradient norm)}.
     """
     line = _line(start, end, points)
     net = _calibrated(model, line)
-    projection = torch.randn(net.fc.out_features, generator=torch.Generator().manual_seed(seed))
+    # The features the classifier reads, not the logits: Fixup starts the classifier at 0,
+    # which would make every gradient 0 (for a random classifier the two are alike).
+    width = net.fc.in_features
+    net.fc = nn.Identity()
+    projection = torch.randn(width, generator=torch.Generator().manual_seed(seed))
     inputs = line.clone().requires_grad_(True)
     (net(inputs) @ projection).sum().backward()  # eval mode: each row's gradient is its own
     grads = inputs.grad.flatten(1)

@@ -96,6 +96,10 @@ class ResidualBlock(nn.Module):
     # unchanged); `probe(block, branch, skip)` reads the two summands before they are added.
     route: str | None = None
     probe: Callable[..., None] | None = None
+    # Set on an instance by a lesion (`resnet_core.analysis.lesion`): the addition returns the
+    # skip alone, so the block is deleted the way its own forward adds (after it, a ReLU where
+    # the kind has one; a pre-activation or Fixup block's skip as that kind computes it).
+    dropped: bool = False
 
     def __init__(
         self,
@@ -132,6 +136,8 @@ class ResidualBlock(nn.Module):
         """branch + skip, as `route` and `probe` ask (every block adds through here)."""
         if self.probe is not None:
             self.probe(self, branch, skip)
+        if self.dropped:
+            return skip
         if self.route == "branch":
             skip = skip.detach()
         elif self.route == "skip":

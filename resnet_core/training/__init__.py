@@ -6,7 +6,8 @@ The engine: `trainer` trains (a `Trainer`; `state` builds what it trains with, `
 precision, schedule, optimizer and evaluation it puts together, `averaging` the weight
 average, `compiling` the fallback from torch.compile, `distributed` the data-parallel parts),
 `events` defines what a run reports and `callbacks` who hears it, `fitting` wraps the trainer
-as `fit`/`iter_fit`, `lockstep` trains 2-4 nets in lockstep on the same batches.
+as `fit`/`iter_fit`, `lockstep` trains 2-4 nets in lockstep on the same batches, `gap` says when one net's
+loss opened a gap below another's.
 Run folders: `recording` writes them, `runs` reads them back, `tensorboard_export` writes a
 run's metrics as TensorBoard files.
 Jobs: `jobs` queues runs and `job_worker` trains each in a process of its own.

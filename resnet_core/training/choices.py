@@ -22,9 +22,31 @@ __all__ = ["READY_CHOICES", "CHOICE_NOTES", "missing_device", "speedrun_note"]
 # Ready-made choices for the Train page: name -> the nets it trains (TrainConfig field
 # overrides); more than one net train together as a lockstep group.
 _SIDE_BY_SIDE = {"epochs": 2, "subset": 10_000, "batch_size": 128, "grad_norm_every": 5}
+# The degradation demos (benchmarks/time_to_gap.py measures them; RESULTS.md has the table):
+# grad_flow56's CPU recipe, whose ResNet-56 trains where lr 0.1 diverged, for 2 epochs.
+_DEGRADATION_LIVE = {
+    "epochs": 2,
+    "subset": 10_000,
+    "batch_size": 128,
+    "lr": 0.05,
+    "schedule": "cosine",
+    "warmup": 0.2,
+    "grad_norm_every": 10,
+}
+DEGRADATION_LIVE = "Degradation live: plain-56 vs ResNet-56"
+DEEPER_PLAIN = "Deeper plain nets are worse: plain-20 vs plain-56 vs ResNet-56"
 READY_CHOICES: dict[str, list[dict[str, Any]]] = {
     "Quick CPU demo: ResNet-20 on 10,000 images, 1 epoch": [
         {"model": "resnet20", "epochs": 1, "subset": 10_000, "batch_size": 128},
+    ],
+    DEGRADATION_LIVE: [
+        {"model": "plain56", **_DEGRADATION_LIVE},
+        {"model": "resnet56", **_DEGRADATION_LIVE},
+    ],
+    DEEPER_PLAIN: [
+        {"model": "plain20", **_DEGRADATION_LIVE},
+        {"model": "plain56", **_DEGRADATION_LIVE},
+        {"model": "resnet56", **_DEGRADATION_LIVE},
     ],
     "plain-20 vs ResNet-20 side by side": [
         {"model": "plain20", **_SIDE_BY_SIDE},

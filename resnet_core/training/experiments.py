@@ -110,6 +110,20 @@ _DEGRADATION_RUNS = (
     RunPlan("resnet56", "resnet56"),
 )
 
+# The block variants that followed ResNet: one depth, every block kind, the plain twins.
+_VARIANT_RUNS = tuple(
+    RunPlan(name, name)
+    for name in (
+        "plain56",
+        "resnet56",
+        "preact-resnet56",
+        "resnet56-zeroinit",
+        "resnet56-skipinit",
+        "resnet56-fixup",
+        "plain56-nonorm",
+    )
+)
+
 # He et al.'s CIFAR recipe, shortened (degradation); the gradient-norm runs add logging.
 _HE_GPU = {
     **_SGD,
@@ -304,6 +318,17 @@ EXPERIMENTS: dict[str, Experiment] = {
             # and never left chance: half the rate, a fifth of the run to warm up.
             gpu_recipe=_GRAD_FLOW_RECIPES["gpu_recipe"],
             cpu_recipe={**_GRAD_FLOW_RECIPES["cpu_recipe"], "lr": 0.05, "warmup": 0.2},
+        ),
+        Experiment(
+            name="variants56",
+            title="The block variants after ResNet at depth 56, trained on the same batches",
+            claim="training loss and test accuracy of plain, residual, pre-activation, "
+            "zero-init, SkipInit, Fixup and plain without normalisation",
+            runs=_VARIANT_RUNS,
+            gpu_recipe=_HE_GPU,
+            # grad_flow56's CPU recipe (half the rate, a fifth of the run to warm up), no logging
+            cpu_recipe={**_HE_CPU, "epochs": 3, "lr": 0.05, "warmup": 0.2},
+            ship_weights=False,
         ),
         Experiment(
             name="layer_responses",

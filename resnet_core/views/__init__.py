@@ -2,7 +2,7 @@
 `charts` (Altair), `diagram` (Graphviz DOT and shape tables), `diagram_svg` (the diagram as
 SVG), `exercises` (the exercises' commands and the mistakes they name), `explain` (sentences
 computed from numbers), `lockstep` (several nets' curves on one
-chart), `inspect`, `lesion` and `landscape` (those pages' charts and sentences), `lecture`
+chart), `inspect`, `lesion`, `landscape` and `mechanisms` (those pages' charts and sentences), `lecture`
 (the slides' data) and `lecture_charts` (their figures). No Streamlit here: pages render what
 these return.
 

@@ -19,6 +19,7 @@ __all__ = [
     "single_story",
     "random_story",
     "single_chart",
+    "paired_chart",
     "random_chart",
     "depth_pairs",
 ]
@@ -141,7 +142,9 @@ def _rule(value: float, dash: list[int], label: str = "", large: bool = False) -
     return rule + text
 
 
-def _net_bars(frame: pd.DataFrame, chance: float, large: bool) -> alt.LayerChart:
+def _net_bars(
+    frame: pd.DataFrame, chance: float, large: bool, height: int | None = None
+) -> alt.LayerChart:
     """Bars of one net: accuracy with each block deleted; blocks that cannot go are a grey
     column that says so. The intact net is a labelled dashed line; chance, a dotted line
     named in the subtitle (bars of a plain net sit on it, so a label there would be hidden)."""
@@ -183,18 +186,44 @@ def _net_bars(frame: pd.DataFrame, chance: float, large: bool) -> alt.LayerChart
         _rule(chance, [2, 3]),
         words,
     )
-    return layers.properties(width=alt.Step(40 if large else 32), height=300 if large else 220)
+    height = height or (300 if large else 220)
+    return layers.properties(width=alt.Step(40 if large else 32), height=height)
 
 
-def single_chart(frame: pd.DataFrame, large: bool = False) -> alt.VConcatChart:
+def single_chart(
+    frame: pd.DataFrame, large: bool = False, height: int | None = None
+) -> alt.VConcatChart:
     """One bar chart per net (plain first, residual below, same scale): the test accuracy
-    with each block deleted on its own, the intact accuracy and chance as lines."""
+    with each block deleted on its own, the intact accuracy and chance as lines; `height`
+    of each (default by `large`)."""
     chance = _chance(frame)
     nets = list(dict.fromkeys(frame["net"]))
     residual = dict(zip(frame["net"], frame["residual"].astype(bool)))
     order = sorted(nets, key=lambda net: residual[net])  # plain above residual
-    charts = [_net_bars(frame[frame["net"] == net], chance, large) for net in order]
+    charts = [_net_bars(frame[frame["net"] == net], chance, large, height) for net in order]
     return alt.vconcat(*charts, spacing=36 if large else 28)
+
+
+def paired_chart(frame: pd.DataFrame, height: int = 320) -> alt.LayerChart:
+    """Both nets in one bar chart for a slide: per block, the accuracy with it deleted,
+    plain and residual side by side in their colours; each intact accuracy a dashed line in
+    its net's colour, chance dotted. Blocks that cannot go have no bar."""
+    chance = _chance(frame)
+    data = frame.assign(percent=100 * frame["accuracy"], label=frame["block"].astype(str))
+    nets = sorted(dict.fromkeys(data["net"]), key=lambda n: bool(data.loc[data["net"] == n, "residual"].iloc[0]))  # fmt: skip
+    residual = {n: bool(data.loc[data["net"] == n, "residual"].iloc[0]) for n in nets}
+    colour = alt.Color("net:N", scale=alt.Scale(domain=nets, range=[_colour(residual[n]) for n in nets]), sort=nets)  # fmt: skip
+    x = alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title="deleted block (stage.block)", axis=alt.Axis(labelAngle=0))  # fmt: skip
+    y = alt.Y("percent:Q", title="test accuracy (%)", scale=alt.Scale(domain=[0, 100]))
+    bars = alt.Chart(data[data["deletable"]]).mark_bar().encode(x=x, xOffset=alt.XOffset("net:N", sort=nets), y=y, color=colour)  # fmt: skip
+    intact = data.drop_duplicates("net").assign(intact=lambda f: 100 * f["intact"])
+    lines = alt.Chart(intact).mark_rule(strokeDash=[8, 4], strokeWidth=2).encode(y="intact:Q", color=colour)  # fmt: skip
+    title = alt.Title(
+        "Accuracy with one block deleted",
+        subtitle=f"dashed: each net intact; dotted: chance ({chance:.0f} %)",
+        subtitleFontSize=_label_size(True),
+    )
+    return alt.layer(bars, lines, _rule(chance, [2, 3])).properties(title=title, height=height)
 
 
 def random_chart(frame: pd.DataFrame, large: bool = False) -> alt.LayerChart:

@@ -12,7 +12,10 @@ import altair as alt
 import pandas as pd
 
 from resnet_core.training.events import EpochEnd, Event, GradNorms, Step, parse_event
+from resnet_core.training.gap import Gap, demo_pairs, gap_opened
 from resnet_core.views.charts import PLAIN_COLOUR, RESIDUAL_COLOUR
+
+INK = "#222222"  # marks on a chart
 
 __all__ = [
     "layer_grad_frame",
@@ -23,6 +26,8 @@ __all__ = [
     "lockstep_sentence",
     "barely_trained_sentence",
     "twin_sentence",
+    "demo_gaps",
+    "gap_sentence",
     "net_colours",
     "MetricChart",
     "METRIC_CHARTS",
@@ -89,11 +94,11 @@ def _typed(events: Sequence[Event | dict]) -> list[Event]:
 
 def _step_rows(net: str, events: list[Event]) -> pd.DataFrame:
     rows = [
-        {"net": net, "step": e.step, "loss": e.loss, "accuracy": e.accuracy}
+        {"net": net, "step": e.step, "loss": e.loss, "accuracy": e.accuracy, "elapsed": e.elapsed}
         for e in events
         if isinstance(e, Step)
     ]
-    frame = pd.DataFrame(rows, columns=["net", "step", "loss", "accuracy"])
+    frame = pd.DataFrame(rows, columns=["net", "step", "loss", "accuracy", "elapsed"])
     accuracy = pd.to_numeric(frame["accuracy"], errors="coerce") * 100
     frame["accuracy"] = accuracy.rolling(SMOOTH_STEPS, min_periods=1).mean()
     return frame
@@ -150,11 +155,13 @@ def lockstep_chart(
     residual: Mapping[str, bool],
     log: bool = False,
     height: int = 280,
+    marks: Sequence[tuple[int, str]] = (),
 ) -> alt.Chart:
-    """One metric of every member against `x` ("step" or "epoch"), one line per net."""
+    """One metric of every member against `x` ("step" or "epoch"), one line per net; each of
+    `marks` (x, words) a labelled vertical line (where a gap opened)."""
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     points = x == "epoch"  # few points per net: mark each one
-    return (
+    lines = (
         alt.Chart(frame.dropna(subset=[value]), title=title, height=height)
         .mark_line(point=points)
         .encode(
@@ -171,12 +178,24 @@ def lockstep_chart(
             tooltip=["net", x, alt.Tooltip(f"{value}:Q", format=".4g")],
         )
     )
+    if not marks:
+        return lines
+    at = pd.DataFrame({x: [m[0] for m in marks], "words": [m[1] for m in marks]})
+    rule = alt.Chart(at).mark_rule(color=INK, strokeDash=[4, 3], strokeWidth=2).encode(x=f"{x}:Q")
+    words = (
+        alt.Chart(at)
+        .mark_text(align="left", dx=4, dy=8, baseline="top", color=INK)
+        .encode(x=f"{x}:Q", y=alt.value(0), text="words:N")
+    )
+    return alt.layer(lines, rule, words)
 
 
-def lockstep_sentence(frames: LockstepFrames, span: int = 20) -> str:
+def lockstep_sentence(
+    frames: LockstepFrames, span: int = 20, residual: Mapping[str, bool] | None = None
+) -> str:
     """Where the members stand at the latest step all of them reached, e.g. 'Averaged over
     steps 101-120, the training loss is 1.84 for plain20 and 1.62 for resnet20: resnet20 is
-    lowest so far.'"""
+    lowest so far.' A plain net ahead of a residual one is said to be expected early on."""
     steps = frames.steps.dropna(subset=["loss"])
     if steps.empty or steps["net"].nunique() < 2:
         return "The curves appear after the first steps."
@@ -186,9 +205,49 @@ def lockstep_sentence(frames: LockstepFrames, span: int = 20) -> str:
     means = window.groupby("net", sort=False)["loss"].mean()
     parts = [f"{value:.2f} for {net}" for net, value in means.items()]
     listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
-    return (
+    said = (
         f"Averaged over steps {first}-{common}, the training loss is {listed}: "
         f"{means.idxmin()} is lowest so far (one run each)."
+    )
+    if residual and not residual.get(means.idxmin(), True) and any(residual.values()):
+        said += (
+            " A plain net ahead early on is expected: the residual net's lead opens as "
+            "training goes on, and more so the deeper the nets."
+        )
+    return said
+
+
+def _clock(seconds: float | None) -> str:
+    """75.2 -> '1:15'."""
+    if seconds is None:
+        return "?"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def demo_gaps(frames: LockstepFrames, residual: Mapping[str, bool], depth: Mapping[str, int]) -> list[Gap]:  # fmt: skip
+    """The gaps a group is there to show (`resnet_core.training.gap.demo_pairs`): the residual
+    net below its plain twin, and the deeper plain net above the shallower one."""
+    gap, deeper = demo_pairs(dict(residual), dict(depth))
+    steps = frames.steps.dropna(subset=["loss"])
+    found = [] if gap is None else [gap_opened(steps, *gap)]
+    return found + ([] if deeper is None else [gap_opened(steps, *deeper)])
+
+
+def gap_sentence(found: Gap) -> str:
+    """When the gap opened, computed from the events ("After 0:48 (step 60), resnet56's
+    training loss fell 0.2 below plain56's and has stayed below"), or that it has not yet."""
+    if found.open:
+        return (
+            f"After {_clock(found.seconds)} (step {found.step}), {found.lower}'s training loss "
+            f"fell {found.margin:g} below {found.upper}'s and has stayed below (one run)."
+        )
+    if found.last_step == 0:
+        return f"Waiting for the first steps: {found.lower} against {found.upper}."
+    apart = "" if found.difference != found.difference else f"; now {found.difference:+.2f}"
+    return (
+        f"Step {found.last_step}: {found.lower}'s training loss is not yet {found.margin:g} below "
+        f"{found.upper}'s (running mean of the last steps{apart})."
     )
 
 

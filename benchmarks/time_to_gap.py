@@ -1,0 +1,176 @@
+"""Time to gap: how long after Start the live demo shows what it is for.
+
+A ready choice of the Train page is queued as the page queues it (one lockstep group through
+the job queue, a fresh worker process), and per seed this records the wall time from Start
+(data loading included) until the residual net's running-mean training loss is 0.2 below the
+plain net's and stays below for the rest of the run (`resnet_core.training.gap`); for a
+choice with two plain nets, also until the deeper plain net's loss is 0.2 above the
+shallower one's. Prints a table and writes `DIR/time_to_gap.json`: a list of rows, one per
+recipe, seed and lever, each with the machine and versions (a second run into the same
+folder adds its rows).
+
+    python benchmarks/time_to_gap.py --list
+    python benchmarks/time_to_gap.py --recipe NAME --seeds 3 --out DIR [--data-dir D]
+    python benchmarks/time_to_gap.py --recipe NAME --set batch_size=64 --set lr=0.1   # a lever
+    python benchmarks/time_to_gap.py --recipe NAME --busy 2    # two other processes use the cores
+    python benchmarks/time_to_gap.py --recipe NAME --dataset synthetic --set subset=512  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from resnet_core.common.device import machine_summary  # noqa: E402
+from resnet_core.common.files import write_json_atomic  # noqa: E402
+from resnet_core.nets.spec import resolve_spec  # noqa: E402
+from resnet_core.training.choices import READY_CHOICES  # noqa: E402
+from resnet_core.training.gap import MARGIN, demo_pairs, gap_opened  # noqa: E402
+from resnet_core.training.jobs import JobQueue  # noqa: E402
+
+
+def _value(text: str):
+    """'64' -> 64, '0.1' -> 0.1, 'true' -> True, 'bf16' -> 'bf16'."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _configs(args: argparse.Namespace, seed: int) -> list[dict]:
+    overrides = {"device": "cpu", "dataset": args.dataset, "seed": seed}
+    if args.data_dir:
+        overrides["data_dir"] = str(args.data_dir)
+    for item in args.set:
+        key, _, text = item.partition("=")
+        overrides[key] = _value(text)
+    return [{**member, **overrides} for member in READY_CHOICES[args.recipe]]
+
+
+def _steps(folder: Path, net: str, queued: float) -> pd.DataFrame:
+    """The member's step rows, `elapsed` counted from the moment the job was queued."""
+    rows = []
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "step":
+            rows.append({"net": net, "step": record["step"], "loss": record["loss"],
+                         "elapsed": record["time"] - queued,
+                         "images_per_s": record.get("images_per_s")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _busy(stop) -> None:
+    """One process that keeps a core busy until `stop` is set (a class's other work)."""
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> dict:
+    """Train the recipe once with `seed`; the row of the table."""
+    configs = _configs(args, seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        queue = JobQueue(scratch)
+        queued = time.time()
+        job = queue.submit_group(configs)
+        while queue.get(job.job_id).active:
+            queue.pump()
+            time.sleep(0.1)
+        wall = time.time() - queued
+        done = queue.get(job.job_id)
+        nets = [config["model"] for config in configs]
+        steps = pd.concat(
+            [_steps(queue.runs_dir / run_id, net, queued) for run_id, net in zip(done.run_ids, nets)],
+            ignore_index=True,
+        )  # fmt: skip
+    residual = {net: resolve_spec(net).residual for net in nets}
+    gap_pair, deeper_pair = demo_pairs(
+        residual, {net: resolve_spec(net).num_layers for net in nets}
+    )
+    row = {"recipe": args.recipe, "seed": seed, "state": done.state, "wall_s": round(wall, 1)}
+    for key, pair in (("time_to_gap", gap_pair), ("deeper_plain_worse", deeper_pair)):
+        if pair is None:
+            continue
+        found = gap_opened(steps, *pair)
+        row[f"{key}_s"] = None if found.seconds is None else round(found.seconds, 1)
+        row[f"{key}_step"] = found.step
+        row[f"{key}_nets"] = list(pair)
+    last = steps.sort_values("step").groupby("net").tail(10).groupby("net")
+    row["final_loss"] = {net: round(value, 3) for net, value in last["loss"].mean().items()}
+    row["images_per_s"] = {
+        net: round(value, 1) for net, value in last["images_per_s"].median().items()
+    }
+    row["steps"] = int(steps["step"].max())
+    return row
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| recipe | seed | time to gap | step | deeper plain worse | final losses | images/s per net | wall |",
+             "|---|---:|---:|---:|---:|---|---|---:|"]  # fmt: skip
+    for row in rows:
+        gap = "never" if row.get("time_to_gap_s") is None else f"{row['time_to_gap_s']:.0f} s"
+        deeper = row.get("deeper_plain_worse_s", "n/a") if "deeper_plain_worse_s" in row else "n/a"
+        deeper = "never" if deeper is None else (f"{deeper:.0f} s" if deeper != "n/a" else deeper)
+        losses = ", ".join(f"{n} {v:.2f}" for n, v in row["final_loss"].items())
+        speeds = ", ".join(f"{n} {v:.0f}" for n, v in row["images_per_s"].items())
+        lines.append(f"| {row['recipe']} | {row['seed']} | {gap} | {row.get('time_to_gap_step')} | "
+                     f"{deeper} | {losses} | {speeds} | {row['wall_s']:.0f} s |")  # fmt: skip
+    times = [row["time_to_gap_s"] for row in rows if row.get("time_to_gap_s") is not None]
+    median = statistics.median(times) if len(times) == len(rows) else None
+    lines.append(f"\nmedian time to gap: {'n/a (a seed never opened it)' if median is None else f'{median:.0f} s'}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print the ready choices' names")
+    parser.add_argument("--recipe", choices=list(READY_CHOICES), metavar="NAME")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="folder for time_to_gap.json")
+    parser.add_argument("--data-dir", type=Path, help="CIFAR-10 folder")
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "synthetic"))
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a lever: change one TrainConfig field of every net")  # fmt: skip
+    parser.add_argument("--busy", type=int, default=0, help="other processes using the cores")
+    args = parser.parse_args(argv)
+    if args.list or not args.recipe:
+        print("\n".join(READY_CHOICES))
+        return 0
+    stop = multiprocessing.Event()
+    hogs = [multiprocessing.Process(target=_busy, args=(stop,), daemon=True) for _ in range(args.busy)]  # fmt: skip
+    for hog in hogs:
+        hog.start()
+    try:
+        rows = [run_seed(args, seed) for seed in range(args.seeds)]
+    finally:
+        stop.set()
+        for hog in hogs:
+            hog.join()
+    made = {"when": datetime.now().isoformat(timespec="seconds"), "machine": machine_summary(),
+            "platform": platform.platform(), "torch": str(torch.__version__),
+            "threads": torch.get_num_threads()}  # fmt: skip
+    for row in rows:
+        row.update({"levers": args.set, "busy": args.busy, "margin": MARGIN, **made})
+    print(_table(rows))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / "time_to_gap.json"
+        old = json.loads(path.read_text()) if path.exists() else []
+        write_json_atomic(path, old + rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""When a live demo's gap opened: the residual net's smoothed training loss 0.2 below the plain
+net's for the rest of the run, and the sentence and chart mark the Train page shows."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from resnet_core.training.gap import demo_pairs, gap_opened
+from resnet_core.views.lockstep import (
+    LockstepFrames,
+    demo_gaps,
+    gap_sentence,
+    lockstep_chart,
+    lockstep_sentence,
+)
+
+
+def _steps(losses: dict[str, list[float]], seconds_per_step: float = 0.5) -> pd.DataFrame:
+    rows = [
+        {"net": net, "step": step, "loss": loss, "elapsed": step * seconds_per_step}
+        for net, values in losses.items()
+        for step, loss in enumerate(values, start=1)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_gap_opens_where_the_running_mean_first_stays_below():
+    plain = [2.3 - 0.004 * s for s in range(1, 101)]
+    residual = [2.3 - 0.01 * s for s in range(1, 101)]
+    found = gap_opened(_steps({"plain56": plain, "resnet56": residual}), "resnet56", "plain56")
+    # the difference is 0.006 s; its mean over steps s-9..s reaches 0.2 at s = 38
+    assert found.open and found.step == 38 and found.seconds == 19.0
+    assert found.last_step == 100 and abs(found.difference - 0.006 * 95.5) < 1e-9
+
+
+def test_a_gap_that_closes_again_counts_from_where_it_reopened():
+    plain = [2.0] * 60
+    residual = [1.5] * 20 + [2.0] * 20 + [1.5] * 20  # ahead, level, ahead again
+    found = gap_opened(_steps({"plain20": plain, "resnet20": residual}), "resnet20", "plain20")
+    assert found.step == 45  # 5 of the last 10 steps at 0.5 below: a mean of 0.25
+    closed = residual[:50] + [2.0] * 10
+    found = gap_opened(_steps({"plain20": plain, "resnet20": closed}), "resnet20", "plain20")
+    assert not found.open and found.last_step == 60
+
+
+def test_no_gap_before_enough_steps_or_without_both_nets():
+    few = _steps({"plain56": [2.3] * 5, "resnet56": [1.0] * 5})
+    assert not gap_opened(few, "resnet56", "plain56").open
+    alone = _steps({"resnet56": [1.0] * 50})
+    found = gap_opened(alone, "resnet56", "plain56")
+    assert not found.open and found.last_step == 0
+
+
+def test_the_pairs_a_demo_is_there_to_show():
+    residual = {"plain20": False, "plain56": False, "resnet56": True}
+    depth = {"plain20": 20, "plain56": 56, "resnet56": 56}
+    assert demo_pairs(residual, depth) == (("resnet56", "plain56"), ("plain20", "plain56"))
+    assert demo_pairs({"plain20": False, "resnet20": True}, {"plain20": 20, "resnet20": 20}) == (
+        ("resnet20", "plain20"),
+        None,
+    )
+    assert demo_pairs({"a": True, "b": True}, {"a": 20, "b": 20}) == (None, None)
+
+
+def test_the_sentence_says_when_or_not_yet_and_the_chart_marks_the_step():
+    plain = [2.3 - 0.004 * s for s in range(1, 101)]
+    residual = [2.3 - 0.01 * s for s in range(1, 101)]
+    steps = _steps({"plain56": plain, "resnet56": residual}).assign(accuracy=None)
+    frames = LockstepFrames(steps, pd.DataFrame(), pd.DataFrame())
+    kinds = {"plain56": False, "resnet56": True}
+    [found] = demo_gaps(frames, kinds, {"plain56": 56, "resnet56": 56})
+    assert gap_sentence(found) == (
+        "After 0:19 (step 38), resnet56's training loss fell 0.2 below plain56's and has "
+        "stayed below (one run)."
+    )
+    early = LockstepFrames(steps[steps["step"] <= 20], pd.DataFrame(), pd.DataFrame())
+    [waiting] = demo_gaps(early, kinds, {"plain56": 56, "resnet56": 56})
+    said = gap_sentence(waiting)
+    assert said.startswith("Step 20: resnet56's training loss is not yet 0.2 below plain56's")
+    chart = lockstep_chart(
+        steps, "step", "loss", "Training loss", "loss", kinds, marks=[(38, "gap")]
+    )
+    spec = chart.to_dict()
+    assert any(layer.get("mark", {}).get("type") == "rule" for layer in spec["layer"])
+    assert {"step": 38, "words": "gap"} in next(iter(spec["datasets"].values())) or any(
+        {"step": 38, "words": "gap"} in rows for rows in spec["datasets"].values()
+    )
+
+
+def test_a_plain_net_ahead_early_is_said_to_be_expected():
+    steps = _steps({"plain20": [1.0] * 30, "resnet20": [1.2] * 30}).assign(accuracy=None)
+    frames = LockstepFrames(steps, pd.DataFrame(), pd.DataFrame())
+    said = lockstep_sentence(frames, residual={"plain20": False, "resnet20": True})
+    assert "plain20 is lowest so far" in said and "is expected" in said
+    ahead = _steps({"plain20": [1.2] * 30, "resnet20": [1.0] * 30}).assign(accuracy=None)
+    frames = LockstepFrames(ahead, pd.DataFrame(), pd.DataFrame())
+    assert "expected" not in lockstep_sentence(
+        frames, residual={"plain20": False, "resnet20": True}
+    )
