@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from resnet_core.common.device import machine_summary  # noqa: E402
 from resnet_core.common.files import write_json_atomic  # noqa: E402
-from resnet_core.training.choices import READY_CHOICES  # noqa: E402
+from resnet_core.training.choices import READY_CHOICES, SHALLOW_PAIR  # noqa: E402
 from resnet_core.training.jobs import JobQueue  # noqa: E402
 
-CHOICE = "plain-20 vs ResNet-20 side by side"
+CHOICE = SHALLOW_PAIR
 
 
 def _configs(args: argparse.Namespace) -> list[dict]:

@@ -78,6 +78,15 @@ def _busy(stop) -> None:
         sum(i * i for i in range(10_000))
 
 
+def _stop(queue: JobQueue, job_id: str, wait_s: float = 60) -> None:
+    """Cancel the job if it still runs, and wait (bounded) until its worker has stopped."""
+    queue.cancel(job_id)
+    deadline = time.time() + wait_s
+    while queue.get(job_id).active and time.time() < deadline:
+        queue.pump()
+        time.sleep(0.2)
+
+
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
     """Train the recipe once with `seed`; the row of the table."""
     configs = _configs(args, seed)
@@ -85,9 +94,12 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         queue = JobQueue(scratch)
         queued = time.time()
         job = queue.submit_group(configs)
-        while queue.get(job.job_id).active:
-            queue.pump()
-            time.sleep(0.1)
+        try:
+            while queue.get(job.job_id).active:
+                queue.pump()
+                time.sleep(0.1)
+        finally:  # interrupted: the worker outlives this process unless told to stop
+            _stop(queue, job.job_id)
         wall = time.time() - queued
         done = queue.get(job.job_id)
         nets = [config["model"] for config in configs]
@@ -97,7 +109,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         )  # fmt: skip
     residual = {net: resolve_spec(net).residual for net in nets}
     gap_pair, deeper_pair = demo_pairs(
-        residual, {net: resolve_spec(net).num_layers for net in nets}
+        residual, {net: resolve_spec(net).num_layers() for net in nets}
     )
     row = {"recipe": args.recipe, "seed": seed, "state": done.state, "wall_s": round(wall, 1)}
     for key, pair in (("time_to_gap", gap_pair), ("deeper_plain_worse", deeper_pair)):

@@ -266,7 +266,7 @@ def _member_names(job: Job) -> list[str]:
 
 def _layers(config: dict) -> int:
     try:
-        return TrainConfig.from_dict(config).spec().num_layers
+        return TrainConfig.from_dict(config).spec().num_layers()
     except ValueError:
         return 0
 
