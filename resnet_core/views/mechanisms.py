@@ -165,35 +165,30 @@ def depth_sentence(shatter: pd.DataFrame) -> str:
 
 
 # The pull toward the identity --------------------------------------------------------------
-def variance_chart(variance: pd.DataFrame, height: int = 280) -> alt.Chart:
-    """Branch variance over skip variance at each block, one line per variant (mean over
-    seeds)."""
-    table = _spread(variance, ["variant", "block"], "ratio")
+def _along_blocks(variance: pd.DataFrame, value: str, title: str, log: bool, height: int) -> alt.Chart:  # fmt: skip
+    """`value` at each block, one line per variant (mean over seeds)."""
+    table = _spread(variance, ["variant", "block"], value)
+    scale = alt.Scale(type="log") if log else alt.Scale()
     return (
         alt.Chart(table, height=height)
         .mark_line()
         .encode(
             x=alt.X("block:Q", title="residual block (input side to output side)"),
-            y=alt.Y("mean:Q", title="branch variance / skip variance"),
+            y=alt.Y("mean:Q", title=title, scale=scale),
             color=_colour(list(table["variant"])),
             tooltip=["variant", "block", alt.Tooltip("mean:Q", format=".3g")],
         )
     )
+
+
+def variance_chart(variance: pd.DataFrame, height: int = 280) -> alt.Chart:
+    """Branch variance over skip variance at each block, one line per variant."""
+    return _along_blocks(variance, "ratio", "branch variance / skip variance", False, height)
 
 
 def skip_chart(variance: pd.DataFrame, height: int = 280) -> alt.Chart:
     """The skip path's variance at each block (log scale), one line per variant."""
-    table = _spread(variance, ["variant", "block"], "skip")
-    return (
-        alt.Chart(table, height=height)
-        .mark_line()
-        .encode(
-            x=alt.X("block:Q", title="residual block (input side to output side)"),
-            y=alt.Y("mean:Q", title="variance of the skip path", scale=alt.Scale(type="log")),
-            color=_colour(list(table["variant"])),
-            tooltip=["variant", "block", alt.Tooltip("mean:Q", format=".3g")],
-        )
-    )
+    return _along_blocks(variance, "skip", "variance of the skip path", True, height)
 
 
 def variance_sentence(variance: pd.DataFrame) -> str:
