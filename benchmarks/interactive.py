@@ -15,6 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import timed  # noqa: E402
+
 from resnet_core import build_model, gradient_norms, list_presets, trace_shapes  # noqa: E402
 from resnet_core.nets.spec import PRESET_INFO  # noqa: E402
 
@@ -24,13 +26,7 @@ PROBE_GOAL_S = 3.0
 
 def best_of(fn, repeats: int = 3) -> float:
     """Fastest of a few runs after one warm-up: the time a warm app would see."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timed(fn, repeats))
 
 
 def main() -> None:
