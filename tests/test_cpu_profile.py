@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cpu_profile  # noqa: E402
+import pytest  # noqa: E402
 
 
 def test_operators_fall_into_the_reported_groups():
@@ -39,3 +40,31 @@ def test_a_short_profile_reports_every_group_and_the_ceiling(tmp_path, capsys):
     text = capsys.readouterr().out
     ceiling = 1000 * 16 / ms["convolution"]
     assert f"with only the convolutions left: {ceiling:,.0f} images/s" in text
+
+
+def test_a_step_counts_the_convolutions_as_counted_by_hand_and_a_short_run_writes_its_rates(
+    tmp_path, capsys
+):
+    import cpu_rate
+
+    # ResNet-20 on 32x32, counted by hand: 18 3x3 convs in the blocks (16/32/64 channels at
+    # 32/16/8 px, zero-padded identity skips, no 1x1 projections) get a forward and two
+    # gradients per step; the stem's conv has no input that needs a gradient.
+    convs = [(16, 16, 32)] * 6 + [(16, 32, 16)] + [(32, 32, 16)] * 5
+    convs += [(32, 64, 8)] + [(64, 64, 8)] * 5
+    blocks = sum(2 * c_in * c_out * side * side * 9 for c_in, c_out, side in convs)
+    stem = 2 * 3 * 16 * 32 * 32 * 9
+    expected = 4 * (3 * blocks + 2 * stem)
+    out = tmp_path / "rate.json"
+    assert cpu_rate.main(["--nets", "resnet20", "--batch-size", "4", "--repeats", "1",
+                          "--rounds", "1", "--gemm-size", "64", "--out", str(out)]) == 0  # fmt: skip
+    record = json.loads(out.read_text())
+    step = record["steps"]["resnet20"]
+    assert abs(step["gflop_per_step"] * 1e9 - expected) / expected < 0.001
+    assert step["gflops"] == pytest.approx(step["gflop_per_step"] / step["ms_per_step"] * 1000)
+    assert set(record["machine_gflops"]) == {"gemm"} | {
+        f"conv {n}" for n, *_ in cpu_rate.CONV_SHAPES
+    }
+    best = max(rate for name, rate in record["machine_gflops"].items() if name.startswith("conv"))
+    assert f"| {100 * step['gflops'] / best:.0f} % |" in capsys.readouterr().out
+    assert str(tmp_path) not in out.read_text()
