@@ -13,6 +13,7 @@ folder adds its rows).
     python benchmarks/time_to_gap.py --recipe NAME --seeds 3 --out DIR [--data-dir D]
     python benchmarks/time_to_gap.py --recipe NAME --set batch_size=64 --set lr=0.1   # a lever
     python benchmarks/time_to_gap.py --recipe NAME --busy 2    # two other processes use the cores
+    python benchmarks/time_to_gap.py --recipe NAME --stop-after 300  # seek the gap in 5 min only
     python benchmarks/time_to_gap.py --recipe NAME --dataset synthetic --set subset=512  # quick
 """
 
@@ -96,6 +97,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         job = queue.submit_group(configs)
         try:
             while queue.get(job.job_id).active:
+                if args.stop_after and time.time() - queued > args.stop_after:
+                    break  # the finally cancels it: the gap is sought in what ran so far
                 queue.pump()
                 time.sleep(0.1)
         finally:  # interrupted: the worker outlives this process unless told to stop
@@ -156,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a lever: change one TrainConfig field of every net")  # fmt: skip
     parser.add_argument("--busy", type=int, default=0, help="other processes using the cores")
+    parser.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
+                        help="cancel each run this long after Start (its state says so)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.list or not args.recipe:
         print("\n".join(READY_CHOICES))
@@ -174,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(), "torch": str(torch.__version__),
             "threads": torch.get_num_threads()}  # fmt: skip
     for row in rows:
-        row.update({"levers": args.set, "busy": args.busy, "margin": MARGIN, **made})
+        row.update({"levers": args.set, "busy": args.busy, "margin": MARGIN,
+                    "stop_after_s": args.stop_after, **made})  # fmt: skip
     print(_table(rows))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ Data and settings: `data` loads CIFAR-10 (or a synthetic stand-in), `loader` bat
 the training device, `config` validates one run's settings.
 The engine: `trainer` trains (a `Trainer`; `state` builds what it trains with, `parts` the
 precision, schedule, optimizer and evaluation it puts together, `averaging` the weight
-average, `compiling` the fallback from torch.compile, `distributed` the data-parallel parts),
+average, `compiling` the fallback from torch.compile, `distributed` the data-parallel parts, `threads`
+how many CPU threads a step uses on a busy machine),
 `events` defines what a run reports and `callbacks` who hears it, `fitting` wraps the trainer
 as `fit`/`iter_fit`, `lockstep` trains 2-4 nets in lockstep on the same batches, `gap` says when one net's
 loss opened a gap below another's.

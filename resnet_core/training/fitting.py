@@ -19,6 +19,7 @@ from resnet_core.training.config import TrainConfig
 from resnet_core.training.distributed import Ranks
 from resnet_core.training.events import Event
 from resnet_core.training.state import FitResult
+from resnet_core.training.threads import ThreadTuner
 from resnet_core.training.trainer import Trainer
 
 __all__ = ["fit", "iter_fit"]
@@ -32,6 +33,7 @@ def fit(
     resume: str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
     ranks: Ranks | None = None,
+    tune_threads: bool = False,
 ) -> FitResult:
     """Train a network; `on_event` gets every event as a dict (`Event.to_dict()`).
 
@@ -48,6 +50,8 @@ def fit(
         callbacks: more listeners, called after `on_event`.
         ranks: this process's place in a data-parallel run under torchrun
             (`resnet_core.training.distributed.ranks_from_env()`); None for one process.
+        tune_threads: on a CPU, train on all threads or one, whichever is faster now
+            (`resnet_core.training.threads`); else the threads stay as they are.
 
     Returns:
         FitResult with state "done" or "cancelled".
@@ -58,7 +62,12 @@ def fit(
     """
     listeners = [EventFunction(on_event)] if on_event is not None else []
     trainer = Trainer(config, [*listeners, *callbacks], cancel, run_dir, resume, ranks=ranks)
-    return trainer.fit()
+    trainer.threads = ThreadTuner() if tune_threads else None
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.threads is not None:
+            trainer.threads.close()
 
 
 class _StopSignal:

@@ -96,6 +96,7 @@ def run_job(job_path: str | os.PathLike) -> int:
             cancel=_CancelFile(queue, job_id),
             run_dir=queue.run_dir(job),
             callbacks=[JobRecorder(queue, job_id)],
+            tune_threads=True,
         )
     except TrainingFailed:
         return 1  # JobRecorder.on_failed recorded it
@@ -175,7 +176,7 @@ def _run_group(queue: JobQueue, job: Job) -> int:
     cancel = _CancelFile(queue, job.job_id)
     folders = [queue.runs_dir / run_id for run_id in job.run_ids]
     configs = [_on_placed_device(job, member["config"]) for member in job.members]
-    results = fit_group(configs, folders, cancel=cancel)
+    results = fit_group(configs, folders, cancel=cancel, tune_threads=True)
     failures = [
         f"{member['label']}: {run_info(folder).message or 'failed'}"
         for member, folder, result in zip(job.members, folders, results, strict=True)

@@ -20,6 +20,7 @@ from resnet_core.common.errors import ConfigError
 from resnet_core.training.callbacks import Callback, CancelRun, EventFunction
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.state import EpochTally, FitResult
+from resnet_core.training.threads import ThreadTuner
 from resnet_core.training.trainer import Trainer
 
 __all__ = [
@@ -80,6 +81,8 @@ class LockstepGroup:
         callbacks: listeners given to every member; a callback tells members apart by the
             trainer it is called with (`group.members.index(trainer)`).
         cancel: anything with is_set(); checked before every member's every step.
+        threads: on a CPU, tunes the threads between batches (`resnet_core.training.threads`);
+            what it changes is said as a Note by every member.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class LockstepGroup:
         run_dirs: Sequence[str | os.PathLike | None] | None = None,
         callbacks: Sequence[Callback] = (),
         cancel: Any = None,
+        threads: ThreadTuner | None = None,
     ) -> None:
         parsed = check_group(configs)
         run_dirs = list(run_dirs) if run_dirs is not None else [None] * len(parsed)
@@ -98,6 +102,7 @@ class LockstepGroup:
             for config, run_dir in zip(parsed, run_dirs, strict=True)
         ]
         self.loader = None
+        self.threads = threads
 
     def setup(self) -> LockstepGroup:
         """Set every member up on one copy of the data; the first member's loader feeds all."""
@@ -132,11 +137,16 @@ class LockstepGroup:
         tallies: dict[Trainer, EpochTally] = {}
         active = self._each(active, lambda m: tallies.__setitem__(m, m.begin_epoch(epoch)))
         self.loader.set_epoch(epoch)  # also when the member that owns it has dropped out
+        tuner = self.threads if self.members[0].state.device.type == "cpu" else None
+        if tuner is not None:
+            tuner.restart()  # the evaluation between epochs is not a batch
         for images, labels in self.loader:
             if not active:
                 break
             batch = (images, labels)
             active = self._each(active, lambda m, batch=batch: m.fit_batch(tallies[m], *batch))
+            if tuner is not None and (message := tuner.tick()):
+                active = self._each(active, lambda m, message=message: m.note(message))
         return self._each(active, lambda m: m.end_epoch(epoch, *tallies[m].result()))
 
     @staticmethod
@@ -168,15 +178,22 @@ def fit_group(
     on_event: Callable[[int, dict], Any] | None = None,
     cancel: Any = None,
     callbacks: Sequence[Callback] = (),
+    tune_threads: bool = False,
 ) -> list[FitResult]:
     """Train nets in lockstep; `on_event(member_index, event_dict)` gets every event.
+    `tune_threads`: on a CPU, train on all threads or one, whichever is faster now.
 
     Raises ConfigError, DatasetNotFound or RunError before training starts; a member that
     breaks afterwards ends with state "failed" while the others go on.
     """
-    group = LockstepGroup(configs, run_dirs, callbacks, cancel)
+    threads = ThreadTuner() if tune_threads else None
+    group = LockstepGroup(configs, run_dirs, callbacks, cancel, threads)
     if on_event is not None:
         for index, member in enumerate(group.members):
             listener = EventFunction(lambda event, index=index: on_event(index, event))
             member.callbacks.append(listener)
-    return group.fit()
+    try:
+        return group.fit()
+    finally:
+        if threads is not None:
+            threads.close()

@@ -68,6 +68,7 @@ from resnet_core.training.state import (
     check_resources,
     load_data,
 )
+from resnet_core.training.threads import ThreadTuner
 
 __all__ = [
     "ConfigError",
@@ -135,6 +136,7 @@ class Trainer:
         self.outcome: Event | None = None
         self.lr = 0.0
         self.notes: list[str] = []  # said after the Start event (setup comes before it)
+        self.threads: ThreadTuner | None = None  # tunes the CPU's threads while training
         self._started = time.perf_counter()
         if run_dir is not None or self.resume is not None:
             self.record_in(run_dir if run_dir is not None else self.resume)
@@ -302,8 +304,13 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, float, float]:
         """Train one epoch; returns (mean training loss, training accuracy, seconds)."""
         tally = self.begin_epoch(epoch)
+        tuner = self.threads if self.state.device.type == "cpu" else None
+        if tuner is not None:
+            tuner.restart()  # the evaluation between epochs is not a batch
         for images, labels in self.state.train_loader:
             self.fit_batch(tally, images, labels)
+            if tuner is not None and (message := tuner.tick()):
+                self.note(message)
         if self.ranks is not None:
             tally.pool(self.state.device)
         return tally.result()
