@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from pages import _ui
+from pages import _class, _ui
 from resnet_core.training.data import DatasetNotFound, cifar10_layout, load_cifar10
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
@@ -69,28 +69,11 @@ PAGES = {
 def sidebar() -> None:
     """Device, data status and display options, shown on every page."""
     with st.sidebar:
+        _class.badge()
         st.caption(f"**Device:** {_ui.device_name()}")
         st.caption(f"**Current net:** `{_ui.current_label()}`")
         st.session_state.setdefault("data_dir", os.environ.get(_ui.DATA_ENV) or "data")
-        root = _ui.data_dir()
-        found = cifar10_layout(root)
-        if found:
-            st.caption(f"**CIFAR-10:** found in `{root.resolve()}` ({found})")
-        else:
-            st.caption(
-                f"**CIFAR-10:** not found in `{root}`. Architecture, shapes and gradients "
-                "need no data; training uses a labelled synthetic set until you name a "
-                "folder below or download it."
-            )
-        with st.expander("Data folder", expanded=not found):
-            st.text_input(
-                "CIFAR-10 folder",
-                key="data_dir",
-                help="A folder with cifar-10-batches-py/ or train/<class>/*.jpg + test/. "
-                f"Default: ${_ui.DATA_ENV} or ./data",
-            )
-            if not found and st.button("Download CIFAR-10 (170 MB)", key="download_cifar"):
-                download(root)
+        data_status()
         st.toggle(
             "Large fonts (projector)",
             key="large_fonts",
@@ -103,12 +86,39 @@ def sidebar() -> None:
         )
 
 
+def data_status() -> None:
+    """Where CIFAR-10 is, and a field to name another folder (for the one in charge only:
+    a student on a class server sees no server paths)."""
+    root = _ui.data_dir()
+    found = cifar10_layout(root)
+    if not _class.person().in_charge:
+        st.caption(f"**CIFAR-10:** {'on this server' if found else 'not on this server'}")
+        return
+    if found:
+        st.caption(f"**CIFAR-10:** found in {_ui.shown(root.resolve())} ({found})")
+    else:
+        st.caption(
+            f"**CIFAR-10:** not found in {_ui.shown(root)}. Architecture, shapes and gradients "
+            "need no data; training uses a labelled synthetic set until you name a "
+            "folder below or download it."
+        )
+    with st.expander("Data folder", expanded=not found):
+        st.text_input(
+            "CIFAR-10 folder",
+            key="data_dir",
+            help="A folder with cifar-10-batches-py/ or train/<class>/*.jpg + test/. "
+            f"Default: ${_ui.DATA_ENV} or ./data",
+        )
+        if not found and st.button("Download CIFAR-10 (170 MB)", key="download_cifar"):
+            download(root)
+
+
 def download(root) -> None:
-    with st.spinner(f"Downloading CIFAR-10 into {root} ..."):
+    with st.spinner(f"Downloading CIFAR-10 into {_ui.shown(root)} ..."):
         try:
             load_cifar10(root, download=True)
         except DatasetNotFound as error:
-            st.error(str(error))
+            st.error(_ui.shown(error))
             return
     st.rerun()
 
@@ -116,6 +126,10 @@ def download(root) -> None:
 # Hidden: the sidebar draws the links itself (see _ui.navigation), so a freshly started
 # server shows the app's navigation from its first request on.
 page = st.navigation(PAGES, position="hidden")
+if _class.class_server():  # no tracebacks (and the server paths in them) for a class
+    st.set_option("client.showErrorDetails", "none")
+_class.gate()
+_class.set_cookie()
 _ui.sync_net_with_url()
 _ui.navigation(PAGES)
 sidebar()

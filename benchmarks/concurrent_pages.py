@@ -24,6 +24,13 @@ Streamlit's defaults for the two settings that decide it (file watcher, post-run
     python benchmarks/concurrent_pages.py --sessions 1       # the same pages, one session
     python benchmarks/concurrent_pages.py --clients protocol # the server's part only
     python benchmarks/concurrent_pages.py --out FILE.json    # also write the figures
+    python benchmarks/concurrent_pages.py --class-server --sessions 30 --clients protocol \
+        --pages build gradients lecture train runs --jobs 3   # a class: 30 students, 3 jobs
+
+`--class-server` starts the app as a class server (a teacher token set; each protocol
+session is a student of its own, by a signed cookie); `--jobs N` queues N small lockstep
+groups of different students first, so the Train and Runs pages show live runs. The table
+then adds each page's 95th percentile and the server's peak memory.
 
 Needs the dev requirements (Playwright) and, for `browser`, Chromium (`make test` installs one).
 """
@@ -34,6 +41,7 @@ import argparse
 import asyncio
 import os
 import platform
+import secrets
 import shutil
 import socket
 import statistics
@@ -52,9 +60,20 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from resnet_core.common.classroom import (  # noqa: E402
+    CLASS_ENV,
+    COOKIE,
+    TOKEN_ENV,
+    student_cookie,
+)
 from resnet_core.common.files import write_json_atomic  # noqa: E402
+from resnet_core.training.jobs import JobQueue  # noqa: E402
 
-PAGES = {"build": "", "gradients": "gradients", "lecture": "lecture"}
+PAGES = {"build": "", "gradients": "gradients", "lecture": "lecture", "train": "train",
+         "runs": "runs"}  # fmt: skip
+MEMORY: dict[str, float | None] = {}  # the server's peak memory per setting, MB
+CLASS = {"on": False}  # set by --class-server: every protocol session a student of its own
+TOKEN = secrets.token_urlsafe(32)
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 # True once the page's title differs from `old` and its script run has finished.
 _MOVED = """old => {
@@ -86,6 +105,8 @@ def _start_server(
         "RESNET_EXPLORER_CHECKPOINTS": str(scratch / "checkpoints"),
         "RESNET_EXPLORER_DATA": str(scratch / "no-data"),
     }
+    if CLASS["on"]:
+        env |= {CLASS_ENV: "on", TOKEN_ENV: TOKEN}
     command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true"]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", *flags]
     log = open(scratch / "server.log", "w")  # noqa: SIM115 - closed with the process
@@ -122,8 +143,11 @@ async def _ask(base: str, path: str) -> float:
     """One page load over Streamlit's websocket: from connecting to the script run finished."""
     started = time.perf_counter()
     url = base.replace("http://", "ws://") + "/_stcore/stream"
+    headers = {}
+    if CLASS["on"]:  # a new student each time: the name form never shows (a cookie says who)
+        headers["Cookie"] = f"{COOKIE}={student_cookie('Student', TOKEN)[1]}"
     async with websockets.connect(
-        url, subprotocols=["streamlit"], origin=base, max_size=None
+        url, subprotocols=["streamlit"], origin=base, max_size=None, additional_headers=headers
     ) as socket_:
         message = BackMsg()
         message.rerun_script.page_name = path
@@ -188,6 +212,30 @@ async def _measure_in_app(base: str, sessions: int, pages: list[str]) -> list[di
 MEASURES = {"protocol": _measure_protocol, "browser": _measure_browser, "in-app": _measure_in_app}
 
 
+def _queue_jobs(checkpoints: Path, count: int) -> None:
+    """`count` lockstep groups (plain-20 vs ResNet-20, synthetic, about a minute each on 2
+    cores), each a different student's: the queue runs one on the CPU, the others wait."""
+    queue = JobQueue(checkpoints)
+    config = {"dataset": "synthetic", "subset": 5000, "epochs": 3, "batch_size": 128,
+              "device": "cpu", "grad_norm_every": 10}  # fmt: skip
+    for number in range(count):
+        owner = student_cookie(f"Student {number}", TOKEN)[0]
+        queue.submit_group(
+            [{**config, "model": "plain20"}, {**config, "model": "resnet20"}], owner=owner
+        )
+
+
+def _peak_memory_mb(pid: int) -> float | None:
+    """The server process's peak resident memory (VmHWM), in MB; None off Linux."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU time a process has used (Linux /proc), or None elsewhere."""
     try:
@@ -206,6 +254,9 @@ def _table(results: list[dict[str, float]], **labels) -> list[dict]:
                 **labels,
                 "page": name,
                 "median_s": round(statistics.median(times), 2),
+                "p95_s": round(statistics.quantiles(times, n=20)[-1], 2)
+                if len(times) > 1
+                else times[0],
                 "max_s": round(max(times), 2),
             }
         )
@@ -213,7 +264,12 @@ def _table(results: list[dict[str, float]], **labels) -> list[dict]:
 
 
 def _one_setting(
-    clients: str, flags: list[str], sessions: int, pages: list[str], floor: bool = False
+    clients: str,
+    flags: list[str],
+    sessions: int,
+    pages: list[str],
+    floor: bool = False,
+    jobs: int = 0,
 ) -> tuple:
     """Rows of page times and the server's CPU seconds, for one kind of client and settings
     (`floor`: the minimal page instead of the app)."""
@@ -225,11 +281,15 @@ def _one_setting(
             script = str(Path(scratch) / "floor.py")
             Path(script).write_text(FLOOR_PAGE)
         server = _start_server(port, Path(scratch), flags, script)
+        _queue_jobs(Path(scratch) / "checkpoints", jobs)
         try:
             cpu_before = _cpu_seconds(server.pid)
             results = asyncio.run(measure(f"http://127.0.0.1:{port}", sessions, pages))
             cpu_after = _cpu_seconds(server.pid)
+            MEMORY[f"{clients}, {' '.join(flags) or 'app'}"] = _peak_memory_mb(server.pid)
         finally:
+            for job in JobQueue(Path(scratch) / "checkpoints").active():
+                JobQueue(Path(scratch) / "checkpoints").cancel(job.job_id)
             server.terminate()
             server.wait(timeout=30)
     server_cpu = None if cpu_before is None else round(cpu_after - cpu_before, 1)
@@ -238,11 +298,12 @@ def _one_setting(
 
 def _print(rows: list[dict], sessions: int) -> None:
     print(f"{sessions} sessions at once, {os.cpu_count()} CPUs, Streamlit {streamlit.__version__}")
-    print(f"{'clients':<9} {'settings':<19} {'page':<22} {'median (s)':>10} {'max (s)':>8}")
+    print(f"{'clients':<9} {'settings':<19} {'page':<22} {'median (s)':>10} {'p95 (s)':>8} "
+          f"{'max (s)':>8}")  # fmt: skip
     for row in rows:
         print(
             f"{row['clients']:<9} {row['settings']:<19} {row['page']:<22} "
-            f"{row['median_s']:>10.2f} {row['max_s']:>8.2f}"
+            f"{row['median_s']:>10.2f} {row['p95_s']:>8.2f} {row['max_s']:>8.2f}"
         )
 
 
@@ -258,11 +319,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
+    parser.add_argument("--class-server", action="store_true", help="students by cookies")
+    parser.add_argument("--jobs", type=int, default=0, help="groups queued before measuring")
     args = parser.parse_args(argv)
+    CLASS["on"] = args.class_server
     rows, server_cpu = [], {}
     for clients in args.clients:
         for settings in args.settings:
-            results, cpu = _one_setting(clients, SETTINGS[settings], args.sessions, args.pages)
+            results, cpu = _one_setting(
+                clients, SETTINGS[settings], args.sessions, args.pages, jobs=args.jobs
+            )
             rows += _table(results, clients=clients, settings=settings)
             server_cpu[f"{clients}, {settings}"] = cpu  # warm-up session included
     if args.floor:
@@ -271,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             [{"title-only page": r["build"]} for r in results], clients="browser", settings="app"
         )
     _print(rows, args.sessions)
+    print("server peak memory (MB): " + ", ".join(f"{k}: {v}" for k, v in MEMORY.items()))
     print(
         "app server CPU-s (warm-up included): "
         + ", ".join(f"{k}: {v}" for k, v in server_cpu.items())
@@ -280,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
             "sessions": args.sessions,
             "rows": rows,
             "server_cpu_s": server_cpu,
+            "server_peak_mb": MEMORY,
+            "class_server": args.class_server,
+            "jobs": args.jobs,
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
             "python": platform.python_version(),

@@ -20,11 +20,13 @@ import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
+from pages import _class
 from resnet_core import ArchSpec, SpecError, build_model, trace_blocks, trace_shapes
 from resnet_core.common.device import machine_summary
 from resnet_core.common.env import DATA_ENV
 from resnet_core.common.errors import page_message
 from resnet_core.common.files import read_json
+from resnet_core.common.text import escape_markdown, hide_paths
 from resnet_core.nets.onnx_export import SERVER_EXPORT_BYTES, input_side, to_onnx_apart
 from resnet_core.nets.pretrained import (
     IMAGENET,
@@ -38,6 +40,7 @@ from resnet_core.nets.size import check_buildable, check_server_work
 from resnet_core.nets.spec import PRESETS, resolve_spec, spec_label
 from resnet_core.studies.datasets import TestSet
 from resnet_core.training import jobs, runs
+from resnet_core.training.class_rules import NotYours, check_change, owner_of_run
 from resnet_core.training.data import Cifar10, DatasetNotFound, load_cifar10, load_dataset
 from resnet_core.training.events import Event
 from resnet_core.training.experiments import shipped_root
@@ -64,7 +67,7 @@ def routed() -> Iterator[None]:
         yield
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
         _LOG.exception("a page stopped")  # the details go to the server's log only
-        st.error(page_message(error), icon=":material/error:")
+        st.error(shown(page_message(error)), icon=":material/error:")
     finally:
         _ROUTER.active = False
 
@@ -123,7 +126,8 @@ def sync_net_with_url() -> None:
             st.session_state[NET_KEY] = net_to_param(net_from_param(wanted))
         except SpecError as error:
             st.warning(
-                f"The link names a net that cannot be built ({error}); showing {current_label()}."
+                f"The link names a net that cannot be built ({shown(error)}); showing "
+                f"{current_label()}."
             )
     st.session_state.setdefault(NET_KEY, DEFAULT_NET)
     st.query_params[NET_KEY] = st.session_state[NET_KEY]
@@ -203,6 +207,8 @@ def device_name() -> str:
 
 
 def data_dir() -> Path:
+    if not _class.person().in_charge:  # a student's runs read the class's folder
+        return Path(_class.limits().student_data_dir())
     return Path(st.session_state.get("data_dir") or os.environ.get(DATA_ENV) or "data")
 
 
@@ -233,7 +239,7 @@ def run_dataset(test_set: TestSet, say_synthetic: bool = False) -> Cifar10 | Non
     except DatasetNotFound as error:
         st.info(
             "This run was trained on CIFAR-10, which is not available here, so it cannot be "
-            f"tested. Name the data folder in the sidebar (or download it there).\n\n{error}",
+            f"tested. Name the data folder in the sidebar (or download it there).\n\n{shown(error)}",
             icon=":material/folder_off:",
         )
         return None
@@ -297,8 +303,15 @@ def downloads(
 
 
 def error_box(error: Exception, advice: str = "") -> None:
-    """A user-caused problem as a message, never a traceback."""
-    st.error(f"{error}" + (f"\n\n{advice}" if advice else ""), icon=":material/error:")
+    """A user-caused problem as a message, never a traceback (`advice` is the app's own)."""
+    st.error(shown(error) + (f"\n\n{advice}" if advice else ""), icon=":material/error:")
+
+
+def shown(message: object) -> str:
+    """A message for the page: Markdown-escaped (it may quote what someone typed or wrote
+    into a file), and without server paths for a student."""
+    text = str(message) if _class.person().in_charge else hide_paths(message)
+    return escape_markdown(text)
 
 
 # Training jobs and runs ------------------------------------------------------------------
@@ -363,9 +376,29 @@ def run_model(run_path: str) -> tuple[ArchSpec, dict]:
     return _trained(run_path, best.stat().st_mtime if best.exists() else 0.0)
 
 
+def may_change_run(run_id: str) -> bool:
+    """Whether this session's person may delete the run (its owner or the one in charge)."""
+    job = owner_of_run(job_queue().jobs(), run_id)
+    return _class.person().owns(job.owner if job is not None else "")
+
+
 def delete_run(run_id: str) -> None:
-    """Delete one of your runs (shipped ones are read-only)."""
+    """Delete one of your runs (shipped ones are read-only); NotYours for someone else's."""
+    job = owner_of_run(job_queue().jobs(), run_id)
+    check_change(_class.person(), job if job is not None else jobs.Job("", run_id, {}, "cpu"))
     runs.delete_run(run_id, root=runs_dir())
+
+
+def cancel_job(job_id: str) -> None:
+    """Ask a job of this person's (or any, for the one in charge) to stop."""
+    queue = job_queue()
+    try:
+        check_change(_class.person(), queue.get(job_id))
+    except NotYours as error:
+        st.error(str(error))
+        return
+    queue.cancel(job_id)
+    st.toast("Asked the run to stop; it stops after the current step.")
 
 
 # ImageNet weights (torchvision) for the -imagenet presets --------------------------------

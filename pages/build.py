@@ -170,7 +170,7 @@ def _onnx_button(row, spec: ArchSpec, name: str, side: int) -> None:
         check_exportable(spec, side, SERVER_EXPORT_BYTES)
     except ExportError as error:
         row.caption(
-            f"No ONNX download here: {error}. `python -m resnet_core export {name}` makes it "
+            f"No ONNX download here: {_ui.shown(error)}. `python -m resnet_core export {name}` makes it "
             "on your own machine."
         )
         return

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import streamlit as st
 
-from pages import _ui
+from pages import _class, _ui
 from resnet_core.exercises import EXERCISES
 from resnet_core.exercises.sandbox import (
     EXERCISES_ENV,
@@ -16,6 +17,7 @@ from resnet_core.exercises.sandbox import (
     save_for_training,
 )
 from resnet_core.exercises.student_nets import student_files, student_group
+from resnet_core.training.class_rules import check_request
 from resnet_core.training.data import cifar10_layout
 
 _ui.require_router()
@@ -39,7 +41,12 @@ st.html(  # code reads as code: a fixed-width font in the editor
 )
 code = st.text_area("Your code", key=code_key, height=560)
 
-allowed, why = may_run(st.get_option("server.address"), os.environ.get(EXERCISES_ENV))
+# A class server runs students' code only when the teacher says so: started with
+# RESNET_EXPLORER_EXERCISES=on, or turned on in the class settings (unless started with =off).
+_setting = os.environ.get(EXERCISES_ENV)
+allowed, why = may_run(None if _class.class_server() else st.get_option("server.address"), _setting)
+if not allowed and _class.class_server() and (_setting or "").strip().lower() != "off":
+    allowed, why = (True, "") if _class.limits().exercises else (False, why)
 row = st.container(horizontal=True, gap="small")
 checked = row.button(
     "Check", type="primary", disabled=not allowed, key="ex_check", help=why or None
@@ -69,7 +76,7 @@ if checked:
 verdict = st.session_state.get(f"ex_verdict_{exercise.id}")
 if verdict is not None:
     if verdict.report is None:
-        st.error(verdict.message, icon=":material/error:")
+        st.error(_ui.shown(verdict.message), icon=":material/error:")
     else:
         findings = verdict.report["findings"]
         failed = [f for f in findings if not f["passed"]]
@@ -83,7 +90,7 @@ if verdict is not None:
             )
         for finding in findings:
             mark = ":green[**ok**]" if finding["passed"] else ":red[**wrong**]"
-            st.markdown(f"{mark} **{finding['check']}**: {finding['message']}")
+            st.markdown(f"{mark} **{finding['check']}**: {_ui.shown(finding['message'])}")
     if verdict.output.strip():
         with st.expander("What your code printed"):
             st.code(verdict.output)
@@ -112,9 +119,12 @@ def _train_form(source: str) -> None:
     found = cifar10_layout(_ui.data_dir()) is not None
     settings = {"epochs": int(epochs), "subset": int(subset), "data_dir": str(_ui.data_dir()),
                 "dataset": "cifar10" if found else "synthetic"}  # fmt: skip
+    who, limits = _class.person(), dataclasses.replace(_class.limits(), exercises=allowed)
     try:
         path = save_for_training(source, student_files(queue.runs_dir))
-        job = queue.submit_group(student_group(path, n_blocks, settings))
+        configs = student_group(path, n_blocks, settings)
+        check_request(who, configs, queue.active(), limits)
+        job = queue.submit_group(configs, owner=who)
     except (ValueError, OSError) as error:
         _ui.error_box(error, "Nothing was started.")
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui
+from pages import _class, _ui
 from resnet_core import ArchSpec, SpecError
 from resnet_core.analysis.measure import (
     IMAGENET_SIDE,
@@ -73,6 +73,9 @@ def _weights_controls(preset: str) -> str:
     row = st.columns([2, 4, 2], vertical_alignment="bottom")
     if row[0].radio("Weights", WEIGHTS, key="grad_weights") == WEIGHTS[0]:
         return ""
+    if not _class.person().in_charge:  # a student names no files on the server's disk
+        row[1].caption("The ImageNet weights in this server's torchvision cache.")
+        return IMAGENET
     path = row[1].text_input(
         "Weights file (a torchvision state dict, .pth)",
         key="grad_weights_file",

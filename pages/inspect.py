@@ -164,7 +164,7 @@ if run is None:
 try:
     test_set = run_test_set(run)
 except RunError as error:
-    st.info(f"This run cannot be tested: {error}", icon=":material/help:")
+    st.info(f"This run cannot be tested: {_ui.shown(error)}", icon=":material/help:")
     st.stop()
 data = _ui.run_dataset(test_set)
 if data is None:

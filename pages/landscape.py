@@ -119,7 +119,7 @@ def _data_or_say_why() -> Cifar10 | None:
     except DatasetNotFound as error:
         st.info(
             "The live slice measures the training loss on CIFAR-10, which is not available here. "
-            f"Name the data folder in the sidebar (or download it there).\n\n{error}",
+            f"Name the data folder in the sidebar (or download it there).\n\n{_ui.shown(error)}",
             icon=":material/folder_off:",
         )
         return None
@@ -163,7 +163,7 @@ def live_section() -> None:
     try:
         study.check_run(run)
     except (RunError, study.LandscapeError) as error:
-        st.info(f"{error}", icon=":material/info:")
+        st.info(_ui.shown(error), icon=":material/info:")
         return
     data = _data_or_say_why()
     if data is None:

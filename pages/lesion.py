@@ -116,7 +116,7 @@ def _your_run() -> None:
     try:
         test_set = run_test_set(run)
     except RunError as error:
-        st.info(f"This run cannot be tested: {error}", icon=":material/help:")
+        st.info(f"This run cannot be tested: {_ui.shown(error)}", icon=":material/help:")
         return
     data = _ui.run_dataset(test_set, say_synthetic=True)
     if data is None:
@@ -125,7 +125,7 @@ def _your_run() -> None:
     try:
         result = _lesion(run, key[1], images, draws, data_key, data)
     except LesionError as error:
-        st.info(f"This net cannot be lesioned: {error}", icon=":material/block:")
+        st.info(f"This net cannot be lesioned: {_ui.shown(error)}", icon=":material/block:")
         return
     except (RunError, RuntimeError) as error:
         _ui.error_box(error, "Pick another run.")

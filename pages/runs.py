@@ -80,14 +80,14 @@ def _open_in_gradients(run_path: str) -> None:
 
 def _delete(run_id: str) -> None:
     with st.popover("Delete this run", icon=":material/delete:"):
-        st.write(f"Delete **{run_id}** and its checkpoints? This cannot be undone.")
+        st.write(f"Delete **{_ui.shown(run_id)}** and its checkpoints? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key="runs_delete_confirm"):
             try:
                 _ui.delete_run(run_id)
             except (OSError, RunError) as error:
                 _ui.error_box(error)
                 return
-            st.toast(f"Deleted {run_id}.")
+            st.toast(f"Deleted {_ui.shown(run_id)}.")
             st.rerun()
 
 
@@ -127,7 +127,7 @@ run_id = st.selectbox(
 )
 info = infos[run_id]
 if info.message:
-    st.caption(f"Last message: {info.message}")
+    st.caption(f"Last message: {_ui.shown(info.message)}")
 row = st.container(horizontal=True)
 has_weights = (Path(info.path) / "best.pt").exists()
 if row.button(
@@ -144,6 +144,8 @@ with row:
         st.caption("Shipped runs are read-only.")
     elif info.state == "running":
         st.caption("Cancel it on the Train page before deleting.")
+    elif not _ui.may_change_run(run_id):
+        st.caption("Someone else's run: only they or the teacher can delete it.")
     else:
         _delete(run_id)
 steps, epochs = metrics_frames(_ui.run_events(info.path))

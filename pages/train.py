@@ -7,11 +7,12 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from pages import _ui
+from pages import _class, _ui
 from resnet_core import list_presets
 from resnet_core.nets.spec import PRESETS, SpecError, spec_label
 from resnet_core.training import runs
 from resnet_core.training.choices import CHOICE_NOTES, READY_CHOICES, missing_device
+from resnet_core.training.class_rules import check_request
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.data import cifar10_layout
 from resnet_core.training.events import EpochEnd, Event, Note, Start, Step
@@ -173,12 +174,13 @@ def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ())
 
 def _start(configs: list[dict]) -> None:
     """Queue one run, or several nets as one lockstep group."""
-    queue = _ui.job_queue()
+    queue, who = _ui.job_queue(), _class.person()
     try:
+        check_request(who, configs, queue.active(), _class.limits())
         if len(configs) > 1:
-            job = queue.submit_group(configs)
+            job = queue.submit_group(configs, owner=who)
         else:
-            job = queue.submit(configs[0], gpus=st.session_state.get("train_gpus", 1))
+            job = queue.submit(configs[0], gpus=st.session_state.get("train_gpus", 1), owner=who)
     except (ValueError, TypeError) as error:
         _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
         return
@@ -331,9 +333,10 @@ def _outcome(job: Job, queue, events: list[Event]) -> None:
             st.info(_status_line(job, queue).capitalize() + ".", icon=":material/schedule:")
         else:
             _progress(job, events)
-        if st.button("Cancel this run", key=f"cancel_{job.job_id}", icon=":material/stop_circle:"):
-            queue.cancel(job.job_id)
-            st.toast("Asked the run to stop; it stops after the current step.")
+        if _class.person().owns(job.owner) and st.button(
+            "Cancel this run", key=f"cancel_{job.job_id}", icon=":material/stop_circle:"
+        ):
+            _ui.cancel_job(job.job_id)
     elif job.state == "failed":
         _ui.error_box(RuntimeError(job.message or "the run failed"), job.advice)
     elif job.state in ("cancelled", "interrupted"):
@@ -350,7 +353,7 @@ def _notes(events: list[Event]) -> None:
     """What the run changed on its own, and why (e.g. torch.compile turned off)."""
     for event in events:
         if isinstance(event, Note):
-            st.info(event.message, icon=":material/info:")
+            st.info(_ui.shown(event.message), icon=":material/info:")
 
 
 def _pick(recent: list[Job], queue) -> Job:

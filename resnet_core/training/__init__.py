@@ -11,7 +11,8 @@ as `fit`/`iter_fit`, `lockstep` trains 2-4 nets in lockstep on the same batches,
 loss opened a gap below another's.
 Run folders: `recording` writes them, `runs` reads them back, `tensorboard_export` writes a
 run's metrics as TensorBoard files.
-Jobs: `jobs` queues runs and `job_worker` trains each in a process of its own.
+Jobs: `jobs` queues runs and `job_worker` trains each in a process of its own;
+`class_rules` says what a class server's students may queue and change.
 Recipes (a recipe is a set of TrainConfig settings that reproduces a result): `notebooks`
 holds the course notebooks' recipes, `speedruns` the GPU speedruns', and `choices` the Train
 page's ready choices made of them. `experiments` defines the lecture's groups of runs (each

@@ -47,6 +47,7 @@ from resnet_core.common.files import (
     write_json_atomic,
 )
 from resnet_core.common.records import checked_fields
+from resnet_core.common.text import plain_label
 from resnet_core.nets.spec import SpecError, resolve_spec, spec_label
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.lockstep import check_group
@@ -87,6 +88,9 @@ class Job:
     members: list[dict[str, Any]] = field(default_factory=list)
     gpus: int = 1  # GPUs the job trains on at once (more than 1: data-parallel, torchrun)
     placed: list[str] = field(default_factory=list)  # the devices it got when it started
+    # Who queued it on a class server (`resnet_core.common.classroom.Person.key`, name)
+    owner: str = ""
+    owner_name: str = ""
 
     @property
     def active(self) -> bool:
@@ -104,9 +108,11 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         """Rebuild from a queue file; ValueError for a wrong-typed field or a bad run id."""
         job = cls(**checked_fields(cls, data, "queue file"))
+        job.label, job.state = plain_label(job.label), plain_label(job.state)
         for member in job.members:
             if not isinstance(member, dict) or not isinstance(member.get("config"), dict):
                 raise ValueError("queue file: a group member needs a config")
+            member["label"] = plain_label(member.get("label", ""))  # names reach sentences
         for run_id in job.run_ids:
             validate_run_id(run_id)  # the worker writes into runs/<run_id>
         return job
@@ -181,7 +187,7 @@ class JobQueue:
         if job is None or job.state != "queued":
             return None
         waiting = [j for j in jobs if j.state == "queued" and j.device == job.device]
-        return waiting.index(job) + 1
+        return sorted(waiting, key=_turn).index(job) + 1
 
     def run_dir(self, job: Job) -> Path:
         return self.runs_dir / job.run_id
@@ -206,11 +212,14 @@ class JobQueue:
         """The GPUs jobs are placed on."""
         return self.devices if self.devices is not None else cuda_devices()
 
-    def submit(self, config: dict[str, Any], label: str = "", gpus: int = 1) -> Job:
+    def submit(
+        self, config: dict[str, Any], label: str = "", gpus: int = 1, owner: Any = None
+    ) -> Job:
         """Validate `config` and queue it; returns the job (state 'queued').
 
         `gpus` above 1 trains data-parallel on that many GPUs (torchrun); the config's
         device must then be `cuda` or `auto`, and its batch size is the global batch.
+        `owner` (a `Person`) is recorded as the job's owner.
 
         Raises:
             ValueError (or the config's own error type): the config is invalid; nothing is queued.
@@ -227,12 +236,15 @@ class JobQueue:
             device=queue_key(config.get("device")),
             label=label or _model_label(config),
             gpus=gpus,
+            **_owner_fields(owner),
         )
         with self._locked():
             self._save(job)
         return job
 
-    def submit_group(self, configs: Sequence[dict[str, Any]], label: str = "") -> Job:
+    def submit_group(
+        self, configs: Sequence[dict[str, Any]], label: str = "", owner: Any = None
+    ) -> Job:
         """Queue nets that train in lockstep on the same batches, as one job.
 
         Raises:
@@ -258,6 +270,7 @@ class JobQueue:
             device=queue_key(configs[0].get("device")),
             label=label or " vs ".join(member["label"] for member in members),
             members=members,
+            **_owner_fields(owner),
         )
         with self._locked():
             self._save(job)
@@ -345,8 +358,9 @@ class JobQueue:
             used[device] = max(used[device], room)
 
     def pump(self) -> list[Job]:
-        """Start queued jobs oldest first, each once its devices have a free slot; a job
-        that must wait holds its devices from younger ones. Returns the jobs started."""
+        """Start queued jobs oldest first (the teacher's before students'), each once its
+        devices have a free slot; a job that must wait holds its devices from younger ones.
+        Returns the jobs started."""
         started = []
         with self._locked():
             jobs = self.jobs()
@@ -355,7 +369,7 @@ class JobQueue:
             for job in jobs:
                 if job.state in ("starting", "running"):
                     used.update(job.placed or [job.device])
-            for job in jobs:
+            for job in sorted(jobs, key=_turn):
                 if job.state != "queued":
                     continue
                 placed = self._place(job, used)
@@ -411,6 +425,15 @@ class JobRunner:
             except Exception as error:  # noqa: BLE001 - the loop must survive a bad file
                 self.last_error = f"{type(error).__name__}: {error}"
             self._stop.wait(self.interval)
+
+
+def _owner_fields(owner: Any) -> dict[str, str]:
+    return {"owner": owner.key, "owner_name": owner.name} if owner is not None else {}
+
+
+def _turn(job: Job) -> tuple[bool, float]:
+    """Queue order: the teacher's (and a laptop's) jobs first, then students', oldest first."""
+    return job.owner.startswith("student:"), job.created
 
 
 def _model_slug(config: dict[str, Any]) -> str:

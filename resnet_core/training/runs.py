@@ -42,6 +42,7 @@ from resnet_core.common.files import (
     read_regular_text,
     write_json_atomic,
 )
+from resnet_core.common.text import plain_label
 from resnet_core.common.weights import SavedFileError, load_saved
 from resnet_core.nets.model import build_model
 from resnet_core.nets.spec import ArchSpec, SpecError, spec_label
@@ -294,7 +295,7 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
     status = read_json(path / "status.json")
     if not isinstance(status, dict):  # shown as "unreadable", and can still be deleted
         status = {"state": "unreadable", "message": "status.json is missing or not a JSON object"}
-    state = str(status.get("state", "unknown"))
+    state = plain_label(status.get("state", "unknown"))
     if state == "running" and status.get("host") in (None, socket.gethostname()):
         if not pid_alive(status.get("pid")):
             state = "interrupted"
@@ -316,7 +317,7 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
     return RunInfo(
         id=path.name,
         path=str(path),
-        model=str(model),
+        model=plain_label(model),  # a name from a file reaches sentences: nothing to render
         state=state,
         best_test_acc=number("best_test_acc", 1),
         final_test_acc=number("final_test_acc", 1),
