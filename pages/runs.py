@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import _ui
+from pages import _class, _ui
 from resnet_core.training.events import Start
 from resnet_core.training.runs import RunError, RunInfo
 from resnet_core.views.charts import epoch_chart, metrics_frames
@@ -25,7 +25,7 @@ def _data_label(info: RunInfo) -> str:
 
 
 def _table(infos: list[RunInfo]) -> pd.DataFrame:
-    return pd.DataFrame(
+    table = pd.DataFrame(
         [
             {
                 "run": info.id,
@@ -43,6 +43,12 @@ def _table(infos: list[RunInfo]) -> pd.DataFrame:
             for info in infos
         ]
     )
+    if _class.class_server():  # whose run it is: the name its student typed
+        owners = {
+            run_id: job.owner_name for job in _ui.job_queue().jobs() for run_id in job.run_ids
+        }
+        table.insert(1, "by", [owners.get(info.id) or "" for info in infos])
+    return table
 
 
 def _residual(events: list) -> bool:

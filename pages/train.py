@@ -12,7 +12,7 @@ from resnet_core import list_presets
 from resnet_core.nets.spec import PRESETS, SpecError, spec_label
 from resnet_core.training import runs
 from resnet_core.training.choices import CHOICE_NOTES, READY_CHOICES, missing_device
-from resnet_core.training.class_rules import check_request
+from resnet_core.training.class_rules import OverLimit, check_request
 from resnet_core.training.config import TrainConfig, field_help
 from resnet_core.training.data import cifar10_layout
 from resnet_core.training.events import EpochEnd, Event, Note, Start, Step
@@ -61,7 +61,12 @@ MODEL_HELP = "; or type a preset name or paste a spec's JSON (the Build page's S
 
 
 def _defaults() -> dict:
-    return TrainConfig().to_dict()
+    defaults = TrainConfig().to_dict()
+    if not _class.person().in_charge:  # a student's form starts within the class's limits
+        limits = _class.limits()
+        defaults["subset"] = min(defaults["subset"] or 50_000, limits.max_subset)
+        defaults["epochs"] = min(defaults["epochs"], limits.max_epochs)
+    return defaults
 
 
 def _current_option() -> str | None:
@@ -155,7 +160,12 @@ def _form(base: dict, defaults: dict, prefix: str, locked: tuple[str, ...] = ())
     if not found:
         st.info(
             "CIFAR-10 is not here yet, so runs use the **synthetic** stand-in set (coloured "
-            "patterns, clearly not CIFAR-10). Name the folder in the sidebar to train on the real one."
+            "patterns, clearly not CIFAR-10). "
+            + (
+                "Name the folder in the sidebar to train on the real one."
+                if _class.person().in_charge
+                else "Ask your teacher to name its folder."
+            )
         )
     if not submitted:
         return None
@@ -181,6 +191,9 @@ def _start(configs: list[dict]) -> None:
             job = queue.submit_group(configs, owner=who)
         else:
             job = queue.submit(configs[0], gpus=st.session_state.get("train_gpus", 1), owner=who)
+    except OverLimit as error:
+        _ui.error_box(error, "Nothing was started.")
+        return
     except (ValueError, TypeError) as error:
         _ui.error_box(error, "Nothing was started; fix the setting and press Start again.")
         return

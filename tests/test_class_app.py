@@ -4,6 +4,7 @@ cancelling someone else's run is checked on the server, not only hidden from the
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from app_helpers import QUICK_CPU_RUN
@@ -56,3 +57,37 @@ def test_a_student_cannot_delete_or_cancel_a_classmates_run_even_by_asking_direc
         if not deleted:
             assert any("refused: This run is someone else's" in text for text in said), said
             assert any("someone else's" in e.value for e in at.error), said
+
+
+HOSTILE = "[Free grades](http://evil.example) ![t](http://evil.example/t.png) www.evil.example"
+
+
+def _markdown_of(at: AppTest) -> list[str]:
+    kinds = (at.markdown, at.caption, at.error, at.warning, at.info, at.success)
+    return [element.value for kind in kinds for element in kind]
+
+
+def test_hostile_text_written_into_a_run_folder_is_shown_as_text_on_the_runs_page(
+    tmp_path, monkeypatch
+):
+    """What a student's code could write beside its run (its error message, the net's name)
+    reaches every browser as text: no Markdown link, image or autolink survives."""
+    import json
+
+    from app_helpers import app_test, tiny_run
+
+    checkpoints = tmp_path / "checkpoints"
+    run_dir = tiny_run(checkpoints, "plain20")
+    status = json.loads((run_dir / "status.json").read_text())
+    status |= {"model": HOSTILE, "message": HOSTILE, "state": HOSTILE}
+    (run_dir / "status.json").write_text(json.dumps(status))
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(checkpoints))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    shown = _markdown_of(at)
+    assert any("Last message" in text for text in shown), shown
+    for text in shown:
+        assert not re.search(r"(?<!\\)\]\(", text), text  # no [..](..) link or image
+        assert "://" not in text and "www.evil" not in text, text  # no autolink either

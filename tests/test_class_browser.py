@@ -2,7 +2,8 @@
 students (by their signed cookies) in browser contexts of their own.
 
 Two finished runs are on the server before it starts: Ada's (older) and Bob's (newest, so
-the Runs page opens on it). Run: `pytest -m browser tests/test_class_browser.py`.
+the Runs page opens on it), and a job of Ada's that is "running" (its process is the
+test's own, so nothing trains). Run: `pytest -m browser tests/test_class_browser.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app_helpers import QUICK_CPU_RUN
 from test_browser import ROOT, _free_port, _settled, _shot, browser  # noqa: F401
 
 from resnet_core.common.classroom import COOKIE, new_token, student_cookie
+from resnet_core.training.class_rules import read_limits
 from resnet_core.training.fitting import fit
 from resnet_core.training.jobs import JobQueue
 
@@ -48,6 +50,8 @@ def class_server(tmp_path_factory):
     runs = {"ada": _finished_run(queue, ADA)}
     time.sleep(1.1)  # run ids carry the second they were made: Bob's is the newest
     runs["bob"] = _finished_run(queue, BOB)
+    training = queue.submit(QUICK_CPU_RUN, owner=ADA)  # "running" in this live process
+    queue.update(training.job_id, state="running", pid=os.getpid(), started=time.time())
     port = _free_port()
     env = dict(os.environ, RESNET_EXPLORER_CHECKPOINTS=str(tmp / "checkpoints"),
                RESNET_EXPLORER_DATA=str(tmp / "no-data"), RESNET_EXPLORER_CLASS="on",
@@ -123,6 +127,11 @@ def test_the_teacher_link_is_used_once_and_the_teacher_may_change_any_run(
     assert "Delete this run" in text  # Bob's run, not the teacher's
     assert TOKEN not in page.content()
     _shot(page, "class-teacher-runs")
+    page.get_by_text("Class settings").click()
+    page.get_by_label("Most epochs per run").fill("7")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved: every student's next request").wait_for(timeout=30_000)
+    assert read_limits(class_server["tmp"] / "checkpoints").max_epochs == 7
     page.goto(f"{class_server['url']}/runs")  # the cookie keeps the teacher a teacher
     _settled(page)
     assert "You: the teacher" in _text(page)
@@ -151,6 +160,7 @@ def test_a_forged_cookie_gets_a_fresh_identity_and_a_typed_name_is_shown_as_text
     field.fill(NAME)
     field.press("Tab")
     page.get_by_role("button", name="Start").click()
+    page.get_by_text("Someone else's run").wait_for(timeout=60_000)  # the Runs page, as a student
     _settled(page)
     page.wait_for_function(f"() => document.cookie.includes('{COOKIE}=')", timeout=30_000)
     text = _text(page)
@@ -162,3 +172,26 @@ def test_a_forged_cookie_gets_a_fresh_identity_and_a_typed_name_is_shown_as_text
     assert page.locator("a[href*='evil.example'], img[src*='evil.example']").count() == 0
     _shot(page, "class-hostile-name")
     context.close()
+
+
+def test_a_student_cancels_only_their_own_job_and_queues_no_more_than_the_limit(
+    browser,  # noqa: F811
+    class_server,
+):
+    for cookie, buttons in ((BOB_COOKIE, 0), (ADA_COOKIE, 1)):
+        context, page = _person(browser, class_server, cookie)
+        page.goto(f"{class_server['url']}/train")
+        _settled(page)
+        cancel = page.get_by_role("button", name="Cancel this run")
+        if not buttons:  # Bob sees Ada's job progress (the fragment redraws it every second)
+            page.get_by_text("epoch 1 of 1").first.wait_for(timeout=60_000)
+            _settled(page)
+            assert cancel.count() == 0 and "epoch 1 of 1" in _text(page)
+        else:  # Ada, whose job runs: she may cancel it; a second one is refused, nothing queued
+            cancel.wait_for(timeout=60_000)
+            page.get_by_text("Start a run").click()  # folded while a job runs
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("You have 1 job(s) queued or running").wait_for(timeout=60_000)
+            assert len(JobQueue(class_server["tmp"] / "checkpoints").jobs()) == 3
+            _shot(page, "class-student-limit")
+        context.close()
