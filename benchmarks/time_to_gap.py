@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the ready choices' names")
     parser.add_argument("--recipe", choices=list(READY_CHOICES), metavar="NAME")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds N, N+1, ...")
     parser.add_argument("--out", type=Path, help="folder for time_to_gap.json")
     parser.add_argument("--data-dir", type=Path, help="CIFAR-10 folder")
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "synthetic"))
@@ -170,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     for hog in hogs:
         hog.start()
     try:
-        rows = [run_seed(args, seed) for seed in range(args.seeds)]
+        rows = [
+            run_seed(args, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)
+        ]
     finally:
         stop.set()
         for hog in hogs:

@@ -382,6 +382,8 @@ def _pick(recent: list[Job], queue) -> Job:
             for job in recent
         ]
     )
+    if _class.class_server():  # whose job it is: the name its student typed
+        table.insert(1, "by", [job.owner_name for job in recent])
     st.dataframe(
         table,
         hide_index=True,

@@ -91,3 +91,24 @@ def test_hostile_text_written_into_a_run_folder_is_shown_as_text_on_the_runs_pag
     for text in shown:
         assert not re.search(r"(?<!\\)\]\(", text), text  # no [..](..) link or image
         assert "://" not in text and "www.evil" not in text, text  # no autolink either
+
+
+def test_on_a_class_server_the_runs_and_train_tables_say_whose_run_it_is(tmp_path, monkeypatch):
+    from app_helpers import app_test
+
+    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("RESNET_EXPLORER_CLASS", "on")
+    monkeypatch.setenv("RESNET_EXPLORER_TEACHER_TOKEN", TOKEN)
+    ada, bob = student_cookie("Ada", TOKEN)[0], student_cookie("Bob", TOKEN)[0]
+    queue = JobQueue(tmp_path, worker=["true"])
+    done = queue.submit(QUICK_CPU_RUN, owner=bob)
+    fit(QUICK_CPU_RUN, run_dir=queue.run_dir(done))
+    queue.update(done.job_id, state="done", finished=time.time())
+    at = app_test()
+    at.session_state["_person"] = ada
+    at.run()
+    for page in ("pages/runs.py", "pages/train.py"):
+        at.switch_page(page).run()
+        table = at.dataframe[0].value
+        assert list(table["by"]) == ["Bob"], page
