@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from speedrun import environment  # noqa: E402
+from timing import timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from resnet_core.common.files import write_json_atomic  # noqa: E402
@@ -37,15 +37,8 @@ CONV_SHAPES = (("16 ch, 32x32", 16, 32), ("32 ch, 16x16", 32, 16), ("64 ch, 8x8"
                ("128 ch, 16x16", 128, 16))  # fmt: skip
 
 
-def median_seconds(work: Callable[[], object], repeats: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(work: Callable[[], object], repeats: int) -> float:
+    return statistics.median(timed(work, repeats, warmup=5))
 
 
 def gemm_rate(size: int, repeats: int) -> float:

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls of `fn`, after one call to warm up."""
-    fn()
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` calls to warm up."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -52,14 +52,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app")
+def start_app(tmp: Path, **env: str) -> tuple[subprocess.Popen, int, object]:
+    """`streamlit run app.py` on a free port with its checkpoints in `tmp` and no CIFAR-10
+    (`env` adds variables); returns (process, port, log) once it accepts connections."""
     port = _free_port()
     env = dict(
         os.environ,
         RESNET_EXPLORER_CHECKPOINTS=str(tmp / "checkpoints"),
         RESNET_EXPLORER_DATA=str(tmp / "no-data"),
+        **env,
     )
     log = open(tmp / "server.log", "w")
     process = subprocess.Popen(
@@ -89,12 +90,17 @@ def server(tmp_path_factory):
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
+            return process, port, log
         except OSError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not start")
+    process.kill()
+    pytest.fail("streamlit did not start")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    process, port, log = start_app(tmp)
     yield {
         "url": f"http://127.0.0.1:{port}",
         "checkpoints": tmp / "checkpoints",

@@ -7,6 +7,7 @@ import os
 import re
 import time
 
+import pytest
 from app_helpers import QUICK_CPU_RUN
 from streamlit.testing.v1 import AppTest
 
@@ -31,19 +32,28 @@ def _forge(run_id: str, job_id: str) -> None:
     _ui.cancel_job(job_id)
 
 
-def test_a_student_cannot_delete_or_cancel_a_classmates_run_even_by_asking_directly(
-    tmp_path, monkeypatch
-):
-    import streamlit as st
+ADA, BOB = student_cookie("Ada", TOKEN)[0], student_cookie("Bob", TOKEN)[0]
 
+
+@pytest.fixture
+def bobs_run(tmp_path, monkeypatch):
+    """A class server's checkpoints holding one finished run of Bob's: (queue, its job)."""
     monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
     monkeypatch.setenv("RESNET_EXPLORER_CLASS", "on")
     monkeypatch.setenv("RESNET_EXPLORER_TEACHER_TOKEN", TOKEN)
-    ada, bob = student_cookie("Ada", TOKEN)[0], student_cookie("Bob", TOKEN)[0]
     queue = JobQueue(tmp_path, worker=["true"])
-    done = queue.submit(QUICK_CPU_RUN, owner=bob)
+    done = queue.submit(QUICK_CPU_RUN, owner=BOB)
     fit(QUICK_CPU_RUN, run_dir=queue.run_dir(done))
     queue.update(done.job_id, state="done", finished=time.time())
+    return queue, done
+
+
+def test_a_student_cannot_delete_or_cancel_a_classmates_run_even_by_asking_directly(bobs_run):
+    import streamlit as st
+
+    queue, done = bobs_run
+    ada, bob = ADA, BOB
     waiting = queue.submit(QUICK_CPU_RUN, owner=bob)
     queue.update(waiting.job_id, state="running", pid=os.getpid())  # a live "worker": this
     st.cache_resource.clear()
@@ -93,20 +103,11 @@ def test_hostile_text_written_into_a_run_folder_is_shown_as_text_on_the_runs_pag
         assert "://" not in text and "www.evil" not in text, text  # no autolink either
 
 
-def test_on_a_class_server_the_runs_and_train_tables_say_whose_run_it_is(tmp_path, monkeypatch):
+def test_on_a_class_server_the_runs_and_train_tables_say_whose_run_it_is(bobs_run):
     from app_helpers import app_test
 
-    monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(tmp_path))
-    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
-    monkeypatch.setenv("RESNET_EXPLORER_CLASS", "on")
-    monkeypatch.setenv("RESNET_EXPLORER_TEACHER_TOKEN", TOKEN)
-    ada, bob = student_cookie("Ada", TOKEN)[0], student_cookie("Bob", TOKEN)[0]
-    queue = JobQueue(tmp_path, worker=["true"])
-    done = queue.submit(QUICK_CPU_RUN, owner=bob)
-    fit(QUICK_CPU_RUN, run_dir=queue.run_dir(done))
-    queue.update(done.job_id, state="done", finished=time.time())
     at = app_test()
-    at.session_state["_person"] = ada
+    at.session_state["_person"] = ADA
     at.run()
     for page in ("pages/runs.py", "pages/train.py"):
         at.switch_page(page).run()

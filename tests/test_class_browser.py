@@ -11,14 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 from app_helpers import QUICK_CPU_RUN
-from test_browser import ROOT, _free_port, _settled, _shot, browser  # noqa: F401
+from test_browser import _settled, _shot, browser, start_app  # noqa: F401
 
 from resnet_core.common.classroom import COOKIE, new_token, student_cookie
 from resnet_core.training.class_rules import read_limits
@@ -52,24 +49,9 @@ def class_server(tmp_path_factory):
     runs["bob"] = _finished_run(queue, BOB)
     training = queue.submit(QUICK_CPU_RUN, owner=ADA)  # "running" in this live process
     queue.update(training.job_id, state="running", pid=os.getpid(), started=time.time())
-    port = _free_port()
-    env = dict(os.environ, RESNET_EXPLORER_CHECKPOINTS=str(tmp / "checkpoints"),
-               RESNET_EXPLORER_DATA=str(tmp / "no-data"), RESNET_EXPLORER_CLASS="on",
-               RESNET_EXPLORER_TEACHER_TOKEN=TOKEN)  # fmt: skip
-    log = open(tmp / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.2)
+    process, port, log = start_app(
+        tmp, RESNET_EXPLORER_CLASS="on", RESNET_EXPLORER_TEACHER_TOKEN=TOKEN
+    )
     yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "tmp": tmp, "log": tmp / "server.log"}
     process.terminate()
     process.wait(timeout=10)
