@@ -12,6 +12,8 @@ folder adds its rows).
     python benchmarks/time_to_gap.py --list
     python benchmarks/time_to_gap.py --recipe NAME --seeds 3 --out DIR [--data-dir D]
     python benchmarks/time_to_gap.py --recipe NAME --set batch_size=64 --set lr=0.1   # a lever
+    python benchmarks/time_to_gap.py --recipe NAME --widths 8,16,32   # narrower nets, same depths
+    python benchmarks/time_to_gap.py --recipe NAME --concurrent   # nets side by side, 1 thread each
     python benchmarks/time_to_gap.py --recipe NAME --busy 2    # two other processes use the cores
     python benchmarks/time_to_gap.py --recipe NAME --stop-after 300  # seek the gap in 5 min only
     python benchmarks/time_to_gap.py --recipe NAME --dataset synthetic --set subset=512  # quick
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import statistics
 import sys
@@ -35,12 +38,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from train_throughput import _cpu_name  # noqa: E402  (the same words in every benchmark)
+
 from resnet_core.common.device import machine_summary  # noqa: E402
 from resnet_core.common.files import write_json_atomic  # noqa: E402
 from resnet_core.nets.spec import resolve_spec  # noqa: E402
 from resnet_core.training.choices import READY_CHOICES  # noqa: E402
 from resnet_core.training.gap import MARGIN, demo_pairs, gap_opened  # noqa: E402
 from resnet_core.training.jobs import JobQueue  # noqa: E402
+from resnet_core.training.parts import cpu_bf16_speedup  # noqa: E402
 
 
 def _value(text: str):
@@ -58,7 +64,23 @@ def _configs(args: argparse.Namespace, seed: int) -> list[dict]:
     for item in args.set:
         key, _, text = item.partition("=")
         overrides[key] = _value(text)
-    return [{**member, **overrides} for member in READY_CHOICES[args.recipe]]
+    configs = [{**member, **overrides} for member in READY_CHOICES[args.recipe]]
+    if args.widths:  # the same depths, other widths: the model becomes a spec
+        widths = tuple(int(w) for w in args.widths.split(","))
+        for config in configs:
+            config["model"] = resolve_spec(config["model"], widths=widths).to_dict()
+    return configs
+
+
+def _submit(args: argparse.Namespace, configs: list[dict], scratch: str) -> list:
+    """Queue the nets as the page does (one lockstep group), or with `--concurrent` each in a
+    queue of its own, so that they train at once, each worker on one thread."""
+    if not args.concurrent:
+        queue = JobQueue(scratch)
+        return [(queue, queue.submit_group(configs))]
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by the workers started below
+    queues = [JobQueue(Path(scratch) / f"net{i}") for i in range(len(configs))]
+    return [(queue, queue.submit(config)) for queue, config in zip(queues, configs)]
 
 
 def _steps(folder: Path, net: str, queued: float) -> pd.DataFrame:
@@ -71,6 +93,13 @@ def _steps(folder: Path, net: str, queued: float) -> pd.DataFrame:
                          "elapsed": record["time"] - queued,
                          "images_per_s": record.get("images_per_s")})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _settled(folder: Path) -> tuple[str, list[str]]:
+    """The precision the run trained in ("auto" settled) and what its notes said."""
+    precision = json.loads((folder / "config.json").read_text())["precision"]
+    records = (json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines())
+    return precision, [r["message"] for r in records if r.get("event") == "note"]
 
 
 def _busy(stop) -> None:
@@ -91,30 +120,35 @@ def _stop(queue: JobQueue, job_id: str, wait_s: float = 60) -> None:
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
     """Train the recipe once with `seed`; the row of the table."""
     configs = _configs(args, seed)
+    nets = [member["model"] for member in READY_CHOICES[args.recipe]]
     with tempfile.TemporaryDirectory() as scratch:
-        queue = JobQueue(scratch)
         queued = time.time()
-        job = queue.submit_group(configs)
+        jobs = _submit(args, configs, scratch)
         try:
-            while queue.get(job.job_id).active:
+            while any(queue.get(job.job_id).active for queue, job in jobs):
                 if args.stop_after and time.time() - queued > args.stop_after:
                     break  # the finally cancels it: the gap is sought in what ran so far
-                queue.pump()
+                for queue, _ in jobs:
+                    queue.pump()
                 time.sleep(0.1)
         finally:  # interrupted: the worker outlives this process unless told to stop
-            _stop(queue, job.job_id)
+            for queue, job in jobs:
+                _stop(queue, job.job_id)
         wall = time.time() - queued
-        done = queue.get(job.job_id)
-        nets = [config["model"] for config in configs]
+        folders = [queue.runs_dir / run_id for queue, job in jobs
+                   for run_id in queue.get(job.job_id).run_ids]  # fmt: skip
+        state = ",".join(sorted({queue.get(job.job_id).state for queue, job in jobs}))
         steps = pd.concat(
-            [_steps(queue.runs_dir / run_id, net, queued) for run_id, net in zip(done.run_ids, nets)],
-            ignore_index=True,
-        )  # fmt: skip
+            [_steps(folder, net, queued) for folder, net in zip(folders, nets)], ignore_index=True
+        )
+        settled = {net: _settled(folder) for folder, net in zip(folders, nets)}
     residual = {net: resolve_spec(net).residual for net in nets}
     gap_pair, deeper_pair = demo_pairs(
         residual, {net: resolve_spec(net).num_layers() for net in nets}
     )
-    row = {"recipe": args.recipe, "seed": seed, "state": done.state, "wall_s": round(wall, 1)}
+    row = {"recipe": args.recipe, "seed": seed, "state": state, "wall_s": round(wall, 1),
+           "precision": {net: precision for net, (precision, _) in settled.items()},
+           "notes": {net: notes for net, (_, notes) in settled.items()}}  # fmt: skip
     for key, pair in (("time_to_gap", gap_pair), ("deeper_plain_worse", deeper_pair)):
         if pair is None:
             continue
@@ -159,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "synthetic"))
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a lever: change one TrainConfig field of every net")  # fmt: skip
+    parser.add_argument("--widths", help="a lever: channels per stage of every net, e.g. 8,16,32")
+    parser.add_argument("--concurrent", action="store_true",
+                        help="a lever: the nets train at once, one thread each, not in turn")  # fmt: skip
     parser.add_argument("--busy", type=int, default=0, help="other processes using the cores")
     parser.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
                         help="cancel each run this long after Start (its state says so)")  # fmt: skip
@@ -180,9 +217,12 @@ def main(argv: list[str] | None = None) -> int:
             hog.join()
     made = {"when": datetime.now().isoformat(timespec="seconds"), "machine": machine_summary(),
             "platform": platform.platform(), "torch": str(torch.__version__),
-            "threads": torch.get_num_threads()}  # fmt: skip
+            "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+            "bf16_probe": round(cpu_bf16_speedup(), 2)}  # fmt: skip
     for row in rows:
-        row.update({"levers": args.set, "busy": args.busy, "margin": MARGIN,
+        levers = args.set + [f"widths={args.widths}"] * bool(args.widths)
+        levers += ["concurrent, 1 thread each"] * args.concurrent
+        row.update({"levers": levers, "busy": args.busy, "margin": MARGIN,
                     "stop_after_s": args.stop_after, **made})  # fmt: skip
     print(_table(rows))
     if args.out:

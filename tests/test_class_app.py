@@ -77,7 +77,7 @@ def _markdown_of(at: AppTest) -> list[str]:
     return [element.value for kind in kinds for element in kind]
 
 
-def test_hostile_text_written_into_a_run_folder_is_shown_as_text_on_the_runs_page(
+def test_hostile_text_written_into_a_run_folder_is_shown_as_text_on_every_page_that_lists_runs(
     tmp_path, monkeypatch
 ):
     """What a student's code could write beside its run (its error message, the net's name)
@@ -91,16 +91,24 @@ def test_hostile_text_written_into_a_run_folder_is_shown_as_text_on_the_runs_pag
     status = json.loads((run_dir / "status.json").read_text())
     status |= {"model": HOSTILE, "message": HOSTILE, "state": HOSTILE}
     (run_dir / "status.json").write_text(json.dumps(status))
+    queue = JobQueue(checkpoints, worker=["true"])  # and a failed job, for the Train page
+    job = queue.submit(QUICK_CPU_RUN, label=HOSTILE)
+    queue.update(job.job_id, state="failed", message=HOSTILE, finished=time.time())
     monkeypatch.setenv("RESNET_EXPLORER_CHECKPOINTS", str(checkpoints))
     monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
     at = app_test()
     at.run()
+    for page in ("pages/runs.py", "pages/train.py", "pages/lesion.py", "pages/landscape.py"):
+        at.switch_page(page).run()
+        cells = [str(v) for table in at.dataframe for v in table.value.to_numpy().ravel()]
+        options = [o for box in at.selectbox for o in box.options]
+        shown = _markdown_of(at)  # tables and options are text; Markdown must be escaped
+        assert any("Free grades" in t for t in shown + cells + options), (page, shown)
+        for text in (t for t in shown if "evil" in t):  # the app's own links may stay
+            assert not re.search(r"(?<!\\)\]\(", text), (page, text)  # no [..](..) link or image
+            assert "://" not in text and "www.evil" not in text, (page, text)  # nor an autolink
     at.switch_page("pages/runs.py").run()
-    shown = _markdown_of(at)
-    assert any("Last message" in text for text in shown), shown
-    for text in shown:
-        assert not re.search(r"(?<!\\)\]\(", text), text  # no [..](..) link or image
-        assert "://" not in text and "www.evil" not in text, text  # no autolink either
+    assert any("Last message" in text for text in _markdown_of(at))
 
 
 def test_on_a_class_server_the_runs_and_train_tables_say_whose_run_it_is(bobs_run):

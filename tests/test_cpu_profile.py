@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cpu_profile  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 def test_operators_fall_into_the_reported_groups():
@@ -67,4 +68,25 @@ def test_a_step_counts_the_convolutions_as_counted_by_hand_and_a_short_run_write
     }
     best = max(rate for name, rate in record["machine_gflops"].items() if name.startswith("conv"))
     assert f"| {100 * step['gflops'] / best:.0f} % |" in capsys.readouterr().out
+    assert str(tmp_path) not in out.read_text()
+
+
+def test_bf16_probe_compares_autos_probe_with_real_steps_on_one_thread_and_all(tmp_path, capsys):
+    import bf16_probe
+
+    out = tmp_path / "probe.json"
+    assert bf16_probe.main(["--nets", "resnet20", "--batch-size", "4", "--rounds", "1",
+                            "--out", str(out)]) == 0  # fmt: skip
+    record = json.loads(out.read_text())
+    threads = {1, torch.get_num_threads()}
+    assert {row["threads"] for row in record["rows"]} == threads
+    workloads = {row["workload"] for row in record["rows"]}
+    assert {"the probe of precision auto", "resnet20 train_step, batch 4"} <= workloads
+    assert len(record["rows"]) == 1 + len(threads) * 5  # the probe once, on one thread
+    for row in record["rows"]:
+        assert row["speedup"] > 0
+        if "fp32_ms" in row:
+            assert row["speedup"] == pytest.approx(row["fp32_ms"] / row["bf16_ms"])
+    assert "| resnet20 train_step, batch 4 |" in capsys.readouterr().out
+    assert torch.get_num_threads() in threads  # put back
     assert str(tmp_path) not in out.read_text()

@@ -57,6 +57,15 @@ def test_image_folder_layout_and_cache(tmp_path, monkeypatch):
     torch.testing.assert_close(again.train_images, dataset.train_images)
 
 
+def test_class_names_from_folder_names_keep_only_harmless_characters(tmp_path):
+    """Whoever names the folders names the classes every page shows: no Markdown or HTML."""
+    _write_image_folder(tmp_path, classes=("![t](evil.example)", "<b>dog</b>"))
+    names = load_cifar10(tmp_path).classes
+    assert len(names) == 2
+    for name in names:
+        assert not set(name) & set("()<>!*`"), name
+
+
 def test_cache_falls_back_to_user_cache(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _write_image_folder(root)

@@ -97,8 +97,8 @@ def speedrun_note(speedrun: Speedrun) -> str:
 CHOICE_NOTES: dict[str, str] = {
     DEGRADATION_LIVE: (
         "Measured on a 2-core CPU (benchmarks/time_to_gap.py, three seeds): ResNet-56's "
-        "training loss fell 0.2 below plain-56's for good after 47 to 76 s (median 53 s), "
-        "at steps 40 to 58; the page says when and marks the step."
+        "training loss fell 0.2 below plain-56's for good after 35 to 49 s (median 39 s), "
+        "at steps 41 to 63; the page says when and marks the step."
     ),
     SHALLOW_PAIR: (
         "At 20 layers a plain net trains about as well as a ResNet (He et al. 2016, Fig. 6): "

@@ -27,6 +27,7 @@ from resnet_core.common.cifar import CIFAR10_MEAN, CIFAR10_STD, NOTEBOOK_MEAN, N
 from resnet_core.common.env import DATA_ENV, default_data_dir
 from resnet_core.common.errors import first_line
 from resnet_core.common.files import read_regular_bytes, write_atomic
+from resnet_core.common.text import plain_label
 from resnet_core.common.weights import SavedFileError, load_saved
 
 __all__ = [
@@ -386,7 +387,7 @@ def load_cifar10(
         train_labels=data["train_labels"],
         test_images=data["test_images"],
         test_labels=data["test_labels"],
-        classes=tuple(data["classes"]),
+        classes=tuple(plain_label(name, 40) for name in data["classes"]),  # folder names
         source=source,
         synthetic=False,
         root=str(root),

@@ -67,14 +67,18 @@ def gap_opened(
         return Gap(lower, upper, margin, None, None, last, difference)
     behind = ahead[~ahead]
     start = int(ahead.index[0] if behind.empty else ahead.index[ahead.index > behind.index[-1]][0])
-    return Gap(lower, upper, margin, start, _elapsed(steps, lower, start), last, difference)
+    return Gap(
+        lower, upper, margin, start, _elapsed(steps, (lower, upper), start), last, difference
+    )
 
 
-def _elapsed(steps: pd.DataFrame, net: str, step: int) -> float | None:
+def _elapsed(steps: pd.DataFrame, nets: tuple[str, str], step: int) -> float | None:
+    """When both nets had logged `step` (nets that train side by side reach it at different
+    times; the gap is there to see only once the slower one has)."""
     if "elapsed" not in steps:
         return None
-    rows = steps[(steps["net"] == net) & (steps["step"] == step)]["elapsed"].dropna()
-    return float(rows.iloc[-1]) if len(rows) else None
+    rows = steps[steps["net"].isin(nets) & (steps["step"] == step)].dropna(subset=["elapsed"])
+    return float(rows["elapsed"].max()) if rows["net"].nunique() == len(set(nets)) else None
 
 
 def demo_pairs(
