@@ -28,13 +28,11 @@ from torch import nn  # noqa: E402
 from resnet_core.common.files import write_json_atomic  # noqa: E402
 from resnet_core.training.parts import (  # noqa: E402
     CPU_BF16_MIN_SPEEDUP,
-    autocast,
     best_in_turn,
     cpu_bf16_speedup,
+    timed_pass,
 )
 from resnet_core.training.trainer import Trainer  # noqa: E402
-
-CPU = torch.device("cpu")
 
 
 def layer(channels: int, side: int, batch: int) -> Callable[[str], float]:
@@ -42,17 +40,9 @@ def layer(channels: int, side: int, batch: int) -> Callable[[str], float]:
     block = nn.Sequential(
         nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()
     ).to(memory_format=torch.channels_last)
-    images = torch.randn(batch, channels, side, side).to(memory_format=torch.channels_last)
-
-    def once(precision: str) -> float:
-        started = time.perf_counter()
-        with autocast(CPU, precision):
-            out = block(images)
-        out.float().sum().backward()
-        block.zero_grad(set_to_none=True)
-        return time.perf_counter() - started
-
-    return once
+    return timed_pass(
+        block, torch.randn(batch, channels, side, side).to(memory_format=torch.channels_last)
+    )
 
 
 def step(net: str, batch: int) -> Callable[[str], float]:

@@ -36,6 +36,9 @@ from resnet_core.training.loader import DeviceLoader
 __all__ = [
     "auto_precision",
     "autocast",
+    "best_in_turn",
+    "cpu_bf16_speedup",
+    "timed_pass",
     "keep_freed_memory",
     "lr_multiplier",
     "make_optimizer",
@@ -87,9 +90,10 @@ def cpu_bf16_speedup() -> float:
     """fp32 time / bf16-autocast time of a forward and backward through the three CIFAR
     stages in small (conv + BatchNorm + ReLU at 16, 32 and 64 channels, 32x32 down to 8x8,
     32 images), on one thread, best of 7 each taken in turn: under half a second in all.
-    One layer alone misleads: on an AVX-512 bf16 CPU a 16-channel layer ran at 0.7-1.0x in
-    bf16, a 64-channel one at 1.3x, a whole ResNet-56 step at 1.6x. Measured once per
-    process; leaves the global random state and the thread count as they were."""
+    One layer alone misleads: on an AVX-512 bf16 CPU the one this probe used to be (32
+    channels at 32x32) ran at 1.0x in bf16, a whole ResNet-56 step at 1.6x
+    (benchmarks/bf16_probe.py). Measured once per process; leaves the global random state
+    and the thread count as they were."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         layers = []
@@ -98,23 +102,29 @@ def cpu_bf16_speedup() -> float:
             layers.append(nn.ReLU())
         stages = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         images = torch.randn(32, 16, 32, 32).to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a core computes, not how threads wait on a busy machine
+    try:
+        best = best_in_turn(timed_pass(stages, images), ("fp32", "bf16"))
+    finally:
+        torch.set_num_threads(threads)
+    return best["fp32"] / best["bf16"]
+
+
+def timed_pass(module: nn.Module, inputs: torch.Tensor) -> Callable[[str], float]:
+    """A function that runs one forward (in a precision's autocast) and backward of `module`
+    on the CPU and returns its seconds; the gradients are dropped after each."""
     cpu = torch.device("cpu")
 
     def once(precision: str) -> float:
         started = time.perf_counter()
         with autocast(cpu, precision):
-            out = stages(images)
+            out = module(inputs)
         out.float().sum().backward()
-        stages.zero_grad(set_to_none=True)
+        module.zero_grad(set_to_none=True)
         return time.perf_counter() - started
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what a core computes, not how threads wait on a busy machine
-    try:
-        best = best_in_turn(once, ("fp32", "bf16"))
-    finally:
-        torch.set_num_threads(threads)
-    return best["fp32"] / best["bf16"]
+    return once
 
 
 def best_in_turn(once: Callable[[str], float], kinds: Sequence[str], rounds: int = 7) -> dict:
