@@ -46,7 +46,6 @@ from resnet_core.nets.spec import resolve_spec  # noqa: E402
 from resnet_core.training.choices import READY_CHOICES  # noqa: E402
 from resnet_core.training.gap import MARGIN, demo_pairs, gap_opened  # noqa: E402
 from resnet_core.training.jobs import JobQueue  # noqa: E402
-from resnet_core.training.parts import cpu_bf16_speedup  # noqa: E402
 
 
 def _value(text: str):
@@ -83,23 +82,16 @@ def _submit(args: argparse.Namespace, configs: list[dict], scratch: str) -> list
     return [(queue, queue.submit(config)) for queue, config in zip(queues, configs)]
 
 
-def _steps(folder: Path, net: str, queued: float) -> pd.DataFrame:
-    """The member's step rows, `elapsed` counted from the moment the job was queued."""
-    rows = []
-    for line in (folder / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("event") == "step":
-            rows.append({"net": net, "step": record["step"], "loss": record["loss"],
-                         "elapsed": record["time"] - queued,
-                         "images_per_s": record.get("images_per_s")})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _settled(folder: Path) -> tuple[str, list[str]]:
-    """The precision the run trained in ("auto" settled) and what its notes said."""
+def _member(folder: Path, net: str, queued: float) -> tuple[pd.DataFrame, str, list[str]]:
+    """One net's step rows (`elapsed` counted from the moment the job was queued), the
+    precision it trained in ("auto" settled) and what its notes said."""
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    steps = pd.DataFrame(
+        [{"net": net, "step": r["step"], "loss": r["loss"], "elapsed": r["time"] - queued,
+          "images_per_s": r.get("images_per_s")} for r in records if r.get("event") == "step"]
+    )  # fmt: skip
     precision = json.loads((folder / "config.json").read_text())["precision"]
-    records = (json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines())
-    return precision, [r["message"] for r in records if r.get("event") == "note"]
+    return steps, precision, [r["message"] for r in records if r.get("event") == "note"]
 
 
 def _busy(stop) -> None:
@@ -138,17 +130,15 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         folders = [queue.runs_dir / run_id for queue, job in jobs
                    for run_id in queue.get(job.job_id).run_ids]  # fmt: skip
         state = ",".join(sorted({queue.get(job.job_id).state for queue, job in jobs}))
-        steps = pd.concat(
-            [_steps(folder, net, queued) for folder, net in zip(folders, nets)], ignore_index=True
-        )
-        settled = {net: _settled(folder) for folder, net in zip(folders, nets)}
+        members = {net: _member(folder, net, queued) for folder, net in zip(folders, nets)}
+        steps = pd.concat([rows for rows, _, _ in members.values()], ignore_index=True)
     residual = {net: resolve_spec(net).residual for net in nets}
     gap_pair, deeper_pair = demo_pairs(
         residual, {net: resolve_spec(net).num_layers() for net in nets}
     )
     row = {"recipe": args.recipe, "seed": seed, "state": state, "wall_s": round(wall, 1),
-           "precision": {net: precision for net, (precision, _) in settled.items()},
-           "notes": {net: notes for net, (_, notes) in settled.items()}}  # fmt: skip
+           "precision": {net: precision for net, (_, precision, _) in members.items()},
+           "notes": {net: notes for net, (_, _, notes) in members.items()}}  # fmt: skip
     for key, pair in (("time_to_gap", gap_pair), ("deeper_plain_worse", deeper_pair)):
         if pair is None:
             continue
@@ -217,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             hog.join()
     made = {"when": datetime.now().isoformat(timespec="seconds"), "machine": machine_summary(),
             "platform": platform.platform(), "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(), "cpu": _cpu_name(),
-            "bf16_probe": round(cpu_bf16_speedup(), 2)}  # fmt: skip
+            "threads": torch.get_num_threads(), "cpu": _cpu_name()}  # fmt: skip
     for row in rows:
         levers = args.set + [f"widths={args.widths}"] * bool(args.widths)
         levers += ["concurrent, 1 thread each"] * args.concurrent

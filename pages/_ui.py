@@ -40,7 +40,7 @@ from resnet_core.nets.size import check_buildable, check_server_work
 from resnet_core.nets.spec import PRESETS, resolve_spec, spec_label
 from resnet_core.studies.datasets import TestSet
 from resnet_core.training import jobs, runs
-from resnet_core.training.class_rules import NotYours, check_change, owner_of_run
+from resnet_core.training.class_rules import NotYours, check_change, may_change, owner_of_run
 from resnet_core.training.data import Cifar10, DatasetNotFound, load_cifar10, load_dataset
 from resnet_core.training.events import Event
 from resnet_core.training.experiments import shipped_root
@@ -378,8 +378,7 @@ def run_model(run_path: str) -> tuple[ArchSpec, dict]:
 
 def may_change_run(run_id: str) -> bool:
     """Whether this session's person may delete the run (its owner or the one in charge)."""
-    job = owner_of_run(job_queue().jobs(), run_id)  # None: nobody's, the teacher's to change
-    return _class.person().owns(getattr(job, "owner", ""))
+    return may_change(_class.person(), owner_of_run(job_queue().jobs(), run_id))
 
 
 def delete_run(run_id: str) -> None:

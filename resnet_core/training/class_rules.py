@@ -29,6 +29,7 @@ __all__ = [
     "OverLimit",
     "check_change",
     "check_request",
+    "may_change",
     "owner_of_run",
     "read_limits",
     "write_limits",
@@ -121,9 +122,15 @@ def _check_config(config: dict, limits: ClassLimits) -> None:
             )
 
 
+def may_change(person: Person, job: Any) -> bool:
+    """Whether `person` may cancel or delete `job` (anything with `owner`; None, a run no job
+    wrote, is nobody's and so the teacher's alone)."""
+    return person.owns(getattr(job, "owner", ""))
+
+
 def check_change(person: Person, job: Any) -> None:
-    """Refuse (NotYours) to let `person` cancel or delete `job` (anything with `owner`)."""
-    if not person.owns(getattr(job, "owner", "")):
+    """Refuse (NotYours) to let `person` cancel or delete `job` (see `may_change`)."""
+    if not may_change(person, job):
         raise NotYours("This run is someone else's: only they or the teacher can change it.")
 
 
