@@ -14,6 +14,7 @@ folder adds its rows).
     python benchmarks/time_to_gap.py --recipe NAME --set batch_size=64 --set lr=0.1   # a lever
     python benchmarks/time_to_gap.py --recipe NAME --widths 8,16,32   # narrower nets, same depths
     python benchmarks/time_to_gap.py --recipe NAME --concurrent   # nets side by side, 1 thread each
+    python benchmarks/time_to_gap.py --recipe NAME --net resnet56=resnet56-zeroinit  # another net
     python benchmarks/time_to_gap.py --recipe NAME --busy 2    # two other processes use the cores
     python benchmarks/time_to_gap.py --recipe NAME --stop-after 300  # seek the gap in 5 min only
     python benchmarks/time_to_gap.py --recipe NAME --dataset synthetic --set subset=512  # quick
@@ -47,6 +48,8 @@ from resnet_core.training.choices import READY_CHOICES  # noqa: E402
 from resnet_core.training.gap import MARGIN, demo_pairs, gap_opened  # noqa: E402
 from resnet_core.training.jobs import JobQueue  # noqa: E402
 
+PEAK_AFTER = 10  # the first steps' loss is high for every net; a spike comes later
+
 
 def _value(text: str):
     """'64' -> 64, '0.1' -> 0.1, 'true' -> True, 'bf16' -> 'bf16'."""
@@ -54,6 +57,11 @@ def _value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def _nets(args: argparse.Namespace) -> dict[str, str]:
+    """The `--net OLD=NEW` levers: which net trains in place of which."""
+    return dict(item.partition("=")[::2] for item in args.net)
 
 
 def _configs(args: argparse.Namespace, seed: int) -> list[dict]:
@@ -64,6 +72,8 @@ def _configs(args: argparse.Namespace, seed: int) -> list[dict]:
         key, _, text = item.partition("=")
         overrides[key] = _value(text)
     configs = [{**member, **overrides} for member in READY_CHOICES[args.recipe]]
+    for config in configs:
+        config["model"] = _nets(args).get(config["model"], config["model"])
     if args.widths:  # the same depths, other widths: the model becomes a spec
         widths = tuple(int(w) for w in args.widths.split(","))
         for config in configs:
@@ -112,7 +122,7 @@ def _stop(queue: JobQueue, job_id: str, wait_s: float = 60) -> None:
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
     """Train the recipe once with `seed`; the row of the table."""
     configs = _configs(args, seed)
-    nets = [member["model"] for member in READY_CHOICES[args.recipe]]
+    nets = [_nets(args).get(m["model"], m["model"]) for m in READY_CHOICES[args.recipe]]
     with tempfile.TemporaryDirectory() as scratch:
         queued = time.time()
         jobs = _submit(args, configs, scratch)
@@ -137,6 +147,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         residual, {net: resolve_spec(net).num_layers() for net in nets}
     )
     row = {"recipe": args.recipe, "seed": seed, "state": state, "wall_s": round(wall, 1),
+           "configs": [{k: v for k, v in c.items() if k != "data_dir"} for c in configs],
            "precision": {net: precision for net, (_, precision, _) in members.items()},
            "notes": {net: notes for net, (_, _, notes) in members.items()}}  # fmt: skip
     for key, pair in (("time_to_gap", gap_pair), ("deeper_plain_worse", deeper_pair)):
@@ -152,7 +163,16 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         net: round(value, 1) for net, value in last["images_per_s"].median().items()
     }
     row["steps"] = int(steps["step"].max())
+    row["peak_loss"] = peak_losses(steps)
     return row
+
+
+def peak_losses(steps: pd.DataFrame, after: int = PEAK_AFTER) -> dict[str, list]:
+    """Each net's highest step loss after step `after` and the step it was at: a spike that
+    the running mean of the gap test smooths away but a class watching the curve sees."""
+    late = steps[steps["step"] > after]
+    worst = late.loc[late.groupby("net")["loss"].idxmax()]
+    return {row.net: [round(float(row.loss), 3), int(row.step)] for row in worst.itertuples()}
 
 
 def _table(rows: list[dict]) -> str:
@@ -184,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a lever: change one TrainConfig field of every net")  # fmt: skip
     parser.add_argument("--widths", help="a lever: channels per stage of every net, e.g. 8,16,32")
+    parser.add_argument("--net", action="append", default=[], metavar="OLD=NEW",
+                        help="a lever: train net NEW where the recipe has OLD")  # fmt: skip
     parser.add_argument("--concurrent", action="store_true",
                         help="a lever: the nets train at once, one thread each, not in turn")  # fmt: skip
     parser.add_argument("--busy", type=int, default=0, help="other processes using the cores")
@@ -210,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": torch.get_num_threads(), "cpu": _cpu_name()}  # fmt: skip
     for row in rows:
         levers = args.set + [f"widths={args.widths}"] * bool(args.widths)
+        levers += [f"net {item}" for item in args.net]
         levers += ["concurrent, 1 thread each"] * args.concurrent
         row.update({"levers": levers, "busy": args.busy, "margin": MARGIN,
                     "stop_after_s": args.stop_after, **made})  # fmt: skip

@@ -549,7 +549,7 @@ def _step_rows(metrics: Path, net: str) -> list[dict]:
 
 
 def test_the_degradation_demo_says_and_marks_when_the_gap_opened(page, server, cifar_root):
-    """The live demo on CIFAR-10 (its 10,000 images, seed 0: the gap opened after 76 s on the
+    """The live demo on CIFAR-10 (its 10,000 images, seed 0: the gap opened after 47 s on the
     2-core CPU in benchmarks/time_to_gap.py). While it trains the browser shows a blank page
     (a live page drawing on the same two cores would slow the training several times over);
     once the run's own files show the gap open, the Train page must say so, with the step,

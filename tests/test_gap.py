@@ -112,12 +112,20 @@ def test_the_demo_notes_state_what_the_benchmark_measured():
     import statistics
     from pathlib import Path
 
-    from resnet_core.training.choices import CHOICE_NOTES, DEGRADATION_LIVE
+    from resnet_core.training.choices import CHOICE_NOTES, DEGRADATION_LIVE, READY_CHOICES
+
+    def as_queued(row: dict) -> bool:  # the nets and settings the page queues, run to the end
+        members, configs = READY_CHOICES[DEGRADATION_LIVE], row.get("configs", [])
+        same = len(configs) == len(members) and all(
+            {k: v for k, v in config.items() if k not in ("device", "dataset", "seed")} == member
+            for config, member in zip(configs, members)
+        )
+        return same and not row["busy"] and row["stop_after_s"] is None
 
     table = Path(__file__).parents[1] / "benchmarks/results/cpu-2026-12-05/time_to_gap.json"
-    latest = {}  # seed -> its newest quiet row as the page queues it (no lever)
+    latest = {}  # seed -> its newest quiet row as the page queues it
     for row in json.loads(table.read_text()):
-        if row["recipe"] == DEGRADATION_LIVE and not row["levers"] and not row["busy"]:
+        if row["recipe"] == DEGRADATION_LIVE and as_queued(row):
             if row["seed"] not in latest or row["when"] > latest[row["seed"]]["when"]:
                 latest[row["seed"]] = row
     rows = list(latest.values())
@@ -127,3 +135,36 @@ def test_the_demo_notes_state_what_the_benchmark_measured():
     note = CHOICE_NOTES[DEGRADATION_LIVE]
     assert f"after {times[0]:.0f} to {times[-1]:.0f} s (median {statistics.median(times):.0f} s)" in note  # fmt: skip
     assert f"at steps {steps[0]} to {steps[-1]}" in note
+    # no spike for a class to ask about: after the first steps, ResNet-56's loss never rose
+    # far above ln 10 (at lr 0.05 it reached 6.7 at the end of the warm-up)
+    assert all(row["peak_loss"]["resnet56"][0] < 3.5 for row in rows)
+
+
+def _benchmark():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import time_to_gap
+
+    return time_to_gap
+
+
+def test_the_benchmark_records_each_nets_highest_loss_after_the_first_steps():
+    peak_losses = _benchmark().peak_losses
+    spiked = [5.0] * 10 + [2.3] * 20 + [7.0] + [2.0] * 20  # step 31 jumps to 7
+    steps = _steps({"resnet56": spiked, "plain56": [2.4] * 10 + [2.3] * 41})
+    assert peak_losses(steps) == {"resnet56": [7.0, 31], "plain56": [2.3, 11]}
+
+
+def test_the_benchmark_trains_another_net_in_a_members_place():
+    import argparse
+
+    from resnet_core.training.choices import DEGRADATION_LIVE, READY_CHOICES
+
+    args = argparse.Namespace(recipe=DEGRADATION_LIVE, dataset="synthetic", data_dir=None, set=["lr=0.03"],
+                              widths=None, net=["resnet56=resnet56-zeroinit"])  # fmt: skip
+    configs = _benchmark()._configs(args, seed=2)
+    assert [c["model"] for c in configs] == ["plain56", "resnet56-zeroinit"]
+    assert all(c["lr"] == 0.03 and c["seed"] == 2 for c in configs)
+    assert [m["model"] for m in READY_CHOICES[DEGRADATION_LIVE]] == ["plain56", "resnet56"]

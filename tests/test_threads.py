@@ -124,6 +124,71 @@ def test_a_lockstep_group_on_a_cpu_tunes_between_batches_and_every_member_notes_
     assert machine.calls == ([1] if busy else [1, 2])
 
 
+def test_cores_busy_at_the_start_begin_on_one_thread_until_every_thread_proves_faster():
+    machine = Machine({2: 0.30, 1: 0.54})  # the other work ended as training began
+    tuner = ThreadTuner(most=2, clock=machine.clock, set_threads=machine.set_threads, busy=1.9)
+    assert machine.calls == []  # nothing changes before training does
+    tuner.restart()
+    machine.batch()
+    assert tuner.tick() == (
+        "training on 1 thread to begin with: other processes kept 1.9 of the 2 cores busy"
+    )
+    said = train(tuner, machine, threads.FIRST_TRIAL + threads.TRIAL)
+    assert said == ["training on 2 threads: 0.30 s a batch, against 0.54 s on 1 thread"]
+    assert machine.calls == [1, 2] and tuner.current == 2
+    tuner.restart()  # the next epoch keeps the count
+    assert machine.calls == [1, 2]
+
+
+def test_a_quiet_start_or_one_core_busy_of_four_keeps_every_thread():
+    for most, busy in ((2, 0.4), (4, 1.0), (2, None)):
+        machine = Machine({most: 0.30, 1: 0.54}, threads=most)
+        tuner = ThreadTuner(most=most, clock=machine.clock, set_threads=machine.set_threads, busy=busy)  # fmt: skip
+        tuner.restart()
+        assert train(tuner, machine, 3) == [] and machine.calls == []
+
+
+def test_a_trial_far_slower_from_its_first_batch_ends_there():
+    machine = Machine({2: 20.0, 1: 1.4})  # two busy processes: threads that wait lose turns
+    tuner = ThreadTuner(most=2, clock=machine.clock, set_threads=machine.set_threads, busy=2.0)
+    tuner.restart()
+    machine.batch()
+    tuner.tick()
+    trial_batches = 0
+    for _ in range(threads.FIRST_TRIAL + 1 + 2 * threads.PERIOD + 1 + 4 * threads.PERIOD + 1):
+        trial_batches += machine.threads == 2  # this batch runs on 2 threads
+        train(tuner, machine, 1)
+    assert machine.calls == [1, 2, 1, 2, 1, 2, 1]  # three trials, after 4, 60 and 120 batches
+    assert trial_batches == 3  # one batch each, not threads.TRIAL
+    machine = Machine({2: 0.30, 1: 0.54})  # 1.8x slower: not clear at once, a whole trial
+    tuner = tuner_on(machine)
+    train(tuner, machine, threads.FIRST_TRIAL + 1)
+    assert machine.threads == 1 and tuner.trying
+
+
+def test_others_busy_counts_other_processes_not_this_one(tmp_path):
+    import multiprocessing
+
+    stop = multiprocessing.Event()
+    spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+    spinner.start()
+    try:
+        assert threads.others_busy(window=0.5) >= 0.5  # a core taken by the spinner
+    finally:
+        stop.set()
+        spinner.join()
+    still = tmp_path / "stat"  # a kernel that counted no work at all: this process's is not
+    still.write_text("cpu  100 0 50 1000 0 0 0 0 0 0\ncpu0 100 0 50 1000 0 0 0 0 0 0\n")
+    sum(i * i for i in range(300_000))
+    assert threads.others_busy(window=0.05, stat=still) == 0.0
+    assert threads.others_busy(window=0.0, stat=tmp_path / "missing") is None
+
+
+def _spin(stop) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
 class _Notes(Callback):
     def __init__(self, into: list[str]) -> None:
         self.into = into

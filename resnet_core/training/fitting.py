@@ -19,7 +19,7 @@ from resnet_core.training.config import TrainConfig
 from resnet_core.training.distributed import Ranks
 from resnet_core.training.events import Event
 from resnet_core.training.state import FitResult
-from resnet_core.training.threads import ThreadTuner
+from resnet_core.training.threads import ThreadTuner, others_busy
 from resnet_core.training.trainer import Trainer
 
 __all__ = ["fit", "iter_fit"]
@@ -62,7 +62,7 @@ def fit(
     """
     listeners = [EventFunction(on_event)] if on_event is not None else []
     trainer = Trainer(config, [*listeners, *callbacks], cancel, run_dir, resume, ranks=ranks)
-    trainer.threads = ThreadTuner() if tune_threads else None
+    trainer.threads = ThreadTuner(busy=others_busy()) if tune_threads else None
     try:
         return trainer.fit()
     finally:

@@ -20,7 +20,7 @@ from resnet_core.common.errors import ConfigError
 from resnet_core.training.callbacks import Callback, CancelRun, EventFunction
 from resnet_core.training.config import TrainConfig
 from resnet_core.training.state import EpochTally, FitResult
-from resnet_core.training.threads import ThreadTuner
+from resnet_core.training.threads import ThreadTuner, others_busy
 from resnet_core.training.trainer import Trainer
 
 __all__ = [
@@ -186,7 +186,7 @@ def fit_group(
     Raises ConfigError, DatasetNotFound or RunError before training starts; a member that
     breaks afterwards ends with state "failed" while the others go on.
     """
-    threads = ThreadTuner() if tune_threads else None
+    threads = ThreadTuner(busy=others_busy()) if tune_threads else None
     group = LockstepGroup(configs, run_dirs, callbacks, cancel, threads)
     if on_event is not None:
         for index, member in enumerate(group.members):
