@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from resnet_core.common.files import read_regular_text
+
 __all__ = ["ThreadTuner", "others_busy"]
 
 FIRST_TRIAL = 4  # batches before the first trial (the first ones allocate and warm up)
@@ -136,7 +138,7 @@ def others_busy(window: float = 0.25, stat: Path = Path("/proc/stat")) -> float 
     own CPU time taken out); None where the kernel does not say (not Linux)."""
 
     def busy_seconds() -> tuple[float, float]:
-        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+        fields = [int(v) for v in read_regular_text(stat, 2**20).split("\n", 1)[0].split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
         own = os.times()
         return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), own.user + own.system
