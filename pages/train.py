@@ -405,7 +405,24 @@ def _pick(recent: list[Job], queue) -> Job:
 
 @st.fragment(run_every=1.0)
 def live() -> None:
-    """Redraws every second from the files on disk, so any browser sees the same runs."""
+    """Redraws every second from the files on disk, so any browser sees the same runs. Once
+    none runs, the whole page reruns: the runs are then drawn once, outside any fragment, so
+    that their download buttons are not replaced every second under a teacher's click."""
+    if not _ui.job_queue().active():
+        st.rerun(scope="app")
+    runs_view()
+
+
+@st.fragment(run_every=3.0)
+def watch() -> None:
+    """While nothing runs: redraws nothing, and reruns the page when a run starts (from this
+    browser or another)."""
+    if _ui.job_queue().active():
+        st.rerun(scope="app")
+
+
+def runs_view() -> None:
+    """The runs: the one watched, with its progress, outcome and charts."""
     queue = _ui.job_queue()
     all_jobs = queue.jobs()
     if not all_jobs:
@@ -462,4 +479,8 @@ with st.expander("Start a run", expanded=not busy, icon=":material/play_circle:"
         configs = [{**c, **changed} for c in planned] if len(planned) > 1 else [config]
         _start(configs)
 st.subheader("Runs")
-live()
+if _ui.job_queue().active():
+    live()
+else:
+    runs_view()
+    watch()

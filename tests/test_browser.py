@@ -576,8 +576,9 @@ def test_the_degradation_demo_says_and_marks_when_the_gap_opened(page, server, c
     step = GAP_SENTENCE.search(sentence.inner_text()).group(1)
     _settled(page)
     _shot(page, "train-gap-opened")
-    svg = _download(page, "SVG").decode()  # the first chart: the training loss
-    assert f"gap opened at step {step}" in svg
     page.get_by_role("button", name="Cancel this run").click()
     page.get_by_text("This run was cancelled").wait_for(timeout=60_000)
+    _settled(page)  # nothing runs: the page is drawn once, its download buttons stay put
+    svg = _download(page, "SVG").decode()  # the first chart: the training loss
+    assert f"gap opened at step {step}" in svg
     _no_exception(page)
